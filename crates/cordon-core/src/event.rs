@@ -1,0 +1,126 @@
+//! Run events: what an engine reports while it works, in the order the user sees it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::ids::{RunId, ThreadId};
+
+/// Stable machine-readable reasons a run can end badly. The strings are part
+/// of the public protocol (`agent_error.code`), so never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The user already has the maximum number of runs in flight.
+    UserConcurrencyLimit,
+    /// The whole server is at its run limit.
+    GlobalConcurrencyLimit,
+    /// An agent ran past its execution timeout.
+    Timeout,
+    /// The user cancelled the run.
+    Cancelled,
+    /// The server is shutting down and takes no new runs.
+    ShuttingDown,
+    /// The model asked for more tool steps than allowed.
+    StepLimit,
+    /// The model provider failed in a way not covered below.
+    LlmError,
+    LlmRateLimited,
+    LlmUnavailable,
+    LlmBadRequest,
+    LlmAuth,
+    /// A tool failed.
+    ToolError,
+    /// Anything else; details are in the server log, not the message.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::UserConcurrencyLimit => "user_concurrency_limit",
+            ErrorCode::GlobalConcurrencyLimit => "global_concurrency_limit",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::StepLimit => "step_limit",
+            ErrorCode::LlmError => "llm_error",
+            ErrorCode::LlmRateLimited => "llm_rate_limited",
+            ErrorCode::LlmUnavailable => "llm_unavailable",
+            ErrorCode::LlmBadRequest => "llm_bad_request",
+            ErrorCode::LlmAuth => "llm_auth",
+            ErrorCode::ToolError => "tool_error",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// What happened, without the envelope (`seq`, `ts`, ids) every event carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEventKind {
+    AgentStarted {
+        agent: String,
+    },
+    AgentThinking {
+        agent: String,
+        step: u32,
+        text: String,
+    },
+    ToolExecuting {
+        agent: String,
+        call_id: String,
+        tool: String,
+        arguments: Value,
+    },
+    ToolCompleted {
+        agent: String,
+        call_id: String,
+        tool: String,
+        result: Value,
+        is_error: bool,
+        duration_ms: u64,
+    },
+    AgentCompleted {
+        agent: String,
+        answer: String,
+        duration_ms: u64,
+    },
+    AgentError {
+        agent: String,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl RunEventKind {
+    /// The wire name of this event (`type` in the protocol).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RunEventKind::AgentStarted { .. } => "agent_started",
+            RunEventKind::AgentThinking { .. } => "agent_thinking",
+            RunEventKind::ToolExecuting { .. } => "tool_executing",
+            RunEventKind::ToolCompleted { .. } => "tool_completed",
+            RunEventKind::AgentCompleted { .. } => "agent_completed",
+            RunEventKind::AgentError { .. } => "agent_error",
+        }
+    }
+
+    /// Terminal events end a run: nothing follows them for that run.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            RunEventKind::AgentCompleted { .. } | RunEventKind::AgentError { .. }
+        )
+    }
+}
+
+/// One event of one run, stamped with the user's next `seq`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEvent {
+    /// Per-user, strictly increasing across all of that user's runs.
+    pub seq: u64,
+    pub ts: OffsetDateTime,
+    pub run_id: RunId,
+    pub thread_id: ThreadId,
+    pub kind: RunEventKind,
+}

@@ -1,0 +1,34 @@
+//! cordon-core: the vocabulary every other crate speaks.
+//!
+//! It owns the identifiers (`UserId`, `ThreadId`, `RunId`, ...), the immutable
+//! [`UserExecutionContext`] that scopes every piece of work to one user, the
+//! domain records (threads, messages, runs), the run events an engine emits,
+//! and the port traits adapters implement: [`LlmProvider`], [`Store`],
+//! [`EventSink`] and [`Tool`]. It does no I/O and knows nothing of HTTP,
+//! WebSocket frames or SQL.
+
+pub mod context;
+pub mod event;
+pub mod ids;
+pub mod llm;
+pub mod model;
+pub mod sink;
+pub mod store;
+pub mod tool;
+
+pub use context::{ContextError, UserExecutionContext};
+pub use event::{ErrorCode, RunEvent, RunEventKind};
+pub use ids::{ConnectionId, IdError, MessageId, RequestId, RunId, ThreadId, UserId};
+pub use llm::{
+    IgnoreStream, LlmError, LlmObserver, LlmProvider, LlmRequest, LlmResponse, LlmTurn, ToolCall,
+    ToolSpec, Usage,
+};
+pub use model::{Message, Role, RunRecord, RunStatus, Thread, User};
+pub use sink::{EventSink, EventSinks};
+pub use store::{RunOutcome, Store, StoreError, StoredEvent};
+pub use tool::{Tool, ToolContext, ToolError};
+
+/// Current UTC time; the one clock every record and event is stamped with.
+pub fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}

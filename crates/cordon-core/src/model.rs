@@ -1,0 +1,135 @@
+//! Domain records: users, threads, messages and runs as the store keeps them.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::event::ErrorCode;
+use crate::ids::{MessageId, RunId, ThreadId, UserId};
+
+/// A registered account; `password_hash` is an argon2 PHC string, never the password.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub password_hash: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Thread {
+    pub id: ThreadId,
+    pub user_id: UserId,
+    pub title: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "user" => Some(Role::User),
+            "assistant" => Some(Role::Assistant),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: MessageId,
+    pub thread_id: ThreadId,
+    pub role: Role,
+    pub content: String,
+    pub run_id: Option<RunId>,
+    pub created_at: OffsetDateTime,
+}
+
+/// Where a run is in its life. Terminal states never change again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    TimedOut,
+    Rejected,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Rejected => "rejected",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        [
+            RunStatus::Running,
+            RunStatus::Completed,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+            RunStatus::TimedOut,
+            RunStatus::Rejected,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == value)
+    }
+
+    /// The status a run ends in when it fails with `code`.
+    pub fn for_error(code: ErrorCode) -> Self {
+        match code {
+            ErrorCode::Timeout => RunStatus::TimedOut,
+            ErrorCode::Cancelled => RunStatus::Cancelled,
+            ErrorCode::UserConcurrencyLimit
+            | ErrorCode::GlobalConcurrencyLimit
+            | ErrorCode::ShuttingDown => RunStatus::Rejected,
+            _ => RunStatus::Failed,
+        }
+    }
+}
+
+/// One run as stored: status, timings and the error that ended it, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub user_id: UserId,
+    pub thread_id: ThreadId,
+    pub agent: String,
+    pub status: RunStatus,
+    pub created_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = UnknownStatus;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Self::parse(value).ok_or(UnknownStatus)
+    }
+}
+
+/// A status string that is not one of [`RunStatus`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown run status")]
+pub struct UnknownStatus;

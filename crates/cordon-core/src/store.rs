@@ -1,0 +1,102 @@
+//! `Store`: persistence of users, threads, messages, runs and run events, always scoped by `UserId`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::event::RunEvent;
+use crate::ids::{RunId, ThreadId, UserId};
+use crate::model::{Message, RunRecord, RunStatus, Thread, User};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("username is already taken")]
+    UsernameTaken,
+    #[error("the store is closed")]
+    Closed,
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+/// A run event as persisted: its envelope and the exact wire payload sent to clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub run_id: RunId,
+    pub event_type: String,
+    pub payload: String,
+}
+
+/// How a run ended, written once when it finishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// The assistant's answer, stored as a message of the run's thread.
+    pub answer: Option<Message>,
+}
+
+/// Every read of user data takes the `UserId` it is for; a row of another
+/// user is indistinguishable from a missing row (`None`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn create_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+    async fn get_user(&self, user_id: &UserId) -> Result<Option<User>, StoreError>;
+
+    async fn create_thread(&self, thread: &Thread) -> Result<(), StoreError>;
+    async fn get_thread(
+        &self,
+        user_id: &UserId,
+        thread_id: &ThreadId,
+    ) -> Result<Option<Thread>, StoreError>;
+    /// Newest first.
+    async fn list_threads(&self, user_id: &UserId) -> Result<Vec<Thread>, StoreError>;
+    /// `None` when the thread is not this user's.
+    async fn list_messages(
+        &self,
+        user_id: &UserId,
+        thread_id: &ThreadId,
+    ) -> Result<Option<Vec<Message>>, StoreError>;
+    /// The user's own messages containing `query` (case-insensitive), newest first.
+    async fn search_messages(
+        &self,
+        user_id: &UserId,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// Records a new run and the user message that started it.
+    async fn begin_run(&self, run: &RunRecord, message: Option<&Message>)
+    -> Result<(), StoreError>;
+    async fn finish_run(
+        &self,
+        user_id: &UserId,
+        run_id: &RunId,
+        outcome: &RunOutcome,
+    ) -> Result<(), StoreError>;
+    async fn get_run(
+        &self,
+        user_id: &UserId,
+        run_id: &RunId,
+    ) -> Result<Option<RunRecord>, StoreError>;
+
+    /// Queues an event for storage without waiting (group commit); order is kept.
+    fn append_event(&self, user_id: &UserId, event: &RunEvent, payload: Arc<str>);
+    /// Events of one of the user's runs with `seq > after_seq`, in order; sees every
+    /// event appended before the call.
+    async fn list_run_events(
+        &self,
+        user_id: &UserId,
+        run_id: &RunId,
+        after_seq: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The highest `seq` stored for the user (0 when none), to continue numbering after a restart.
+    async fn last_event_seq(&self, user_id: &UserId) -> Result<u64, StoreError>;
+
+    /// Flushes queued writes; called on shutdown.
+    async fn close(&self);
+}

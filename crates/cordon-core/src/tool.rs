@@ -1,0 +1,39 @@
+//! `Tool`: something an agent can call, and the user-scoped context it runs in.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::context::UserExecutionContext;
+use crate::store::Store;
+
+/// Why a tool call failed. The message is shown to the model and the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolError {
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("no tool named `{0}`")]
+    Unknown(String),
+}
+
+/// What a tool may use while it runs: the caller's context (so every lookup is
+/// scoped to that user) and the store.
+#[derive(Clone)]
+pub struct ToolContext {
+    pub ctx: UserExecutionContext,
+    pub store: Arc<dyn Store>,
+}
+
+#[async_trait]
+pub trait Tool: Send + Sync + 'static {
+    /// Unique name the model uses to call it.
+    fn name(&self) -> &'static str;
+    /// One sentence for the model.
+    fn description(&self) -> &'static str;
+    /// JSON Schema of the arguments object.
+    fn parameters_schema(&self) -> Value;
+    async fn call(&self, cx: &ToolContext, arguments: Value) -> Result<Value, ToolError>;
+}

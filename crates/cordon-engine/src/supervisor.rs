@@ -1,0 +1,53 @@
+//! The supervisor: runs the registry's pipeline for one message, each agent in a child context under a timeout.
+
+use cordon_core::{ErrorCode, RunId, UserExecutionContext};
+
+use crate::config::EngineConfig;
+use crate::emitter::UserEventEmitter;
+use crate::factory::EngineDeps;
+use crate::registry::{AgentContext, AgentInput, RunFailure};
+
+/// The name run-level events (`agent_started`, `agent_completed`, `agent_error`) carry.
+pub const SUPERVISOR: &str = "supervisor";
+
+/// Runs every agent of the pipeline in order and returns the last one's conclusion.
+pub async fn run_pipeline(
+    deps: &EngineDeps,
+    emitter: &UserEventEmitter,
+    config: &EngineConfig,
+    ctx: &UserExecutionContext,
+    message: &str,
+) -> Result<String, RunFailure> {
+    let mut input = AgentInput {
+        message: message.to_owned(),
+        notes: Vec::new(),
+    };
+    let mut conclusion = String::new();
+    for agent in deps.registry.pipeline() {
+        let child = ctx
+            .child(RunId::generate())
+            .map_err(|error| RunFailure::new(ErrorCode::Internal, error.to_string()))?;
+        let cx = AgentContext {
+            ctx: &child,
+            llm: deps.llm.as_ref(),
+            tools: &deps.tools,
+            store: &deps.store,
+            emitter,
+            max_steps: config.max_steps,
+        };
+        conclusion = tokio::time::timeout(config.agent_timeout, agent.run(&cx, &input))
+            .await
+            .map_err(|_| {
+                RunFailure::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "agent `{}` did not finish within {} ms",
+                        agent.name(),
+                        config.agent_timeout.as_millis()
+                    ),
+                )
+            })??;
+        input.notes.push(conclusion.clone());
+    }
+    Ok(conclusion)
+}

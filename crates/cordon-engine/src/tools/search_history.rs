@@ -1,0 +1,66 @@
+//! `search_history`: finds the calling user's own earlier messages that mention a query.
+
+use async_trait::async_trait;
+use cordon_core::{Tool, ToolContext, ToolError};
+use serde_json::{Value, json};
+
+const DEFAULT_LIMIT: u32 = 5;
+const MAX_LIMIT: u32 = 20;
+
+pub struct SearchHistory;
+
+#[async_trait]
+impl Tool for SearchHistory {
+    fn name(&self) -> &'static str {
+        "search_history"
+    }
+
+    fn description(&self) -> &'static str {
+        "Searches the user's own earlier messages (all threads) for a word or phrase."
+    }
+
+    fn parameters_schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "query": { "type": "string", "description": "word or phrase to look for" },
+                "limit": { "type": "integer", "minimum": 1, "maximum": MAX_LIMIT }
+            },
+            "required": ["query"],
+            "additionalProperties": false
+        })
+    }
+
+    async fn call(&self, cx: &ToolContext, arguments: Value) -> Result<Value, ToolError> {
+        let query = arguments["query"]
+            .as_str()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .ok_or_else(|| {
+                ToolError::InvalidArguments("`query` must be a non-empty string".into())
+            })?;
+        let limit = arguments["limit"]
+            .as_u64()
+            .map_or(DEFAULT_LIMIT, |n| n.clamp(1, u64::from(MAX_LIMIT)) as u32);
+        // The user is taken from the context, never from the arguments: the
+        // model cannot ask for someone else's history.
+        let found = cx
+            .store
+            .search_messages(cx.ctx.user_id(), query, limit + 1)
+            .await
+            .map_err(|_| ToolError::Failed("the message history is unavailable".into()))?;
+        let matches: Vec<Value> = found
+            .into_iter()
+            .filter(|m| m.run_id.as_ref() != Some(cx.ctx.root_run_id()))
+            .take(limit as usize)
+            .map(|m| {
+                json!({
+                    "thread_id": m.thread_id,
+                    "role": m.role,
+                    "content": m.content,
+                })
+            })
+            .collect();
+        Ok(json!({ "query": query, "matches": matches }))
+    }
+}

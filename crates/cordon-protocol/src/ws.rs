@@ -1,0 +1,222 @@
+//! Frames of the `/ws` protocol: JSON text frames tagged by `type`.
+
+use cordon_core::{ErrorCode, RunEvent, RunEventKind};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// Largest text frame a client may send, in bytes.
+pub const MAX_CLIENT_FRAME_BYTES: usize = 64 * 1024;
+/// Largest `user_message.content`, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
+/// What a client may send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Ask the agent something. Without `thread_id` a new thread is created.
+    UserMessage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread_id: Option<String>,
+        content: String,
+    },
+    /// Stop one of your runs.
+    Cancel {
+        run_id: String,
+    },
+    Ping {},
+    Pong {},
+}
+
+/// The envelope every run event carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEnvelope {
+    pub run_id: String,
+    pub thread_id: String,
+    /// Per-user, strictly increasing across all of that user's runs.
+    pub seq: u64,
+    #[serde(with = "crate::timestamp")]
+    pub ts: OffsetDateTime,
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    ConnectionEstablished {
+        connection_id: String,
+        user_id: String,
+        heartbeat_interval_ms: u64,
+        idle_timeout_ms: u64,
+        #[serde(with = "crate::timestamp")]
+        ts: OffsetDateTime,
+    },
+    ThreadCreated {
+        thread_id: String,
+        title: String,
+        #[serde(with = "crate::timestamp")]
+        ts: OffsetDateTime,
+    },
+    AgentStarted {
+        #[serde(flatten)]
+        envelope: RunEnvelope,
+        agent: String,
+    },
+    AgentThinking {
+        #[serde(flatten)]
+        envelope: RunEnvelope,
+        agent: String,
+        step: u32,
+        text: String,
+    },
+    ToolExecuting {
+        #[serde(flatten)]
+        envelope: RunEnvelope,
+        agent: String,
+        call_id: String,
+        tool: String,
+        arguments: Value,
+    },
+    ToolCompleted {
+        #[serde(flatten)]
+        envelope: RunEnvelope,
+        agent: String,
+        call_id: String,
+        tool: String,
+        result: Value,
+        is_error: bool,
+        duration_ms: u64,
+    },
+    AgentCompleted {
+        #[serde(flatten)]
+        envelope: RunEnvelope,
+        agent: String,
+        answer: String,
+        duration_ms: u64,
+    },
+    AgentError {
+        #[serde(flatten)]
+        envelope: RunEnvelope,
+        agent: String,
+        code: ErrorCode,
+        message: String,
+    },
+    /// A frame the server could not act on; the connection stays open.
+    Error { code: String, message: String },
+    Ping {
+        #[serde(with = "crate::timestamp")]
+        ts: OffsetDateTime,
+    },
+    Pong {
+        #[serde(with = "crate::timestamp")]
+        ts: OffsetDateTime,
+    },
+}
+
+impl ServerFrame {
+    /// The `type` tag of this frame.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ServerFrame::ConnectionEstablished { .. } => "connection_established",
+            ServerFrame::ThreadCreated { .. } => "thread_created",
+            ServerFrame::AgentStarted { .. } => "agent_started",
+            ServerFrame::AgentThinking { .. } => "agent_thinking",
+            ServerFrame::ToolExecuting { .. } => "tool_executing",
+            ServerFrame::ToolCompleted { .. } => "tool_completed",
+            ServerFrame::AgentCompleted { .. } => "agent_completed",
+            ServerFrame::AgentError { .. } => "agent_error",
+            ServerFrame::Error { .. } => "error",
+            ServerFrame::Ping { .. } => "ping",
+            ServerFrame::Pong { .. } => "pong",
+        }
+    }
+
+    /// The run envelope, for run events.
+    pub fn envelope(&self) -> Option<&RunEnvelope> {
+        match self {
+            ServerFrame::AgentStarted { envelope, .. }
+            | ServerFrame::AgentThinking { envelope, .. }
+            | ServerFrame::ToolExecuting { envelope, .. }
+            | ServerFrame::ToolCompleted { envelope, .. }
+            | ServerFrame::AgentCompleted { envelope, .. }
+            | ServerFrame::AgentError { envelope, .. } => Some(envelope),
+            _ => None,
+        }
+    }
+
+    /// An `error` frame with a stable code.
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&RunEvent> for ServerFrame {
+    fn from(event: &RunEvent) -> Self {
+        let envelope = RunEnvelope {
+            run_id: event.run_id.to_string(),
+            thread_id: event.thread_id.to_string(),
+            seq: event.seq,
+            ts: event.ts,
+        };
+        match event.kind.clone() {
+            RunEventKind::AgentStarted { agent } => ServerFrame::AgentStarted { envelope, agent },
+            RunEventKind::AgentThinking { agent, step, text } => ServerFrame::AgentThinking {
+                envelope,
+                agent,
+                step,
+                text,
+            },
+            RunEventKind::ToolExecuting {
+                agent,
+                call_id,
+                tool,
+                arguments,
+            } => ServerFrame::ToolExecuting {
+                envelope,
+                agent,
+                call_id,
+                tool,
+                arguments,
+            },
+            RunEventKind::ToolCompleted {
+                agent,
+                call_id,
+                tool,
+                result,
+                is_error,
+                duration_ms,
+            } => ServerFrame::ToolCompleted {
+                envelope,
+                agent,
+                call_id,
+                tool,
+                result,
+                is_error,
+                duration_ms,
+            },
+            RunEventKind::AgentCompleted {
+                agent,
+                answer,
+                duration_ms,
+            } => ServerFrame::AgentCompleted {
+                envelope,
+                agent,
+                answer,
+                duration_ms,
+            },
+            RunEventKind::AgentError {
+                agent,
+                code,
+                message,
+            } => ServerFrame::AgentError {
+                envelope,
+                agent,
+                code,
+                message,
+            },
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! `POST /api/auth/register` and `POST /api/auth/login`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use cordon_core::{User, UserId};
+use cordon_protocol::rest::{AuthResponse, Credentials, UserView};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
+const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=1024;
+
+pub async fn register(
+    State(state): State<AppState>,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Result<(StatusCode, Json<AuthResponse>), ApiError> {
+    let Json(credentials) = body.map_err(invalid_body)?;
+    let username = validate_username(&credentials.username)?;
+    validate_password(&credentials.password)?;
+    let password_hash = state
+        .passwords
+        .hash(credentials.password)
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))?;
+    let user = User {
+        id: UserId::generate(),
+        username,
+        password_hash,
+        created_at: cordon_core::now(),
+    };
+    state.store.create_user(&user).await?;
+    tracing::info!(user_id = %user.id, "user registered");
+    Ok((StatusCode::CREATED, Json(issue(&state, &user)?)))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Result<Json<AuthResponse>, ApiError> {
+    let Json(credentials) = body.map_err(invalid_body)?;
+    let user = state
+        .store
+        .find_user_by_username(credentials.username.trim())
+        .await?;
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    // Unknown user and wrong password take the same path and give the same answer.
+    let valid = state
+        .passwords
+        .verify(credentials.password, stored_hash)
+        .await;
+    match user {
+        Some(user) if valid => Ok(Json(issue(&state, &user)?)),
+        _ => Err(ApiError::InvalidCredentials("wrong username or password")),
+    }
+}
+
+fn issue(state: &AppState, user: &User) -> Result<AuthResponse, ApiError> {
+    let (token, expires_at) = state
+        .tokens
+        .issue(&user.id)
+        .map_err(|error| ApiError::Internal(error.to_string()))?;
+    Ok(AuthResponse {
+        token,
+        token_type: "Bearer".into(),
+        expires_at,
+        user_id: user.id.to_string(),
+        user: UserView {
+            id: user.id.to_string(),
+            username: user.username.clone(),
+        },
+    })
+}
+
+pub fn invalid_body(rejection: JsonRejection) -> ApiError {
+    ApiError::bad_request("invalid_body", rejection.body_text())
+}
+
+fn validate_username(raw: &str) -> Result<String, ApiError> {
+    let username = raw.trim();
+    let length_ok = USERNAME_CHARS.contains(&username.chars().count());
+    let chars_ok = username
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_.-@+".contains(c));
+    if length_ok && chars_ok {
+        Ok(username.to_owned())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_username",
+            "username must be 3 to 64 characters: letters, digits and _ . - @ +",
+        ))
+    }
+}
+
+fn validate_password(password: &str) -> Result<(), ApiError> {
+    if PASSWORD_CHARS.contains(&password.chars().count()) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_password",
+            "password must be 8 to 1024 characters",
+        ))
+    }
+}

@@ -1,0 +1,6 @@
+//! REST handlers under `/api`, plus liveness and readiness.
+
+pub mod auth;
+pub mod health;
+pub mod runs;
+pub mod threads;

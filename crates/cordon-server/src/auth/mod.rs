@@ -1,0 +1,10 @@
+//! Authentication: passwords (argon2id), tokens (HS256 JWT) and the extractor that yields the caller.
+
+pub mod extract;
+pub mod jwt;
+pub mod password;
+pub mod secret;
+
+pub use extract::AuthUser;
+pub use jwt::{TokenError, TokenKeys};
+pub use password::PasswordHasher;

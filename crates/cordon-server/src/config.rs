@@ -1,0 +1,46 @@
+//! Server configuration, built once at start-up and passed explicitly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cordon_engine::EngineConfig;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the SQLite file and the generated JWT secret live.
+    pub data_dir: PathBuf,
+    /// HS256 secret; `None` means generate one once and keep it in the data dir.
+    pub jwt_secret: Option<String>,
+    /// Lifetime of issued tokens.
+    pub token_ttl: Duration,
+    /// Server `ping` frame interval.
+    pub heartbeat_interval: Duration,
+    /// A socket with no client traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// How long running runs may finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Extra `Origin`s allowed to open `/ws` (same-origin is always allowed).
+    pub allowed_origins: Vec<String>,
+    /// Frames queued per connection before it counts as a slow consumer.
+    pub outbound_queue: usize,
+    /// Delay of each step of the built-in offline model.
+    pub offline_step_delay: Duration,
+    pub engine: EngineConfig,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            jwt_secret: None,
+            token_ttl: Duration::from_secs(24 * 3600),
+            heartbeat_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(240),
+            shutdown_grace: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
+            outbound_queue: 256,
+            offline_step_delay: Duration::from_millis(100),
+            engine: EngineConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `ApiError`: every HTTP failure as a status plus `{"error":{"code","message"}}`; the one place "not yours" becomes 404.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cordon_core::StoreError;
+use cordon_protocol::rest::{ApiErrorResponse, ErrorBody};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("missing, invalid or expired token")]
+    Unauthorized,
+    #[error("{0}")]
+    InvalidCredentials(&'static str),
+    #[error("origin not allowed")]
+    Forbidden,
+    /// Missing, or owned by another user: the two are indistinguishable on purpose.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("the database is not reachable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::InvalidCredentials(_) => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "origin_not_allowed"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::UsernameTaken => ApiError::Conflict {
+                code: "username_taken",
+                message: "that username is already taken".into(),
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(cause) | ApiError::Unavailable(cause) = &self {
+            // The cause goes to the log only; clients get a generic message.
+            tracing::error!(%cause, code, "request failed");
+        }
+        let body = ApiErrorResponse {
+            error: ErrorBody {
+                code: code.to_owned(),
+                message: self.to_string(),
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,154 @@
+//! The router and the serve loop with graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::routing::{get, post};
+use cordon_core::{LlmProvider, Store, StoreError};
+use cordon_engine::{AgentRegistry, EngineDeps, ExecutionEngineFactory, ToolDispatcher};
+use cordon_llm::OfflineModel;
+use cordon_store::SqliteStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::api::{auth, health, runs, threads};
+use crate::auth::password::PasswordError;
+use crate::auth::secret::{self, SecretError};
+use crate::auth::{PasswordHasher, TokenKeys};
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::ws::hub::ConnectionHub;
+use crate::ws::upgrade::ws_handler;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("could not create the data directory: {0}")]
+    DataDir(std::io::Error),
+    #[error("could not open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error("the server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Every route of cordon over `state`.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/register", post(auth::register))
+        .route("/auth/login", post(auth::login))
+        .route("/threads", get(threads::list_threads))
+        .route("/threads/{id}/messages", get(threads::list_messages))
+        .route("/runs/{id}", get(runs::get_run))
+        .route("/runs/{id}/events", get(runs::list_events));
+    Router::new()
+        .nest("/api", api)
+        .route("/ws", get(ws_handler))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { ApiError::NotFound("route") })
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        // Spans name the path only: a `token` query parameter never reaches the logs.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+        }))
+        .with_state(state)
+}
+
+/// A configured server, ready to serve on a listener.
+pub struct Server {
+    config: ServerConfig,
+    llm: Option<Arc<dyn LlmProvider>>,
+}
+
+impl Server {
+    pub fn new(config: ServerConfig) -> Self {
+        Self { config, llm: None }
+    }
+
+    /// Replaces the built-in offline model.
+    pub fn with_llm(mut self, llm: Arc<dyn LlmProvider>) -> Self {
+        self.llm = Some(llm);
+        self
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see the crate docs).
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let state = self.build_state().await?;
+        let stop_cleanup = CancellationToken::new();
+        let cleanup = state.factory.spawn_cleanup(stop_cleanup.clone());
+        let draining = CancellationToken::new();
+        let http = tokio::spawn(
+            axum::serve(listener, app(state.clone()))
+                .with_graceful_shutdown(draining.clone().cancelled_owned())
+                .into_future(),
+        );
+        tracing::info!("cordon is serving");
+        shutdown.await;
+        tracing::info!("shutting down: no new connections or runs");
+        draining.cancel();
+        state.factory.shutdown(state.config.shutdown_grace).await;
+        state.close_sessions.cancel();
+        state.sessions.close();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), state.sessions.wait()).await;
+        stop_cleanup.cancel();
+        let _ = cleanup.await;
+        let served = http.await;
+        state.store.close().await;
+        tracing::info!("shutdown complete");
+        match served {
+            Ok(result) => result.map_err(ServeError::Io),
+            Err(_) => Ok(()),
+        }
+    }
+
+    async fn build_state(self) -> Result<AppState, ServeError> {
+        let config = self.config;
+        std::fs::create_dir_all(&config.data_dir).map_err(ServeError::DataDir)?;
+        let secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)?;
+        let store: Arc<dyn Store> = SqliteStore::open(&config.data_dir).await?;
+        let hub = Arc::new(ConnectionHub::new(Arc::clone(&store)));
+        let llm = self
+            .llm
+            .unwrap_or_else(|| Arc::new(OfflineModel::new(config.offline_step_delay)));
+        let deps = EngineDeps {
+            registry: Arc::new(AgentRegistry::builtin()),
+            llm,
+            tools: Arc::new(ToolDispatcher::builtin()),
+            store: Arc::clone(&store),
+        };
+        let factory = Arc::new(ExecutionEngineFactory::new(
+            deps,
+            hub.clone(),
+            config.engine.clone(),
+        ));
+        let hash_permits = std::thread::available_parallelism().map_or(2, usize::from);
+        Ok(AppState {
+            tokens: Arc::new(TokenKeys::new(&secret, config.token_ttl)),
+            passwords: PasswordHasher::new(hash_permits)?,
+            config: Arc::new(config),
+            store,
+            factory,
+            hub,
+            sessions: TaskTracker::new(),
+            close_sessions: CancellationToken::new(),
+        })
+    }
+}

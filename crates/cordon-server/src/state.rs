@@ -1,0 +1,26 @@
+//! `AppState`: what every handler can reach, built once at start-up.
+
+use std::sync::Arc;
+
+use cordon_core::Store;
+use cordon_engine::ExecutionEngineFactory;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{PasswordHasher, TokenKeys};
+use crate::config::ServerConfig;
+use crate::ws::hub::ConnectionHub;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ServerConfig>,
+    pub store: Arc<dyn Store>,
+    pub factory: Arc<ExecutionEngineFactory>,
+    pub hub: Arc<ConnectionHub>,
+    pub tokens: Arc<TokenKeys>,
+    pub passwords: PasswordHasher,
+    /// Live WebSocket sessions, so shutdown can wait for their close frames.
+    pub sessions: TaskTracker,
+    /// Fired when sessions must close (after the runs' grace period).
+    pub close_sessions: CancellationToken,
+}

@@ -1,0 +1,184 @@
+//! The connection hub: each user's live connections, and the per-user sink that fans events out to them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::extract::ws::Utf8Bytes;
+use cordon_core::{ConnectionId, EventSink, EventSinks, RunEvent, Store, UserId};
+use cordon_protocol::ServerFrame;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// One live connection as the hub sees it: its bounded outbound queue, and
+/// the switch that closes it when it cannot keep up.
+struct Connection {
+    id: ConnectionId,
+    outbound: mpsc::Sender<Utf8Bytes>,
+    too_slow: CancellationToken,
+}
+
+/// One user's connections. It is that user's `EventSink`: it can reach those
+/// connections and nothing else.
+pub struct UserChannel {
+    user_id: UserId,
+    store: Arc<dyn Store>,
+    connections: Mutex<Vec<Connection>>,
+}
+
+impl UserChannel {
+    fn lock(&self) -> MutexGuard<'_, Vec<Connection>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends the same bytes to every connection of the user.
+    ///
+    /// Slow-consumer policy: a connection whose queue is full is closed (the
+    /// session sends close code 1013), never silently skipped, so a client
+    /// never misses an event without knowing; it reconnects and reads the
+    /// persisted log. Other connections and users are unaffected.
+    pub fn send_to_all(&self, text: &Utf8Bytes) {
+        self.lock().retain(|conn| match conn.outbound.try_send(text.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(connection_id = %conn.id, "outbound queue full; closing slow connection");
+                conn.too_slow.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+
+    /// Serializes a frame once and sends it to every connection.
+    pub fn broadcast(&self, frame: &ServerFrame) {
+        if let Some(text) = encode(frame) {
+            self.send_to_all(&text);
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+impl EventSink for UserChannel {
+    fn user_id(&self) -> &UserId {
+        &self.user_id
+    }
+
+    fn publish(&self, event: &RunEvent) {
+        let frame = ServerFrame::from(event);
+        let Ok(json) = serde_json::to_string(&frame) else {
+            tracing::error!(seq = event.seq, "could not serialize a run event");
+            return;
+        };
+        self.store
+            .append_event(&self.user_id, event, Arc::from(json.as_str()));
+        self.send_to_all(&Utf8Bytes::from(json));
+    }
+}
+
+/// Serializes a frame; `None` only if serde fails, which the types rule out.
+pub fn encode(frame: &ServerFrame) -> Option<Utf8Bytes> {
+    serde_json::to_string(frame).ok().map(Utf8Bytes::from)
+}
+
+/// Every user's channel, created on demand.
+pub struct ConnectionHub {
+    store: Arc<dyn Store>,
+    users: Mutex<HashMap<UserId, Arc<UserChannel>>>,
+}
+
+/// What a session holds while registered; dropping it deregisters the connection.
+pub struct Registration {
+    hub: Arc<ConnectionHub>,
+    pub channel: Arc<UserChannel>,
+    pub connection_id: ConnectionId,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.channel
+            .lock()
+            .retain(|conn| conn.id != self.connection_id);
+        self.hub.forget_if_unused(&self.channel);
+    }
+}
+
+impl ConnectionHub {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            users: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<UserId, Arc<UserChannel>>> {
+        self.users.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The user's channel, created if this is the first connection or engine.
+    pub fn channel(&self, user_id: &UserId) -> Arc<UserChannel> {
+        self.lock()
+            .entry(user_id.clone())
+            .or_insert_with(|| {
+                Arc::new(UserChannel {
+                    user_id: user_id.clone(),
+                    store: Arc::clone(&self.store),
+                    connections: Mutex::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+
+    /// Adds a connection to its user's channel.
+    pub fn register(
+        self: &Arc<Self>,
+        user_id: &UserId,
+        connection_id: ConnectionId,
+        outbound: mpsc::Sender<Utf8Bytes>,
+        too_slow: CancellationToken,
+    ) -> Registration {
+        let channel = self.channel(user_id);
+        channel.lock().push(Connection {
+            id: connection_id.clone(),
+            outbound,
+            too_slow,
+        });
+        Registration {
+            hub: Arc::clone(self),
+            channel,
+            connection_id,
+        }
+    }
+
+    /// Total live connections, for metrics.
+    pub fn connection_count(&self) -> usize {
+        self.lock()
+            .values()
+            .map(|channel| channel.connection_count())
+            .sum()
+    }
+
+    /// Drops the channel once no connection uses it and no engine holds it.
+    fn forget_if_unused(&self, channel: &Arc<UserChannel>) {
+        let mut users = self.lock();
+        // One reference is the map's, one the caller's: nobody else holds it.
+        if channel.connection_count() == 0 && Arc::strong_count(channel) <= 2 {
+            users.remove(&channel.user_id);
+        }
+    }
+
+    /// Drops every channel nobody uses any more (engines retired since).
+    pub fn sweep(&self) {
+        self.lock()
+            .retain(|_, channel| channel.connection_count() > 0 || Arc::strong_count(channel) > 1);
+    }
+}
+
+impl EventSinks for ConnectionHub {
+    fn for_user(&self, user_id: &UserId) -> Arc<dyn EventSink> {
+        self.channel(user_id)
+    }
+}

@@ -1,0 +1,271 @@
+//! One WebSocket session: greeting, client frames, queued events, heartbeat, idle timeout and close.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use cordon_core::{ConnectionId, RequestId, RunId, Thread, ThreadId, UserExecutionContext};
+use cordon_engine::{StartError, SubmitError};
+use cordon_protocol::ws::MAX_MESSAGE_BYTES;
+use cordon_protocol::{ClientFrame, ServerFrame};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::AuthUser;
+use crate::state::AppState;
+use crate::ws::frames::{self, FrameError};
+use crate::ws::hub::{Registration, encode};
+
+/// Longest thread title taken from the first message, in characters.
+const TITLE_CHARS: usize = 60;
+
+pub struct Session {
+    state: AppState,
+    user: AuthUser,
+    connection_id: ConnectionId,
+}
+
+type Outgoing = SplitSink<WebSocket, Message>;
+
+/// Why the loop ended, and the close frame to send, if any.
+struct Close(Option<CloseFrame>);
+
+fn close(code: u16, reason: &'static str) -> Close {
+    Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+impl Session {
+    pub fn new(state: AppState, user: AuthUser, connection_id: ConnectionId) -> Self {
+        Self {
+            state,
+            user,
+            connection_id,
+        }
+    }
+}
+
+/// Drives one connection until the peer leaves, goes idle, falls behind, its
+/// token expires, or the server shuts down.
+pub async fn run_session(session: Session, socket: WebSocket) {
+    let (mut outgoing, mut incoming) = socket.split();
+    let (queue_tx, mut queue) = mpsc::channel(session.state.config.outbound_queue);
+    let too_slow = CancellationToken::new();
+    let _registration: Registration = session.state.hub.register(
+        &session.user.user_id,
+        session.connection_id.clone(),
+        queue_tx,
+        too_slow.clone(),
+    );
+    tracing::debug!(connection_id = %session.connection_id, user_id = %session.user.user_id, "socket opened");
+    let config = &session.state.config;
+    let greeting = ServerFrame::ConnectionEstablished {
+        connection_id: session.connection_id.to_string(),
+        user_id: session.user.user_id.to_string(),
+        heartbeat_interval_ms: millis(config.heartbeat_interval),
+        idle_timeout_ms: millis(config.idle_timeout),
+        ts: cordon_core::now(),
+    };
+    if send(&mut outgoing, &greeting).await.is_err() {
+        return;
+    }
+    let mut heartbeat = tokio::time::interval_at(
+        Instant::now() + config.heartbeat_interval,
+        config.heartbeat_interval,
+    );
+    let mut last_seen = Instant::now();
+    let Close(frame) = loop {
+        tokio::select! {
+            biased;
+            () = session.state.close_sessions.cancelled() => break close(1001, "server shutting down"),
+            () = too_slow.cancelled() => break close(1013, "outbound queue full; reconnect and resume"),
+            Some(text) = queue.recv() => {
+                if outgoing.send(Message::Text(text)).await.is_err() {
+                    break Close(None);
+                }
+            }
+            message = incoming.next() => {
+                let Some(Ok(message)) = message else { break Close(None) };
+                last_seen = Instant::now();
+                if let Some(end) = session.on_message(message, &mut outgoing).await {
+                    break end;
+                }
+            }
+            _ = heartbeat.tick() => {
+                if session.user.expires_at <= cordon_core::now() {
+                    break close(1008, "token expired");
+                }
+                if send(&mut outgoing, &ServerFrame::Ping { ts: cordon_core::now() }).await.is_err() {
+                    break Close(None);
+                }
+            }
+            () = tokio::time::sleep_until(last_seen + config.idle_timeout) => break close(1000, "idle timeout"),
+        }
+    };
+    if let Some(frame) = frame {
+        let _ = outgoing.send(Message::Close(Some(frame))).await;
+    }
+    let _ = outgoing.close().await;
+    tracing::debug!(connection_id = %session.connection_id, "socket closed");
+}
+
+impl Session {
+    /// Handles one inbound message; `Some` ends the session.
+    async fn on_message(&self, message: Message, outgoing: &mut Outgoing) -> Option<Close> {
+        let reply = match message {
+            Message::Text(text) => self.on_text(&text).await,
+            Message::Binary(_) => Some(ServerFrame::error(
+                "unsupported_frame",
+                "only JSON text frames are accepted",
+            )),
+            Message::Close(_) => return Some(Close(None)),
+            Message::Ping(_) | Message::Pong(_) => None,
+        };
+        match reply {
+            Some(frame) if send(outgoing, &frame).await.is_err() => Some(Close(None)),
+            _ => None,
+        }
+    }
+
+    /// Acts on a text frame; returns the direct reply, if any.
+    async fn on_text(&self, text: &str) -> Option<ServerFrame> {
+        let result = match frames::parse(text) {
+            Ok(ClientFrame::UserMessage { thread_id, content }) => {
+                self.on_user_message(thread_id, content).await
+            }
+            Ok(ClientFrame::Cancel { run_id }) => self.on_cancel(&run_id),
+            Ok(ClientFrame::Ping {}) => {
+                return Some(ServerFrame::Pong {
+                    ts: cordon_core::now(),
+                });
+            }
+            Ok(ClientFrame::Pong {}) => Ok(()),
+            Err(error) => Err(error),
+        };
+        result
+            .err()
+            .map(|error| ServerFrame::error(error.code, error.message))
+    }
+
+    async fn on_user_message(
+        &self,
+        thread_id: Option<String>,
+        content: String,
+    ) -> Result<(), FrameError> {
+        if content.trim().is_empty() {
+            return Err(FrameError::new(
+                "invalid_message",
+                "`content` must not be empty",
+            ));
+        }
+        if content.len() > MAX_MESSAGE_BYTES {
+            return Err(FrameError::new(
+                "message_too_large",
+                format!("`content` is limited to {MAX_MESSAGE_BYTES} bytes"),
+            ));
+        }
+        let thread_id = match thread_id {
+            Some(raw) => self.own_thread(&raw).await?,
+            None => self.new_thread(&content).await?,
+        };
+        let ctx = UserExecutionContext::new(
+            self.user.user_id.clone(),
+            thread_id,
+            RunId::generate(),
+            RequestId::generate(),
+            Some(self.connection_id.clone()),
+        );
+        match self.state.factory.start_run(ctx, content).await {
+            // A rejected run already reported itself with `agent_error`.
+            Ok(_) | Err(StartError::Submit(SubmitError::Rejected(_))) => Ok(()),
+            Err(error) => {
+                tracing::error!(%error, "could not start a run");
+                Err(FrameError::new("internal", "the run could not be started"))
+            }
+        }
+    }
+
+    /// The thread if it is this user's; another user's thread is "not found", like a missing one.
+    async fn own_thread(&self, raw: &str) -> Result<ThreadId, FrameError> {
+        let not_found = || FrameError::new("thread_not_found", "no such thread");
+        let thread_id = ThreadId::parse(raw).map_err(|_| not_found())?;
+        match self
+            .state
+            .store
+            .get_thread(&self.user.user_id, &thread_id)
+            .await
+        {
+            Ok(Some(_)) => Ok(thread_id),
+            Ok(None) => Err(not_found()),
+            Err(error) => {
+                tracing::error!(%error, "could not read a thread");
+                Err(FrameError::new("internal", "the thread could not be read"))
+            }
+        }
+    }
+
+    /// Creates a thread titled after the message and tells every connection of the user.
+    async fn new_thread(&self, content: &str) -> Result<ThreadId, FrameError> {
+        let now = cordon_core::now();
+        let thread = Thread {
+            id: ThreadId::generate(),
+            user_id: self.user.user_id.clone(),
+            title: title_of(content),
+            created_at: now,
+            updated_at: now,
+        };
+        self.state
+            .store
+            .create_thread(&thread)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "could not create a thread");
+                FrameError::new("internal", "the thread could not be created")
+            })?;
+        let frame = ServerFrame::ThreadCreated {
+            thread_id: thread.id.to_string(),
+            title: thread.title,
+            ts: now,
+        };
+        self.state.hub.channel(&self.user.user_id).broadcast(&frame);
+        Ok(thread.id)
+    }
+
+    fn on_cancel(&self, raw: &str) -> Result<(), FrameError> {
+        let not_found = || FrameError::new("run_not_found", "no such run in progress");
+        let run_id = RunId::parse(raw).map_err(|_| not_found())?;
+        let engine = self
+            .state
+            .factory
+            .existing(&self.user.user_id)
+            .ok_or_else(not_found)?;
+        if engine.cancel(&run_id) {
+            Ok(())
+        } else {
+            Err(not_found())
+        }
+    }
+}
+
+async fn send(outgoing: &mut Outgoing, frame: &ServerFrame) -> Result<(), axum::Error> {
+    match encode(frame) {
+        Some(text) => outgoing.send(Message::Text(text)).await,
+        None => Ok(()),
+    }
+}
+
+fn title_of(content: &str) -> String {
+    let line = content.trim().lines().next().unwrap_or_default().trim();
+    match line.char_indices().nth(TITLE_CHARS) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,86 @@
+//! `GET /ws`: checks the token and the `Origin`, then upgrades with small, explicit buffer limits.
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::HeaderMap;
+use axum::http::header::{HOST, ORIGIN};
+use axum::response::Response;
+use cordon_core::ConnectionId;
+use cordon_protocol::ws::MAX_CLIENT_FRAME_BYTES;
+
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::ws::session::{Session, run_session};
+
+/// Idle sockets must be cheap: tungstenite's defaults are a 128 KiB read
+/// buffer and an unbounded write buffer per connection.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+const WRITE_BUFFER_BYTES: usize = 4 * 1024;
+const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+
+pub async fn ws_handler(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    check_origin(&headers, &state.config.allowed_origins)?;
+    if state.store.get_user(&user.user_id).await?.is_none() {
+        return Err(ApiError::Unauthorized);
+    }
+    let session = Session::new(state.clone(), user, ConnectionId::generate());
+    let sessions = state.sessions.clone();
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+        .max_message_size(MAX_CLIENT_FRAME_BYTES)
+        .max_frame_size(MAX_CLIENT_FRAME_BYTES)
+        .on_upgrade(move |socket| sessions.track_future(run_session(session, socket))))
+}
+
+/// Cross-site WebSocket hijacking guard: a browser always sends `Origin`; it
+/// must be this server's own origin or one configured as allowed. Clients
+/// that send no `Origin` (not browsers) are not subject to it.
+fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    if host.is_some_and(|host| host.eq_ignore_ascii_case(origin_host)) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(origin: Option<&'static str>, host: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static(host));
+        if let Some(origin) = origin {
+            headers.insert(ORIGIN, HeaderValue::from_static(origin));
+        }
+        headers
+    }
+
+    #[test]
+    fn same_origin_and_allowed_origins_pass_others_fail() {
+        assert!(check_origin(&headers(None, "a:1"), &[]).is_ok());
+        assert!(check_origin(&headers(Some("http://a:1"), "a:1"), &[]).is_ok());
+        assert!(check_origin(&headers(Some("http://evil.example"), "a:1"), &[]).is_err());
+        let allowed = vec!["http://app.example".to_owned()];
+        assert!(check_origin(&headers(Some("http://app.example"), "a:1"), &allowed).is_ok());
+    }
+}

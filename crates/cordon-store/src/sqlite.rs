@@ -1,0 +1,370 @@
+//! `SqliteStore`: the embedded SQLite implementation of `Store`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cordon_core::{
+    Message, MessageId, Role, RunEvent, RunId, RunOutcome, RunRecord, RunStatus, Store, StoreError,
+    StoredEvent, Thread, ThreadId, User, UserId,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Row, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::convert::{backend, from_micros, id, to_micros};
+use crate::writer::{self, EventRow, WriteOp};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// File name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "cordon.db";
+
+pub struct SqliteStore {
+    reads: SqlitePool,
+    writes: mpsc::UnboundedSender<WriteOp>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `data_dir/cordon.db`, migrates it and starts the writer.
+    pub async fn open(data_dir: &Path) -> Result<Arc<Self>, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(data_dir.join(DATABASE_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .disable_statement_logging();
+        let reads = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await
+            .map_err(backend)?;
+        MIGRATOR
+            .run(&reads)
+            .await
+            .map_err(|error| StoreError::Backend(format!("migration failed: {error}")))?;
+        let conn = options.connect().await.map_err(backend)?;
+        let (writes, queue) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(writer::run(conn, queue));
+        Ok(Arc::new(Self {
+            reads,
+            writes,
+            writer: Mutex::new(Some(writer)),
+        }))
+    }
+
+    fn enqueue(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.writes.send(op).map_err(|_| StoreError::Closed)
+    }
+
+    /// Queues a write that carries an ack and waits until it is committed.
+    async fn write(&self, make: impl FnOnce(writer::Ack) -> WriteOp) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.enqueue(make(ack))?;
+        done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Waits until every write queued so far is committed (read-your-writes).
+    async fn barrier(&self) -> Result<(), StoreError> {
+        self.write(WriteOp::Barrier).await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reads)
+            .await
+            .map(drop)
+            .map_err(backend)
+    }
+
+    async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        let user = user.clone();
+        self.write(|ack| WriteOp::CreateUser(user, ack)).await
+    }
+
+    async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        self.barrier().await?;
+        sqlx::query("SELECT id, username, password_hash, created_at FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(backend)?
+            .map(user_of)
+            .transpose()
+    }
+
+    async fn get_user(&self, user_id: &UserId) -> Result<Option<User>, StoreError> {
+        sqlx::query("SELECT id, username, password_hash, created_at FROM users WHERE id = ?")
+            .bind(user_id.as_str())
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(backend)?
+            .map(user_of)
+            .transpose()
+    }
+
+    async fn create_thread(&self, thread: &Thread) -> Result<(), StoreError> {
+        let thread = thread.clone();
+        self.write(|ack| WriteOp::CreateThread(thread, ack)).await
+    }
+
+    async fn get_thread(
+        &self,
+        user_id: &UserId,
+        thread_id: &ThreadId,
+    ) -> Result<Option<Thread>, StoreError> {
+        sqlx::query(
+            "SELECT id, user_id, title, created_at, updated_at FROM threads WHERE id = ? AND user_id = ?",
+        )
+        .bind(thread_id.as_str())
+        .bind(user_id.as_str())
+        .fetch_optional(&self.reads)
+        .await
+        .map_err(backend)?
+        .map(thread_of)
+        .transpose()
+    }
+
+    async fn list_threads(&self, user_id: &UserId) -> Result<Vec<Thread>, StoreError> {
+        self.barrier().await?;
+        sqlx::query(
+            "SELECT id, user_id, title, created_at, updated_at FROM threads \
+             WHERE user_id = ? ORDER BY updated_at DESC, rowid DESC",
+        )
+        .bind(user_id.as_str())
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .map(thread_of)
+        .collect()
+    }
+
+    async fn list_messages(
+        &self,
+        user_id: &UserId,
+        thread_id: &ThreadId,
+    ) -> Result<Option<Vec<Message>>, StoreError> {
+        if self.get_thread(user_id, thread_id).await?.is_none() {
+            return Ok(None);
+        }
+        self.barrier().await?;
+        sqlx::query(
+            "SELECT id, thread_id, role, content, run_id, created_at FROM messages \
+             WHERE thread_id = ? AND user_id = ? ORDER BY rowid",
+        )
+        .bind(thread_id.as_str())
+        .bind(user_id.as_str())
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .map(message_of)
+        .collect::<Result<_, _>>()
+        .map(Some)
+    }
+
+    async fn search_messages(
+        &self,
+        user_id: &UserId,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        sqlx::query(
+            "SELECT id, thread_id, role, content, run_id, created_at FROM messages \
+             WHERE user_id = ? AND role = 'user' AND content LIKE ? ESCAPE '\\' \
+             ORDER BY rowid DESC LIMIT ?",
+        )
+        .bind(user_id.as_str())
+        .bind(format!("%{}%", escape_like(query)))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .map(message_of)
+        .collect()
+    }
+
+    async fn begin_run(
+        &self,
+        run: &RunRecord,
+        message: Option<&Message>,
+    ) -> Result<(), StoreError> {
+        let (run, message) = (run.clone(), message.cloned());
+        self.write(|ack| WriteOp::BeginRun(run, message, ack)).await
+    }
+
+    async fn finish_run(
+        &self,
+        user_id: &UserId,
+        run_id: &RunId,
+        outcome: &RunOutcome,
+    ) -> Result<(), StoreError> {
+        let (user_id, run_id, outcome) = (user_id.to_string(), run_id.to_string(), outcome.clone());
+        self.write(|ack| WriteOp::FinishRun {
+            user_id,
+            run_id,
+            outcome,
+            ack,
+        })
+        .await
+    }
+
+    async fn get_run(
+        &self,
+        user_id: &UserId,
+        run_id: &RunId,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        self.barrier().await?;
+        sqlx::query(
+            "SELECT id, user_id, thread_id, agent, status, created_at, finished_at, error_code, error_message \
+             FROM runs WHERE id = ? AND user_id = ?",
+        )
+        .bind(run_id.as_str())
+        .bind(user_id.as_str())
+        .fetch_optional(&self.reads)
+        .await
+        .map_err(backend)?
+        .map(run_of)
+        .transpose()
+    }
+
+    fn append_event(&self, user_id: &UserId, event: &RunEvent, payload: Arc<str>) {
+        let row = EventRow {
+            user_id: user_id.to_string(),
+            seq: i64::try_from(event.seq).unwrap_or(i64::MAX),
+            run_id: event.run_id.to_string(),
+            event_type: event.kind.type_name(),
+            ts: to_micros(event.ts),
+            payload,
+        };
+        if self.enqueue(WriteOp::Event(row)).is_err() {
+            tracing::error!(
+                seq = event.seq,
+                "the store is closed; a run event was not stored"
+            );
+        }
+    }
+
+    async fn list_run_events(
+        &self,
+        user_id: &UserId,
+        run_id: &RunId,
+        after_seq: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.barrier().await?;
+        let rows = sqlx::query(
+            "SELECT seq, run_id, event_type, payload FROM run_events \
+             WHERE run_id = ? AND user_id = ? AND seq > ? ORDER BY seq",
+        )
+        .bind(run_id.as_str())
+        .bind(user_id.as_str())
+        .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend)?;
+        rows.into_iter().map(event_of).collect()
+    }
+
+    async fn last_event_seq(&self, user_id: &UserId) -> Result<u64, StoreError> {
+        self.barrier().await?;
+        let last: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE user_id = ?")
+                .bind(user_id.as_str())
+                .fetch_one(&self.reads)
+                .await
+                .map_err(backend)?;
+        Ok(u64::try_from(last).unwrap_or(0))
+    }
+
+    async fn close(&self) {
+        let _ = self.barrier().await;
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer {
+            writer.abort();
+        }
+        self.reads.close().await;
+    }
+}
+
+fn escape_like(query: &str) -> String {
+    query
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn user_of(row: SqliteRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: id(UserId::parse, row.try_get("id").map_err(backend)?)?,
+        username: row.try_get("username").map_err(backend)?,
+        password_hash: row.try_get("password_hash").map_err(backend)?,
+        created_at: from_micros(row.try_get("created_at").map_err(backend)?)?,
+    })
+}
+
+fn thread_of(row: SqliteRow) -> Result<Thread, StoreError> {
+    Ok(Thread {
+        id: id(ThreadId::parse, row.try_get("id").map_err(backend)?)?,
+        user_id: id(UserId::parse, row.try_get("user_id").map_err(backend)?)?,
+        title: row.try_get("title").map_err(backend)?,
+        created_at: from_micros(row.try_get("created_at").map_err(backend)?)?,
+        updated_at: from_micros(row.try_get("updated_at").map_err(backend)?)?,
+    })
+}
+
+fn message_of(row: SqliteRow) -> Result<Message, StoreError> {
+    let role: String = row.try_get("role").map_err(backend)?;
+    let run_id: Option<String> = row.try_get("run_id").map_err(backend)?;
+    Ok(Message {
+        id: id(MessageId::parse, row.try_get("id").map_err(backend)?)?,
+        thread_id: id(ThreadId::parse, row.try_get("thread_id").map_err(backend)?)?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Backend(format!("unknown role `{role}`")))?,
+        content: row.try_get("content").map_err(backend)?,
+        run_id: run_id.map(|value| id(RunId::parse, value)).transpose()?,
+        created_at: from_micros(row.try_get("created_at").map_err(backend)?)?,
+    })
+}
+
+fn run_of(row: SqliteRow) -> Result<RunRecord, StoreError> {
+    let status: String = row.try_get("status").map_err(backend)?;
+    let finished_at: Option<i64> = row.try_get("finished_at").map_err(backend)?;
+    Ok(RunRecord {
+        id: id(RunId::parse, row.try_get("id").map_err(backend)?)?,
+        user_id: id(UserId::parse, row.try_get("user_id").map_err(backend)?)?,
+        thread_id: id(ThreadId::parse, row.try_get("thread_id").map_err(backend)?)?,
+        agent: row.try_get("agent").map_err(backend)?,
+        status: RunStatus::from_str(&status)
+            .map_err(|_| StoreError::Backend(format!("unknown run status `{status}`")))?,
+        created_at: from_micros(row.try_get("created_at").map_err(backend)?)?,
+        finished_at: finished_at.map(from_micros).transpose()?,
+        error_code: row.try_get("error_code").map_err(backend)?,
+        error_message: row.try_get("error_message").map_err(backend)?,
+    })
+}
+
+fn event_of(row: SqliteRow) -> Result<StoredEvent, StoreError> {
+    let seq: i64 = row.try_get("seq").map_err(backend)?;
+    Ok(StoredEvent {
+        seq: u64::try_from(seq).unwrap_or(0),
+        run_id: id(RunId::parse, row.try_get("run_id").map_err(backend)?)?,
+        event_type: row.try_get("event_type").map_err(backend)?,
+        payload: row.try_get("payload").map_err(backend)?,
+    })
+}

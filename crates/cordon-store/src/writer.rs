@@ -1,0 +1,243 @@
+//! The single writer: applies queued writes in group-committed transactions, in order.
+
+use std::sync::Arc;
+
+use cordon_core::{Message, RunOutcome, RunRecord, StoreError, Thread, User};
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::convert::{backend, to_micros};
+
+/// Most writes folded into one transaction.
+const MAX_BATCH: usize = 1024;
+
+pub type Ack = oneshot::Sender<Result<(), StoreError>>;
+
+/// One queued write. Variants with an `ack` are awaited by their caller.
+pub enum WriteOp {
+    CreateUser(User, Ack),
+    CreateThread(Thread, Ack),
+    BeginRun(RunRecord, Option<Message>, Ack),
+    FinishRun {
+        user_id: String,
+        run_id: String,
+        outcome: RunOutcome,
+        ack: Ack,
+    },
+    Event(EventRow),
+    /// Acknowledged once everything queued before it is committed.
+    Barrier(Ack),
+}
+
+pub struct EventRow {
+    pub user_id: String,
+    pub seq: i64,
+    pub run_id: String,
+    pub event_type: &'static str,
+    pub ts: i64,
+    pub payload: Arc<str>,
+}
+
+/// Drains the queue until every sender is gone, committing one batch at a time.
+pub async fn run(mut conn: SqliteConnection, mut queue: mpsc::UnboundedReceiver<WriteOp>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, &mut batch).await;
+    }
+    let _ = conn.close().await;
+}
+
+async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
+    let mut results = Vec::with_capacity(batch.len());
+    let committed = async {
+        let mut tx = conn.begin().await?;
+        for op in batch.iter() {
+            results.push(apply(&mut tx, op).await);
+        }
+        tx.commit().await
+    }
+    .await;
+    if let Err(error) = &committed {
+        tracing::error!(%error, writes = batch.len(), "a write batch failed to commit");
+    }
+    for (op, result) in batch
+        .drain(..)
+        .zip(results.into_iter().chain(std::iter::repeat_with(|| Ok(()))))
+    {
+        let result = match &committed {
+            Ok(()) => result,
+            Err(error) => Err(backend_ref(error)),
+        };
+        acknowledge(op, result);
+    }
+}
+
+fn backend_ref(error: &sqlx::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn acknowledge(op: WriteOp, result: Result<(), StoreError>) {
+    let ack = match op {
+        WriteOp::CreateUser(_, ack)
+        | WriteOp::CreateThread(_, ack)
+        | WriteOp::BeginRun(_, _, ack)
+        | WriteOp::FinishRun { ack, .. }
+        | WriteOp::Barrier(ack) => ack,
+        WriteOp::Event(_) => {
+            if let Err(error) = result {
+                tracing::error!(%error, "could not store a run event");
+            }
+            return;
+        }
+    };
+    let _ = ack.send(result);
+}
+
+async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(), StoreError> {
+    match op {
+        WriteOp::CreateUser(user, _) => insert_user(conn, user).await,
+        WriteOp::CreateThread(thread, _) => insert_thread(conn, thread).await.map_err(backend),
+        WriteOp::BeginRun(run, message, _) => begin_run(conn, run, message.as_ref())
+            .await
+            .map_err(backend),
+        WriteOp::FinishRun {
+            user_id,
+            run_id,
+            outcome,
+            ..
+        } => finish_run(conn, user_id, run_id, outcome)
+            .await
+            .map_err(backend),
+        WriteOp::Event(row) => insert_event(conn, row).await.map_err(backend),
+        WriteOp::Barrier(_) => Ok(()),
+    }
+}
+
+async fn insert_user(conn: &mut SqliteConnection, user: &User) -> Result<(), StoreError> {
+    let result = sqlx::query(
+        "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(user.id.as_str())
+    .bind(&user.username)
+    .bind(&user.password_hash)
+    .bind(to_micros(user.created_at))
+    .execute(conn)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            Err(StoreError::UsernameTaken)
+        }
+        Err(error) => Err(backend(error)),
+    }
+}
+
+async fn insert_thread(conn: &mut SqliteConnection, thread: &Thread) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO threads (id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(thread.id.as_str())
+    .bind(thread.user_id.as_str())
+    .bind(&thread.title)
+    .bind(to_micros(thread.created_at))
+    .bind(to_micros(thread.updated_at))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+async fn begin_run(
+    conn: &mut SqliteConnection,
+    run: &RunRecord,
+    message: Option<&Message>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO runs (id, user_id, thread_id, agent, status, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(run.id.as_str())
+    .bind(run.user_id.as_str())
+    .bind(run.thread_id.as_str())
+    .bind(&run.agent)
+    .bind(run.status.as_str())
+    .bind(to_micros(run.created_at))
+    .execute(&mut *conn)
+    .await?;
+    if let Some(message) = message {
+        insert_message(conn, run.user_id.as_str(), message).await?;
+    }
+    Ok(())
+}
+
+async fn finish_run(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    run_id: &str,
+    outcome: &RunOutcome,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE runs SET status = ?, finished_at = ?, error_code = ?, error_message = ? \
+         WHERE id = ? AND user_id = ?",
+    )
+    .bind(outcome.status.as_str())
+    .bind(to_micros(cordon_core::now()))
+    .bind(&outcome.error_code)
+    .bind(&outcome.error_message)
+    .bind(run_id)
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(answer) = &outcome.answer {
+        insert_message(conn, user_id, answer).await?;
+    }
+    Ok(())
+}
+
+async fn insert_message(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    message: &Message,
+) -> Result<(), sqlx::Error> {
+    let created_at = to_micros(message.created_at);
+    sqlx::query(
+        "INSERT INTO messages (id, user_id, thread_id, role, content, run_id, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(message.id.as_str())
+    .bind(user_id)
+    .bind(message.thread_id.as_str())
+    .bind(message.role.as_str())
+    .bind(&message.content)
+    .bind(message.run_id.as_ref().map(|id| id.as_str()))
+    .bind(created_at)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE threads SET updated_at = ? WHERE id = ? AND user_id = ?")
+        .bind(created_at)
+        .bind(message.thread_id.as_str())
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+async fn insert_event(conn: &mut SqliteConnection, row: &EventRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO run_events (user_id, seq, run_id, event_type, ts, payload) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.user_id)
+    .bind(row.seq)
+    .bind(&row.run_id)
+    .bind(row.event_type)
+    .bind(row.ts)
+    .bind(&*row.payload)
+    .execute(conn)
+    .await
+    .map(drop)
+}

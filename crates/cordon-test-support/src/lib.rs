@@ -1,0 +1,13 @@
+//! cordon-test-support: start a real cordon on `127.0.0.1:0` and talk to it like a client would.
+//!
+//! [`TestServer`] runs the real server (real SQLite file in a temporary data
+//! dir) in the test's runtime; [`WsClient`] is a real tokio-tungstenite
+//! WebSocket client speaking `cordon-protocol` frames. Helpers panic with a
+//! clear message on failure: they are for tests only.
+#![allow(clippy::unwrap_used)]
+
+mod server;
+mod ws;
+
+pub use server::{Account, TestServer};
+pub use ws::WsClient;

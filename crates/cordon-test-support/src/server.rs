@@ -1,0 +1,165 @@
+//! `TestServer`: the real server on an ephemeral loopback port, with a temporary data dir.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cordon_protocol::rest::AuthResponse;
+use cordon_server::{Server, ServerConfig};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::ws::WsClient;
+
+/// A registered user of a test server.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub username: String,
+    pub user_id: String,
+    pub token: String,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    /// Kept alive for the server's life; pass it to `start_in` to restart on the same data.
+    pub data_dir: Arc<TempDir>,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// A server with test-friendly defaults (offline model without delay).
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server whose config `configure` may adjust.
+    pub async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp data dir"));
+        Self::start_in(dir, configure).await
+    }
+
+    /// A server on an existing data dir (e.g. to test a restart).
+    pub async fn start_in(
+        data_dir: Arc<TempDir>,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        let mut config = ServerConfig::new(data_dir.path());
+        config.offline_step_delay = Duration::ZERO;
+        config.shutdown_grace = Duration::from_secs(2);
+        configure(&mut config);
+        Self::start_server(data_dir, Server::new(config)).await
+    }
+
+    /// Runs a fully built `Server` (e.g. with a custom model).
+    pub async fn start_server(data_dir: Arc<TempDir>, server: Server) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = server.run(listener, shutdown).await {
+                panic!("server failed: {error}");
+            }
+        });
+        let server = Self {
+            addr,
+            data_dir,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(response) = self.http.get(self.url("/readyz")).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server at {} never became ready", self.addr);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Registers `username` with a fixed test password.
+    pub async fn register(&self, username: &str) -> Account {
+        let response = self
+            .http
+            .post(self.url("/api/auth/register"))
+            .json(&json!({ "username": username, "password": "correct horse battery" }))
+            .send()
+            .await
+            .expect("register request");
+        assert_eq!(response.status(), 201, "register {username}");
+        let auth: AuthResponse = response.json().await.expect("auth response");
+        Account {
+            username: username.to_owned(),
+            user_id: auth.user_id,
+            token: auth.token,
+        }
+    }
+
+    /// Opens an authenticated socket and consumes `connection_established`.
+    pub async fn connect(&self, account: &Account) -> WsClient {
+        WsClient::connect(&self.ws_url(), &account.token).await
+    }
+
+    /// GET `path` with the account's token; returns status and JSON body.
+    pub async fn get_json(&self, account: &Account, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&account.token)
+            .send()
+            .await
+            .expect("GET request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Signals shutdown and waits for the server to drain.
+    pub async fn stop(mut self) -> Arc<TempDir> {
+        self.shutdown().await;
+        Arc::clone(&self.data_dir)
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("server shut down in time")
+                .expect("server task");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! `WsClient`: a real WebSocket client that sends client frames and reads server frames.
+
+use std::time::Duration;
+
+use cordon_protocol::ServerFrame;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const FRAME_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct WsClient {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub connection_id: String,
+}
+
+impl WsClient {
+    /// Connects with a Bearer token and reads the greeting.
+    pub async fn connect(url: &str, token: &str) -> Self {
+        let mut request = url.into_client_request().expect("ws request");
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+        request.headers_mut().insert("authorization", bearer);
+        let (stream, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("ws connect");
+        let mut client = Self {
+            stream,
+            connection_id: String::new(),
+        };
+        match client.next_frame().await {
+            ServerFrame::ConnectionEstablished { connection_id, .. } => {
+                client.connection_id = connection_id
+            }
+            other => panic!("expected connection_established, got {other:?}"),
+        }
+        client
+    }
+
+    pub async fn send_json(&mut self, value: &Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream
+            .send(Message::text(text))
+            .await
+            .expect("ws send");
+    }
+
+    /// The next text frame as raw JSON (skips control frames).
+    pub async fn next_json(&mut self) -> Value {
+        self.try_next_json(FRAME_TIMEOUT)
+            .await
+            .expect("a frame before the timeout")
+    }
+
+    /// The next text frame within `timeout`, or `None` if none came or the socket closed.
+    pub async fn try_next_json(&mut self, timeout: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??
+                .ok()?;
+            match message {
+                Message::Text(text) => {
+                    return Some(serde_json::from_str(&text).expect("server sent JSON"));
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next text frame, parsed into the protocol type.
+    pub async fn next_frame(&mut self) -> ServerFrame {
+        serde_json::from_value(self.next_json().await).expect("a known server frame")
+    }
+
+    /// Frames up to and including the first for which `done` holds; heartbeat pings are skipped.
+    pub async fn collect_until(&mut self, mut done: impl FnMut(&Value) -> bool) -> Vec<Value> {
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.next_json().await;
+            if frame["type"] == "ping" {
+                continue;
+            }
+            let finished = done(&frame);
+            frames.push(frame);
+            if finished {
+                return frames;
+            }
+        }
+    }
+
+    /// Waits for the server to close the socket; returns the close code and reason.
+    pub async fn closed(&mut self, timeout: Duration) -> Option<(u16, String)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()?
+            {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}

@@ -1,0 +1,75 @@
+//! Command-line arguments (clap).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cordon",
+    version,
+    about = "A multi-tenant agent execution server with per-user isolated engines."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (HTTP API and WebSocket stream).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080, or 0.0.0.0:$PORT when PORT is set].
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+    /// Port set by container platforms; used when --addr is not given.
+    #[arg(long, env = "PORT", hide = true)]
+    pub port: Option<u16>,
+    /// Directory for the SQLite database and the generated JWT secret.
+    #[arg(long, default_value = "./cordon-data")]
+    pub data_dir: PathBuf,
+    /// HS256 signing secret (at least 32 bytes); generated and kept in the data dir when unset.
+    #[arg(long, env = "CORDON_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Seconds between server `ping` frames.
+    #[arg(long, default_value_t = 15.0)]
+    pub heartbeat_interval: f64,
+    /// Seconds without client traffic before a socket is closed.
+    #[arg(long, default_value_t = 240.0)]
+    pub idle_timeout: f64,
+    /// Runs one user may have in flight.
+    #[arg(long, default_value_t = 2)]
+    pub max_runs_per_user: usize,
+    /// Runs the whole server may have in flight.
+    #[arg(long, default_value_t = 1024)]
+    pub max_runs_global: usize,
+    /// Seconds one agent may run before the run ends with `timeout`.
+    #[arg(long, default_value_t = 25.0)]
+    pub agent_timeout: f64,
+    /// Seconds an engine may stay idle before it is dropped.
+    #[arg(long, default_value_t = 300.0)]
+    pub engine_idle_ttl: f64,
+    /// Seconds running runs get to finish on shutdown.
+    #[arg(long, default_value_t = 10.0)]
+    pub shutdown_grace: f64,
+    /// Milliseconds the offline model takes per step (0 for benchmarks).
+    #[arg(long, default_value_t = 100)]
+    pub offline_delay_ms: u64,
+    /// Extra Origin allowed to open /ws (repeatable; same-origin is always allowed).
+    #[arg(long = "allowed-origin")]
+    pub allowed_origins: Vec<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
