@@ -29,8 +29,6 @@ pub enum ErrorCode {
     LlmUnavailable,
     LlmBadRequest,
     LlmAuth,
-    /// A tool failed.
-    ToolError,
     /// Anything else; details are in the server log, not the message.
     Internal,
 }
@@ -49,7 +47,6 @@ impl ErrorCode {
             ErrorCode::LlmUnavailable => "llm_unavailable",
             ErrorCode::LlmBadRequest => "llm_bad_request",
             ErrorCode::LlmAuth => "llm_auth",
-            ErrorCode::ToolError => "tool_error",
             ErrorCode::Internal => "internal",
         }
     }

@@ -85,8 +85,11 @@ impl LlmProvider for OfflineModel {
     }
 }
 
+/// A tool result in the conversation: tool name, content, whether it failed.
+type ToolResult<'a> = (&'a str, &'a Value, bool);
+
 /// The last user message and the tool results that came after it.
-fn latest_exchange(turns: &[LlmTurn]) -> Option<(&str, Vec<(&str, &Value, bool)>)> {
+fn latest_exchange(turns: &[LlmTurn]) -> Option<(&str, Vec<ToolResult<'_>>)> {
     let start = turns
         .iter()
         .rposition(|turn| matches!(turn, LlmTurn::User(_)))?;
@@ -120,7 +123,7 @@ fn plan_tool(name: &str, arguments: Value, thinking: String) -> LlmResponse {
     }
 }
 
-fn compose_answer(question: &str, results: &[(&str, &Value, bool)]) -> LlmResponse {
+fn compose_answer(question: &str, results: &[ToolResult<'_>]) -> LlmResponse {
     let parts: Vec<String> = results
         .iter()
         .map(|(name, content, is_error)| describe_result(name, content, *is_error))

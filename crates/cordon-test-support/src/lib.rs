@@ -4,7 +4,10 @@
 //! dir) in the test's runtime; [`WsClient`] is a real tokio-tungstenite
 //! WebSocket client speaking `cordon-protocol` frames. Helpers panic with a
 //! clear message on failure: they are for tests only.
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers panic loudly on a broken assumption"
+)]
 
 mod server;
 mod ws;

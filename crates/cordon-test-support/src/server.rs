@@ -83,10 +83,9 @@ impl TestServer {
 
     async fn wait_ready(&self) {
         for _ in 0..200 {
-            if let Ok(response) = self.http.get(self.url("/readyz")).send().await {
-                if response.status().is_success() {
-                    return;
-                }
+            let response = self.http.get(self.url("/readyz")).send().await;
+            if response.is_ok_and(|r| r.status().is_success()) {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -137,6 +136,13 @@ impl TestServer {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Signals shutdown without waiting (e.g. to watch sockets drain); `stop` then waits.
+    pub fn signal_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Signals shutdown and waits for the server to drain.
     pub async fn stop(mut self) -> Arc<TempDir> {
         self.shutdown().await;
@@ -144,9 +150,7 @@ impl TestServer {
     }
 
     async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.signal_shutdown();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(20), task)
                 .await
@@ -158,8 +162,6 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.signal_shutdown();
     }
 }

@@ -1,4 +1,8 @@
 //! The golden path end to end: register, open a socket, ask, watch the agent work, read it all back over REST.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test should panic loudly on a broken assumption"
+)]
 
 use cordon_test_support::TestServer;
 use serde_json::{Value, json};

@@ -1,0 +1,64 @@
+//! Every example in docs/protocol.md parses into the protocol types, and every frame type has an example.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test should panic loudly on a broken assumption"
+)]
+
+use std::collections::BTreeSet;
+
+use cordon_protocol::{ClientFrame, ServerFrame};
+
+const DOC: &str = include_str!("../../../docs/protocol.md");
+
+/// The JSON code blocks tagged `client` or `server`.
+fn examples(direction: &str) -> Vec<String> {
+    let fence = format!("```json {direction}\n");
+    DOC.split(fence.as_str())
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap().trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn client_examples_parse_and_cover_every_client_frame() {
+    let mut seen = BTreeSet::new();
+    for example in examples("client") {
+        let frame: ClientFrame =
+            serde_json::from_str(&example).unwrap_or_else(|e| panic!("{example}: {e}"));
+        let value: serde_json::Value = serde_json::from_str(&example).unwrap();
+        seen.insert(value["type"].as_str().unwrap().to_owned());
+        let _ = frame;
+    }
+    let expected: BTreeSet<String> = ["user_message", "cancel", "ping", "pong"]
+        .map(String::from)
+        .into();
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn server_examples_parse_round_trip_and_cover_every_server_frame() {
+    let mut seen = BTreeSet::new();
+    for example in examples("server") {
+        let frame: ServerFrame =
+            serde_json::from_str(&example).unwrap_or_else(|e| panic!("{example}: {e}"));
+        let reparsed: ServerFrame =
+            serde_json::from_str(&serde_json::to_string(&frame).unwrap()).unwrap();
+        assert_eq!(frame, reparsed);
+        seen.insert(frame.type_name());
+    }
+    let expected: BTreeSet<&str> = [
+        "connection_established",
+        "thread_created",
+        "agent_started",
+        "agent_thinking",
+        "tool_executing",
+        "tool_completed",
+        "agent_completed",
+        "agent_error",
+        "error",
+        "ping",
+        "pong",
+    ]
+    .into();
+    assert_eq!(seen, expected);
+}
