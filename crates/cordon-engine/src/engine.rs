@@ -204,11 +204,13 @@ impl UserExecutionEngine {
         let token = CancellationToken::new();
         state.active.insert(ctx.run_id().clone(), token.clone());
         state.stats.runs_started += 1;
+        metrics::counter!("cordon_runs_started_total").increment(1);
         Ok((permit, token))
     }
 
     fn reject(&self, ctx: &UserExecutionContext, code: ErrorCode) {
         self.lock().stats.runs_rejected += 1;
+        metrics::counter!("cordon_limit_rejections_total", "reason" => code.as_str()).increment(1);
         let message = match code {
             ErrorCode::UserConcurrencyLimit => format!(
                 "you already have {} runs in progress; wait for one to finish",
@@ -301,7 +303,12 @@ impl UserExecutionEngine {
         {
             tracing::error!(%error, run_id = %ctx.run_id(), "could not record the run's outcome");
         }
-        self.record_finish(ctx, outcome.status, started.elapsed());
+        self.record_finish(
+            ctx,
+            outcome.status,
+            outcome.error_code.as_deref(),
+            started.elapsed(),
+        );
         drop(permit);
         match result {
             Ok(answer) => {
@@ -319,10 +326,17 @@ impl UserExecutionEngine {
         outcome.status
     }
 
-    fn record_finish(&self, ctx: &UserExecutionContext, status: RunStatus, duration: Duration) {
+    fn record_finish(
+        &self,
+        ctx: &UserExecutionContext,
+        status: RunStatus,
+        outcome_code: Option<&str>,
+        duration: Duration,
+    ) {
         let mut state = self.lock();
         state.active.remove(ctx.run_id());
         state.last_activity = Instant::now();
+        record_metrics(status, outcome_code);
         let stats = &mut state.stats;
         match status {
             RunStatus::Completed => stats.runs_completed += 1,
@@ -365,6 +379,16 @@ impl UserExecutionEngine {
             error_code: None,
             error_message: None,
         }
+    }
+}
+
+/// Run counters for `/metrics`: completed, or failed by reason (the error code).
+fn record_metrics(status: RunStatus, code: Option<&str>) {
+    if status == RunStatus::Completed {
+        metrics::counter!("cordon_runs_completed_total").increment(1);
+    } else {
+        let reason = code.unwrap_or("unknown").to_owned();
+        metrics::counter!("cordon_runs_failed_total", "reason" => reason).increment(1);
     }
 }
 

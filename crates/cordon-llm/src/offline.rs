@@ -188,11 +188,18 @@ fn find_expression(text: &str) -> Option<String> {
         .map(|run| run.trim_end_matches(['.', ' ']).to_owned())
 }
 
-/// Up to three of the longest words, the part of a message worth searching for.
+/// Words that say what the user wants rather than what about; never worth searching for.
+const FILLER_WORDS: &[&str] = &[
+    "about", "remind", "tell", "what", "that", "this", "with", "have", "from", "please", "there",
+    "which", "would", "could", "should", "where", "when", "your", "know",
+];
+
+/// The longest meaningful word: the part of a message worth searching for.
 fn search_terms(text: &str) -> String {
     let mut words: Vec<&str> = text
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| w.chars().count() >= 4)
+        .filter(|w| !FILLER_WORDS.contains(&w.to_lowercase().as_str()))
         .collect();
     words.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
     words

@@ -23,6 +23,7 @@ use crate::auth::secret::{self, SecretError};
 use crate::auth::{PasswordHasher, TokenKeys};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
+use crate::metrics;
 use crate::state::AppState;
 use crate::ws::hub::ConnectionHub;
 use crate::ws::upgrade::ws_handler;
@@ -55,6 +56,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ws", get(ws_handler))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::scrape))
         .fallback(|| async { ApiError::NotFound("route") })
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -90,6 +92,7 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        metrics::install();
         let state = self.build_state().await?;
         let stop_cleanup = CancellationToken::new();
         let cleanup = state.factory.spawn_cleanup(stop_cleanup.clone());

@@ -20,6 +20,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (HTTP API and WebSocket stream).
     Serve(ServeArgs),
+    /// Audit a repository for single-source-of-truth compliance.
+    Audit(cordon_audit::AuditArgs),
+    /// Load-test a running server and verify isolation while measuring.
+    Bench(cordon_bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

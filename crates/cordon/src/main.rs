@@ -8,6 +8,22 @@ use clap::Parser;
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     match cli.command {
-        cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Serve(args) => {
+            raise_open_files_limit();
+            serve::run(args)
+        }
+        cli::Command::Audit(args) => std::process::exit(cordon_audit::run(args)),
+        cli::Command::Bench(args) => {
+            raise_open_files_limit();
+            std::process::exit(cordon_bench::main(args))
+        }
+    }
+}
+
+/// Servers and load generators hold one descriptor per socket; the usual soft
+/// limit of 1024 would cap them far below what the machine can carry.
+fn raise_open_files_limit() {
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("cordon: could not raise the open-files limit: {error}");
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use cordon_core::{ConnectionId, EventSink, EventSinks, RunEvent, Store, UserId};
@@ -9,11 +10,15 @@ use cordon_protocol::ServerFrame;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// A frame waiting in a connection's queue, stamped when it was published
+/// so the session can record the publish-to-write latency.
+pub type Outbound = (Instant, Utf8Bytes);
+
 /// One live connection as the hub sees it: its bounded outbound queue, and
 /// the switch that closes it when it cannot keep up.
 struct Connection {
     id: ConnectionId,
-    outbound: mpsc::Sender<Utf8Bytes>,
+    outbound: mpsc::Sender<Outbound>,
     too_slow: CancellationToken,
 }
 
@@ -39,7 +44,8 @@ impl UserChannel {
     /// never misses an event without knowing; it reconnects and reads the
     /// persisted log. Other connections and users are unaffected.
     pub fn send_to_all(&self, text: &Utf8Bytes) {
-        self.lock().retain(|conn| match conn.outbound.try_send(text.clone()) {
+        let now = Instant::now();
+        self.lock().retain(|conn| match conn.outbound.try_send((now, text.clone())) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(connection_id = %conn.id, "outbound queue full; closing slow connection");
@@ -137,7 +143,7 @@ impl ConnectionHub {
         self: &Arc<Self>,
         user_id: &UserId,
         connection_id: ConnectionId,
-        outbound: mpsc::Sender<Utf8Bytes>,
+        outbound: mpsc::Sender<Outbound>,
         too_slow: CancellationToken,
     ) -> Registration {
         let channel = self.channel(user_id);

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::AuthUser;
+use crate::metrics::EVENT_SEND_SECONDS;
 use crate::state::AppState;
 use crate::ws::frames::{self, FrameError};
 use crate::ws::hub::{Registration, encode};
@@ -83,10 +84,11 @@ pub async fn run_session(session: Session, socket: WebSocket) {
             biased;
             () = session.state.close_sessions.cancelled() => break close(1001, "server shutting down"),
             () = too_slow.cancelled() => break close(1013, "outbound queue full; reconnect and resume"),
-            Some(text) = queue.recv() => {
+            Some((published, text)) = queue.recv() => {
                 if outgoing.send(Message::Text(text)).await.is_err() {
                     break Close(None);
                 }
+                metrics::histogram!(EVENT_SEND_SECONDS).record(published.elapsed().as_secs_f64());
             }
             message = incoming.next() => {
                 let Some(Ok(message)) = message else { break Close(None) };

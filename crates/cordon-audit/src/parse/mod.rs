@@ -1,0 +1,327 @@
+//! Facts extracted from one file's syntax tree (types, code units, imports), shared by every rule.
+
+mod python;
+mod rust;
+mod typescript;
+
+use std::rc::Rc;
+
+use tree_sitter::Node;
+
+use crate::lang::{self, Lang};
+use crate::normalize::{self, BodyFingerprint};
+
+/// Everything the rules need from one file; the tree itself is dropped after extraction.
+#[derive(Clone, Debug)]
+pub struct FileFacts {
+    pub rel: String,
+    pub lang: Lang,
+    pub is_test: bool,
+    pub total_lines: usize,
+    /// Lines inside in-file test scopes (Rust `#[cfg(test)]` modules).
+    pub test_lines: usize,
+    pub types: Vec<TypeDef>,
+    pub units: Vec<Unit>,
+    pub imports: Vec<Import>,
+}
+
+/// A named class/struct/trait/interface/enum definition.
+#[derive(Clone, Debug)]
+pub struct TypeDef {
+    pub kind: &'static str,
+    pub name: String,
+    pub line: usize,
+    pub in_test: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnitKind {
+    Function,
+    Class,
+}
+
+impl UnitKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            UnitKind::Function => "function",
+            UnitKind::Class => "class",
+        }
+    }
+}
+
+/// A function or class-like body (Rust: `impl` block) with its normalized fingerprint.
+#[derive(Clone, Debug)]
+pub struct Unit {
+    pub kind: UnitKind,
+    pub name: String,
+    pub start_line: usize,
+    pub end_line: usize,
+    pub start_byte: usize,
+    pub end_byte: usize,
+    pub in_test: bool,
+    /// Only computed for production units long enough to be compared.
+    pub body: Option<BodyFingerprint>,
+}
+
+impl Unit {
+    pub fn lines(&self) -> usize {
+        self.end_line + 1 - self.start_line
+    }
+}
+
+/// `symbol` imported from `module` (module path as resolved for comparison).
+#[derive(Clone, Debug)]
+pub struct Import {
+    pub symbol: String,
+    pub module: String,
+    pub line: usize,
+}
+
+/// What a syntax node means to the audit, decided per language.
+pub(crate) enum NodeRole {
+    Type {
+        kind: &'static str,
+        name: String,
+        body_unit: bool,
+    },
+    Impl {
+        name: String,
+    },
+    Function {
+        name: String,
+    },
+    /// `(module, symbol)` pairs; the subtree is not descended.
+    Imports(Vec<(String, String)>),
+    TestScope,
+    Other,
+}
+
+/// Per-file inputs for the language classifiers.
+pub(crate) struct Ctx<'a> {
+    pub src: &'a [u8],
+    pub rel: &'a str,
+}
+
+impl Ctx<'_> {
+    pub fn text(&self, node: Node) -> &str {
+        node.utf8_text(self.src).unwrap_or("")
+    }
+
+    pub fn field(&self, node: Node, field: &str) -> Option<String> {
+        node.child_by_field_name(field)
+            .map(|n| self.text(n).to_string())
+    }
+}
+
+/// Why a file could not be checked; reported as a warning, never fatal.
+pub type ParseFailure = String;
+
+/// Parses `source` once and extracts facts; `min_lines` bounds fingerprinting work.
+pub fn extract(
+    rel: &str,
+    lang: Lang,
+    source: &str,
+    is_test: bool,
+    min_lines: usize,
+) -> Result<FileFacts, ParseFailure> {
+    let tree = lang::parse(lang, source).ok_or("parser failed to produce a tree")?;
+    let root = tree.root_node();
+    if root.has_error() {
+        let line = first_error_line(root).unwrap_or(1);
+        return Err(format!(
+            "does not parse (syntax error near line {line}); file skipped"
+        ));
+    }
+    let mut facts = FileFacts {
+        rel: rel.to_string(),
+        lang,
+        is_test,
+        total_lines: count_lines(source),
+        test_lines: 0,
+        types: Vec::new(),
+        units: Vec::new(),
+        imports: Vec::new(),
+    };
+    let ctx = Ctx {
+        src: source.as_bytes(),
+        rel,
+    };
+    walk(root, &ctx, &mut facts, min_lines);
+    Ok(facts)
+}
+
+/// Lines as editors count them: a trailing newline does not start a new line.
+pub fn count_lines(source: &str) -> usize {
+    let n = source.bytes().filter(|&b| b == b'\n').count();
+    if source.is_empty() || source.ends_with('\n') {
+        n
+    } else {
+        n + 1
+    }
+}
+
+fn first_error_line(root: Node) -> Option<usize> {
+    let mut cursor = root.walk();
+    loop {
+        let node = cursor.node();
+        if node.is_error() || node.is_missing() {
+            return Some(node.start_position().row + 1);
+        }
+        let descend = node.has_error() && cursor.goto_first_child();
+        if !descend && !cursor.goto_next_sibling() {
+            loop {
+                if !cursor.goto_parent() {
+                    return None;
+                }
+                if cursor.goto_next_sibling() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn classify(lang: Lang, node: Node, ctx: &Ctx) -> NodeRole {
+    match lang {
+        Lang::Python => python::classify(node, ctx),
+        Lang::TypeScript | Lang::Tsx => typescript::classify(node, ctx),
+        Lang::Rust => rust::classify(node, ctx),
+    }
+}
+
+/// Whether definitions or imports can occur below a node of this kind; pruning
+/// expressions roughly halves the walk, which dominates after parsing.
+fn may_contain_facts(lang: Lang, kind: &str) -> bool {
+    match lang {
+        Lang::Python => python::CONTAINERS.contains(&kind),
+        Lang::Rust => rust::CONTAINERS.contains(&kind),
+        Lang::TypeScript | Lang::Tsx => !typescript::LEAVES.contains(&kind),
+    }
+}
+
+struct Frame<'t> {
+    node: Node<'t>,
+    in_test: bool,
+    scope: Option<Rc<str>>,
+}
+
+// Iterative (explicit stack) so deeply nested generated code cannot overflow a thread stack.
+fn walk(root: Node, ctx: &Ctx, facts: &mut FileFacts, min_lines: usize) {
+    let mut stack = vec![Frame {
+        node: root,
+        in_test: facts.is_test,
+        scope: None,
+    }];
+    let mut cursor = root.walk();
+    while let Some(frame) = stack.pop() {
+        let node = frame.node;
+        let Some((scope, in_test)) = record(&frame, ctx, facts, min_lines) else {
+            continue;
+        };
+        if !may_contain_facts(facts.lang, node.kind()) {
+            continue;
+        }
+        for child in node.named_children(&mut cursor) {
+            if child.child_count() > 0 {
+                stack.push(Frame {
+                    node: child,
+                    in_test,
+                    scope: scope.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// Records what `frame.node` defines; returns the scope and test flag for its
+/// children, or `None` when the subtree needs no further walking (imports).
+fn record(
+    frame: &Frame,
+    ctx: &Ctx,
+    facts: &mut FileFacts,
+    min_lines: usize,
+) -> Option<(Option<Rc<str>>, bool)> {
+    let (node, in_test) = (frame.node, frame.in_test);
+    let sep = if facts.lang == Lang::Rust { "::" } else { "." };
+    let qualify = |name: &str| -> Rc<str> {
+        match &frame.scope {
+            Some(s) => format!("{s}{sep}{name}").into(),
+            None => name.into(),
+        }
+    };
+    let lang = facts.lang;
+    let mut push_unit = |kind, name: &str| {
+        facts
+            .units
+            .push(unit(lang, node, kind, name, in_test, min_lines))
+    };
+    match classify(lang, node, ctx) {
+        NodeRole::Other => Some((frame.scope.clone(), in_test)),
+        NodeRole::Imports(pairs) => {
+            let line = node.start_position().row + 1;
+            let imports = pairs.into_iter().map(|(module, symbol)| Import {
+                symbol,
+                module,
+                line,
+            });
+            facts.imports.extend(imports);
+            None
+        }
+        NodeRole::TestScope => {
+            if !in_test {
+                facts.test_lines += node.end_position().row + 1 - node.start_position().row;
+            }
+            Some((frame.scope.clone(), true))
+        }
+        NodeRole::Type {
+            kind,
+            name,
+            body_unit,
+        } => {
+            let qualified = qualify(&name);
+            if body_unit {
+                push_unit(UnitKind::Class, &qualified);
+            }
+            let line = node.start_position().row + 1;
+            facts.types.push(TypeDef {
+                kind,
+                name,
+                line,
+                in_test,
+            });
+            Some((Some(qualified), in_test))
+        }
+        NodeRole::Impl { name } => {
+            push_unit(UnitKind::Class, &name);
+            Some((Some(name.into()), in_test))
+        }
+        NodeRole::Function { name } => {
+            let qualified = qualify(&name);
+            push_unit(UnitKind::Function, &qualified);
+            Some((Some(qualified), in_test))
+        }
+    }
+}
+
+fn unit(
+    lang: Lang,
+    node: Node,
+    kind: UnitKind,
+    name: &str,
+    in_test: bool,
+    min_lines: usize,
+) -> Unit {
+    let start_line = node.start_position().row + 1;
+    let end_line = node.end_position().row + 1;
+    let long_enough = end_line + 1 - start_line >= min_lines;
+    Unit {
+        kind,
+        name: name.to_string(),
+        start_line,
+        end_line,
+        start_byte: node.start_byte(),
+        end_byte: node.end_byte(),
+        in_test,
+        body: (!in_test && long_enough).then(|| normalize::fingerprint(lang, node)),
+    }
+}

@@ -1,0 +1,113 @@
+//! Python: classes, functions and `import` / `from ... import` statements.
+
+use tree_sitter::Node;
+
+use super::{Ctx, NodeRole};
+
+/// Python definitions and imports are statements, so only statement containers are walked.
+pub(super) const CONTAINERS: &[&str] = &[
+    "module",
+    "block",
+    "class_definition",
+    "function_definition",
+    "decorated_definition",
+    "if_statement",
+    "elif_clause",
+    "else_clause",
+    "for_statement",
+    "while_statement",
+    "try_statement",
+    "except_clause",
+    "except_group_clause",
+    "finally_clause",
+    "with_statement",
+    "match_statement",
+    "case_clause",
+];
+
+pub(super) fn classify(node: Node, ctx: &Ctx) -> NodeRole {
+    let named = |f: fn(String) -> NodeRole| ctx.field(node, "name").map_or(NodeRole::Other, f);
+    match node.kind() {
+        "class_definition" => named(|name| NodeRole::Type {
+            kind: "class",
+            name,
+            body_unit: true,
+        }),
+        "function_definition" => named(|name| NodeRole::Function { name }),
+        "import_statement" => NodeRole::Imports(plain_import(node, ctx)),
+        "import_from_statement" => NodeRole::Imports(from_import(node, ctx)),
+        _ => NodeRole::Other,
+    }
+}
+
+/// `import a.b.c` brings in `c` from `a.b` (the same pair `from a.b import c` yields).
+fn plain_import(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
+    let mut cursor = node.walk();
+    node.children_by_field_name("name", &mut cursor)
+        .filter_map(|n| dotted_of(n, ctx))
+        .map(|dotted| match dotted.rsplit_once('.') {
+            Some((module, symbol)) => (module.to_string(), symbol.to_string()),
+            None => (String::new(), dotted),
+        })
+        .collect()
+}
+
+/// `from a.b import X, Y as Z` (relative modules resolved against the file's package).
+fn from_import(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
+    let Some(module_node) = node.child_by_field_name("module_name") else {
+        return Vec::new();
+    };
+    let module = if module_node.kind() == "relative_import" {
+        resolve_relative(ctx.text(module_node), ctx.rel)
+    } else {
+        ctx.text(module_node).to_string()
+    };
+    let mut cursor = node.walk();
+    node.children_by_field_name("name", &mut cursor)
+        .filter_map(|n| dotted_of(n, ctx))
+        .map(|symbol| (module.clone(), symbol))
+        .collect()
+}
+
+// An import list entry is a dotted_name or `dotted_name as alias`; the original name counts.
+fn dotted_of(node: Node, ctx: &Ctx) -> Option<String> {
+    let target = if node.kind() == "aliased_import" {
+        node.child_by_field_name("name")?
+    } else {
+        node
+    };
+    Some(ctx.text(target).to_string())
+}
+
+/// `..db.client` imported from `app/services/x.py` is `app.db.client`.
+pub(super) fn resolve_relative(relative: &str, rel_path: &str) -> String {
+    let dots = relative.chars().take_while(|&c| c == '.').count();
+    let rest = &relative[dots..];
+    let mut package: Vec<&str> = rel_path.split('/').collect();
+    package.pop();
+    for _ in 1..dots {
+        package.pop();
+    }
+    if !rest.is_empty() {
+        package.push(rest);
+    }
+    package.join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_relative;
+
+    #[test]
+    fn relative_imports_resolve_against_the_package() {
+        assert_eq!(resolve_relative(".", "app/services/x.py"), "app.services");
+        assert_eq!(
+            resolve_relative(".db", "app/services/x.py"),
+            "app.services.db"
+        );
+        assert_eq!(
+            resolve_relative("..db.client", "app/services/x.py"),
+            "app.db.client"
+        );
+    }
+}

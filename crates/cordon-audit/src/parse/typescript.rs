@@ -1,0 +1,126 @@
+//! TypeScript/TSX: classes, interfaces, enums, named functions and `import` statements.
+
+use tree_sitter::Node;
+
+use super::{Ctx, NodeRole};
+
+/// Subtrees that never hold a named function, class or import (arrow functions can
+/// sit in almost any expression, so TypeScript prunes by exclusion).
+pub(super) const LEAVES: &[&str] = &[
+    "string",
+    "template_string",
+    "regex",
+    "comment",
+    "formal_parameters",
+    "type_annotation",
+    "type_arguments",
+    "type_parameters",
+    "interface_body",
+    "enum_body",
+    "import_clause",
+];
+
+pub(super) fn classify(node: Node, ctx: &Ctx) -> NodeRole {
+    let name = || ctx.field(node, "name");
+    let type_def = |kind: &'static str, body_unit: bool| {
+        name().map_or(NodeRole::Other, |name| NodeRole::Type {
+            kind,
+            name,
+            body_unit,
+        })
+    };
+    match node.kind() {
+        "class_declaration" | "abstract_class_declaration" => type_def("class", true),
+        "interface_declaration" => type_def("interface", false),
+        "enum_declaration" => type_def("enum", false),
+        "function_declaration" | "generator_function_declaration" | "method_definition" => {
+            name().map_or(NodeRole::Other, |name| NodeRole::Function { name })
+        }
+        // `const f = () => ...` is a named function; anonymous callbacks are not units.
+        "arrow_function" | "function_expression" => node
+            .parent()
+            .filter(|p| p.kind() == "variable_declarator")
+            .and_then(|p| ctx.field(p, "name"))
+            .map_or(NodeRole::Other, |name| NodeRole::Function { name }),
+        "import_statement" => NodeRole::Imports(imports(node, ctx)),
+        _ => NodeRole::Other,
+    }
+}
+
+/// Named and default imports; namespace (`* as x`) and side-effect imports carry no symbol.
+fn imports(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
+    let Some(source) = node.child_by_field_name("source") else {
+        return Vec::new();
+    };
+    let raw = ctx
+        .text(source)
+        .trim_matches(|c| c == '"' || c == '\'' || c == '`');
+    let module = resolve(raw, ctx.rel);
+    let mut out = Vec::new();
+    let mut cursor = node.walk();
+    let clauses: Vec<Node> = node
+        .named_children(&mut cursor)
+        .filter(|c| c.kind() == "import_clause")
+        .collect();
+    for clause in clauses {
+        let mut inner = clause.walk();
+        for part in clause.named_children(&mut inner) {
+            match part.kind() {
+                "identifier" => out.push((module.clone(), ctx.text(part).to_string())),
+                "named_imports" => named(part, ctx, &module, &mut out),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn named(list: Node, ctx: &Ctx, module: &str, out: &mut Vec<(String, String)>) {
+    let mut cursor = list.walk();
+    for spec in list.named_children(&mut cursor) {
+        if spec.kind() != "import_specifier" {
+            continue;
+        }
+        if let Some(name) = ctx.field(spec, "name") {
+            out.push((module.to_string(), name));
+        }
+    }
+}
+
+/// Relative specifiers are resolved against the importing file's directory, so
+/// `../db/client` from two folders names one module; extensions and `/index` are dropped.
+pub(super) fn resolve(spec: &str, rel_path: &str) -> String {
+    if !spec.starts_with("./") && !spec.starts_with("../") {
+        return spec.to_string();
+    }
+    let mut parts: Vec<&str> = rel_path.split('/').collect();
+    parts.pop();
+    for seg in spec.split('/') {
+        match seg {
+            "." | "" => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let joined = parts.join("/");
+    let stem = [".tsx", ".ts", ".jsx", ".js", ".mjs"]
+        .iter()
+        .find_map(|ext| joined.strip_suffix(ext))
+        .unwrap_or(&joined);
+    stem.strip_suffix("/index").unwrap_or(stem).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn relative_specifiers_resolve_to_one_module() {
+        assert_eq!(resolve("../db/client", "src/a/x.ts"), "src/db/client");
+        assert_eq!(resolve("./client.ts", "src/db/y.ts"), "src/db/client");
+        assert_eq!(resolve("./db/index", "src/z.ts"), "src/db");
+        assert_eq!(resolve("react", "src/z.ts"), "react");
+    }
+}

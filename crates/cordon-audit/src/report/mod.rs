@@ -1,0 +1,50 @@
+//! Rendering of an audit result in the four `--format`s.
+
+mod human;
+mod json;
+mod markdown;
+mod sarif;
+
+use crate::audit::AuditOutcome;
+use crate::cli::OutputFormat;
+use crate::compliance::Metric;
+use crate::model::Violation;
+
+/// What a report shows: the outcome, the violations to list, and baseline context.
+pub struct View<'a> {
+    pub outcome: &'a AuditOutcome,
+    /// All violations, or only the new ones when a baseline is in use.
+    pub listed: &'a [Violation],
+    /// `Some(known)` when a baseline filtered the list.
+    pub baselined: Option<usize>,
+    pub metrics: Vec<Metric>,
+}
+
+pub fn render(view: &View, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Human => human::render(view),
+        OutputFormat::Json => json::render(view),
+        OutputFormat::Sarif => sarif::render(view),
+        OutputFormat::Markdown => markdown::render(view),
+    }
+}
+
+pub use markdown::metrics_table;
+
+/// Files ranked by weighted violations (ties by name), for "top offenders".
+pub fn top_offenders(view: &View, limit: usize) -> Vec<(String, usize, f64)> {
+    let weights = &view.outcome.compliance.weights;
+    let mut per_file: std::collections::BTreeMap<&str, (usize, f64)> = Default::default();
+    for v in &view.outcome.violations {
+        let e = per_file.entry(&v.file).or_default();
+        e.0 += 1;
+        e.1 += weights.get(v.rule.id()).copied().unwrap_or(1.0);
+    }
+    let mut ranked: Vec<(String, usize, f64)> = per_file
+        .into_iter()
+        .map(|(f, (n, w))| (f.to_string(), n, w))
+        .collect();
+    ranked.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    ranked.truncate(limit);
+    ranked
+}

@@ -1,0 +1,175 @@
+//! duplicate-implementation: same-named types in different modules, and near-identical
+//! bodies across files. Only production code takes part (test files and test scopes do not).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::config::Duplicates;
+use crate::lang::Lang;
+use crate::model::{Rule, Violation};
+use crate::normalize::BodyFingerprint;
+use crate::parse::{FileFacts, TypeDef, Unit};
+
+/// Lowercase, drop `_`/`-`, then strip the first matching configured suffix (e.g. `impl`).
+pub fn normalize_name(name: &str, suffixes: &[String]) -> String {
+    let squash = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let norm = squash(name);
+    for suffix in suffixes.iter().map(|s| squash(s)) {
+        if norm.len() > suffix.len() && norm.ends_with(&suffix) {
+            return norm[..norm.len() - suffix.len()].to_string();
+        }
+    }
+    norm
+}
+
+pub fn by_name(files: &[FileFacts], cfg: &Duplicates) -> Vec<Violation> {
+    let allowed: BTreeSet<String> = cfg
+        .allowed_names
+        .iter()
+        .map(|n| normalize_name(n, &cfg.strip_suffixes))
+        .collect();
+    let mut groups: BTreeMap<(&str, String), Vec<(&str, &TypeDef)>> = BTreeMap::new();
+    for f in files.iter().filter(|f| !f.is_test) {
+        for t in f.types.iter().filter(|t| !t.in_test) {
+            let norm = normalize_name(&t.name, &cfg.strip_suffixes);
+            if !allowed.contains(&norm) {
+                groups
+                    .entry((f.lang.family(), norm))
+                    .or_default()
+                    .push((&f.rel, t));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((_, norm), members) in groups {
+        let files: BTreeSet<&str> = members.iter().map(|m| m.0).collect();
+        if files.len() < 2 {
+            continue;
+        }
+        for &(file, def) in &members {
+            let others: Vec<String> = members
+                .iter()
+                .filter(|(f, _)| *f != file)
+                .map(|(f, d)| format!("{f}:{}", d.line))
+                .collect();
+            out.push(Violation {
+                rule: Rule::DuplicateImplementation,
+                file: file.to_string(),
+                line: def.line,
+                message: format!(
+                    "{} `{}` (normalized `{norm}`) is also defined in {}",
+                    def.kind,
+                    def.name,
+                    others.join(", ")
+                ),
+                key: format!("name:{norm}"),
+            });
+        }
+    }
+    out
+}
+
+type Member<'a> = (&'a str, &'a Unit);
+
+pub fn by_body(files: &[FileFacts], cfg: &Duplicates) -> Vec<Violation> {
+    // Hash buckets keep this linear in the number of units (no pairwise comparison).
+    let mut buckets: HashMap<(Lang, BodyFingerprint), Vec<Member>> = HashMap::new();
+    for f in files.iter().filter(|f| !f.is_test) {
+        for u in &f.units {
+            let Some(fp) = u.body.filter(|fp| fp.tokens as usize >= cfg.min_tokens) else {
+                continue;
+            };
+            if !u.in_test && u.lines() >= cfg.min_lines {
+                buckets.entry((f.lang, fp)).or_default().push((&f.rel, u));
+            }
+        }
+    }
+    let mut groups: Vec<(u32, Vec<Member>)> = buckets
+        .into_iter()
+        .filter(|(_, m)| distinct_files(m) > 1)
+        .map(|((_, fp), mut m)| {
+            m.sort_by_key(|(f, u)| (*f, u.start_line));
+            (fp.tokens, m)
+        })
+        .collect();
+    // Largest bodies first, so a duplicated class hides its (also duplicated) methods.
+    groups.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| key(&a.1).cmp(&key(&b.1))));
+    let mut reported: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    let mut out = Vec::new();
+    for (tokens, members) in groups {
+        let fresh: Vec<Member> = members
+            .into_iter()
+            .filter(|(f, u)| !inside_reported(&reported, f, u))
+            .collect();
+        if distinct_files(&fresh) < 2 {
+            continue;
+        }
+        for &(file, unit) in &fresh {
+            reported
+                .entry(file)
+                .or_default()
+                .push((unit.start_byte, unit.end_byte));
+            out.push(body_violation(file, unit, &fresh, tokens));
+        }
+    }
+    out
+}
+
+fn key<'a>(members: &[Member<'a>]) -> Option<(&'a str, usize)> {
+    members.first().map(|(f, u)| (*f, u.start_line))
+}
+
+fn distinct_files(members: &[Member]) -> usize {
+    members.iter().map(|m| m.0).collect::<BTreeSet<_>>().len()
+}
+
+fn inside_reported(reported: &HashMap<&str, Vec<(usize, usize)>>, file: &str, u: &Unit) -> bool {
+    reported.get(file).is_some_and(|spans| {
+        spans
+            .iter()
+            .any(|&(s, e)| s <= u.start_byte && u.end_byte <= e)
+    })
+}
+
+fn body_violation(file: &str, unit: &Unit, group: &[Member], tokens: u32) -> Violation {
+    let others: Vec<String> = group
+        .iter()
+        .filter(|(f, u)| !(*f == file && u.start_byte == unit.start_byte))
+        .map(|(f, u)| format!("`{}` at {f}:{}", u.name, u.start_line))
+        .collect();
+    Violation {
+        rule: Rule::DuplicateImplementation,
+        file: file.to_string(),
+        line: unit.start_line,
+        message: format!(
+            "{} `{}` body is near-identical to {} ({tokens} normalized tokens)",
+            unit.kind.label(),
+            unit.name,
+            others.join(", ")
+        ),
+        key: format!("body:{}", unit.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_name;
+
+    #[test]
+    fn names_normalize_case_separators_and_suffixes() {
+        let suffixes = vec!["Impl".to_string()];
+        assert_eq!(
+            normalize_name("ClickHouse_Client", &suffixes),
+            "clickhouseclient"
+        );
+        assert_eq!(
+            normalize_name("ClickhouseClientImpl", &suffixes),
+            "clickhouseclient"
+        );
+        assert_eq!(normalize_name("Impl", &suffixes), "impl");
+    }
+}

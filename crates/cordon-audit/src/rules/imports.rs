@@ -1,0 +1,167 @@
+//! import-fragmentation: one symbol imported from several module paths, or from a deprecated one.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use crate::config::{DeprecatedPath, Imports};
+use crate::lang::Lang;
+use crate::model::{Rule, Violation};
+use crate::parse::FileFacts;
+
+type Site<'a> = (&'a str, usize);
+
+pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut flagged: HashSet<(&str, usize, &str)> = HashSet::new();
+    // (language family, Rust crate, symbol) -> module -> sites
+    let mut by_symbol: BTreeMap<(&str, &str, &str), BTreeMap<String, Vec<Site>>> = BTreeMap::new();
+    for f in files {
+        for imp in &f.imports {
+            if let Some(dep) = cfg
+                .deprecated
+                .iter()
+                .find(|d| is_deprecated(d, &imp.module, &imp.symbol))
+            {
+                flagged.insert((&f.rel, imp.line, &imp.symbol));
+                out.push(deprecated_violation(
+                    &f.rel,
+                    imp.line,
+                    &imp.module,
+                    &imp.symbol,
+                    dep,
+                ));
+            }
+            if comparable(&imp.module, &imp.symbol, cfg) {
+                let sites = by_symbol
+                    .entry((
+                        f.lang.family(),
+                        rust_crate(f.lang, &imp.module),
+                        imp.symbol.as_str(),
+                    ))
+                    .or_default()
+                    .entry(imp.module.clone())
+                    .or_default();
+                sites.push((&f.rel, imp.line));
+            }
+        }
+    }
+    let by_symbol = by_symbol.into_iter().map(|(k, m)| {
+        let merged = if k.0 == "rust" { merge_reexports(m) } else { m };
+        (k, merged)
+    });
+    for ((_, _, symbol), modules) in by_symbol.into_iter().filter(|(_, m)| m.len() > 1) {
+        let canonical = canonical_module(&modules);
+        let elsewhere = modules[canonical].len();
+        for (module, sites) in modules.iter().filter(|(m, _)| **m != canonical) {
+            for &(file, line) in sites {
+                if flagged.contains(&(file, line, symbol)) {
+                    continue;
+                }
+                out.push(Violation {
+                    rule: Rule::ImportFragmentation,
+                    file: file.to_string(),
+                    line,
+                    message: format!(
+                        "`{symbol}` imported from `{module}`, but from `{canonical}` at {elsewhere} other site(s); use one path"
+                    ),
+                    key: format!("fragment:{symbol}:{module}"),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Rust paths of different crates name different items (`clap::Parser` vs
+/// `tree_sitter::Parser`), so Rust compares paths within one crate only.
+fn rust_crate(lang: Lang, module: &str) -> &str {
+    if lang == Lang::Rust {
+        module.split("::").next().unwrap_or("")
+    } else {
+        ""
+    }
+}
+
+/// Rust re-exports (`pub use ids::RunId` in lib.rs) make `a` and `a::ids` one path:
+/// each module joins the shortest module it extends.
+fn merge_reexports(modules: BTreeMap<String, Vec<Site>>) -> BTreeMap<String, Vec<Site>> {
+    let keys: Vec<String> = modules.keys().cloned().collect();
+    let mut merged: BTreeMap<String, Vec<Site>> = BTreeMap::new();
+    for (module, sites) in modules {
+        let root = keys
+            .iter()
+            .filter(|k| module.starts_with(&format!("{k}::")))
+            .min_by_key(|k| k.len())
+            .cloned()
+            .unwrap_or(module);
+        merged.entry(root).or_default().extend(sites);
+    }
+    merged
+}
+
+fn comparable(module: &str, symbol: &str, cfg: &Imports) -> bool {
+    !module.is_empty()
+        && !cfg.allowed_symbols.iter().any(|s| s == symbol)
+        && !cfg
+            .ignore_modules
+            .iter()
+            .any(|p| module.starts_with(p.as_str()))
+}
+
+/// The most used path (by distinct files, then sites; ties go to the smaller name) is canonical.
+fn canonical_module<'m>(modules: &'m BTreeMap<String, Vec<Site>>) -> &'m str {
+    let score = |sites: &Vec<Site>| {
+        let files: BTreeSet<&str> = sites.iter().map(|s| s.0).collect();
+        (files.len(), sites.len())
+    };
+    let mut best: Option<(&str, (usize, usize))> = None;
+    for (module, sites) in modules {
+        let s = score(sites);
+        if best.is_none_or(|(_, b)| s > b) {
+            best = Some((module, s));
+        }
+    }
+    best.map_or("", |(m, _)| m)
+}
+
+/// A deprecated path matches the module itself, a sub-module, or the imported item.
+fn is_deprecated(dep: &DeprecatedPath, module: &str, symbol: &str) -> bool {
+    let p = dep.path.as_str();
+    if module.is_empty() {
+        return symbol == p;
+    }
+    let candidates = [
+        module.to_string(),
+        format!("{module}.{symbol}"),
+        format!("{module}::{symbol}"),
+        format!("{module}/{symbol}"),
+    ];
+    candidates.iter().any(|c| {
+        c == p
+            || c.strip_prefix(p).is_some_and(|rest| {
+                rest.starts_with('.') || rest.starts_with("::") || rest.starts_with('/')
+            })
+    })
+}
+
+fn deprecated_violation(
+    file: &str,
+    line: usize,
+    module: &str,
+    symbol: &str,
+    dep: &DeprecatedPath,
+) -> Violation {
+    let hint = dep
+        .replacement
+        .as_ref()
+        .map_or(String::new(), |r| format!("; use `{r}` instead"));
+    Violation {
+        rule: Rule::ImportFragmentation,
+        file: file.to_string(),
+        line,
+        message: format!(
+            "`{symbol}` imported from deprecated path `{module}` (deprecated: `{}`){hint}",
+            dep.path
+        ),
+        key: format!("deprecated:{symbol}:{module}"),
+    }
+}

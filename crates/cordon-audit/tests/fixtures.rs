@@ -1,0 +1,123 @@
+//! Exact findings and compliance figures for the planted fixture repositories.
+
+mod common;
+
+use common::{audit_fixture, found, triples};
+
+fn assert_compliance(
+    outcome: &cordon_audit::AuditOutcome,
+    units: usize,
+    weighted: f64,
+    expected: f64,
+) {
+    let c = &outcome.compliance;
+    assert_eq!(c.units, units, "checked units");
+    assert!(
+        (c.weighted_violations - weighted).abs() < 1e-9,
+        "weighted {}",
+        c.weighted_violations
+    );
+    assert!(
+        (c.compliance - expected).abs() < 1e-9,
+        "compliance {}",
+        c.compliance
+    );
+}
+
+#[test]
+fn python_fixture_finds_exactly_the_planted_violations() {
+    let outcome = audit_fixture("python");
+    let expected = triples(&[
+        ("duplicate-implementation", "app/db/clickhouse.py", 4),
+        (
+            "duplicate-implementation",
+            "app/services/clickhouse_client.py",
+            5,
+        ),
+        ("duplicate-implementation", "app/reports/orders.py", 4),
+        ("duplicate-implementation", "app/reports/invoices.py", 4),
+        ("import-fragmentation", "app/api/c.py", 1),
+        ("import-fragmentation", "app/api/b.py", 2),
+        ("file-size", "app/big.py", 41),
+        ("function-size", "app/api/a.py", 4),
+    ]);
+    assert_eq!(found(&outcome), expected);
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    // 15 files + 11 production functions; 7 × 1.0 + 1 × 0.25.
+    assert_compliance(&outcome, 26, 7.25, 72.1154);
+}
+
+#[test]
+fn typescript_fixture_finds_exactly_the_planted_violations() {
+    let outcome = audit_fixture("typescript");
+    let expected = triples(&[
+        ("duplicate-implementation", "src/db/client.ts", 2),
+        ("duplicate-implementation", "src/services/db-client.ts", 2),
+        ("duplicate-implementation", "src/utils/format.ts", 2),
+        ("duplicate-implementation", "src/legacy/money.ts", 2),
+        ("import-fragmentation", "src/c.ts", 1),
+        ("import-fragmentation", "src/b/y.ts", 2),
+        ("file-size", "src/big.ts", 41),
+        ("function-size", "src/ui/Panel.tsx", 4),
+    ]);
+    assert_eq!(found(&outcome), expected);
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    // 10 files + 7 production functions.
+    assert_compliance(&outcome, 17, 7.25, 57.3529);
+}
+
+#[test]
+fn rust_fixture_finds_exactly_the_planted_violations() {
+    let outcome = audit_fixture("rust");
+    let expected = triples(&[
+        ("duplicate-implementation", "src/cache.rs", 2),
+        ("duplicate-implementation", "src/store.rs", 2),
+        ("duplicate-implementation", "src/math.rs", 3),
+        ("duplicate-implementation", "src/stats.rs", 3),
+        ("import-fragmentation", "src/c.rs", 1),
+        ("import-fragmentation", "src/b.rs", 1),
+        ("file-size", "src/big.rs", 41),
+        ("function-size", "src/b.rs", 4),
+    ]);
+    assert_eq!(found(&outcome), expected);
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    // 12 files + 6 production functions.
+    assert_compliance(&outcome, 18, 7.25, 59.7222);
+}
+
+#[test]
+fn violation_keys_name_the_concept_not_the_line() {
+    let outcome = audit_fixture("python");
+    let keys: Vec<&str> = outcome.violations.iter().map(|v| v.key.as_str()).collect();
+    for key in [
+        "name:client",
+        "body:summarize_orders",
+        "body:summarize_invoices",
+        "fragment:Client:app.services.clickhouse_client",
+        "deprecated:save:app.legacy.store",
+        "file",
+        "fn:handler",
+    ] {
+        assert!(keys.contains(&key), "missing {key} in {keys:?}");
+    }
+}
+
+#[test]
+fn clean_fixture_has_no_violations() {
+    let outcome = audit_fixture("clean");
+    assert_eq!(found(&outcome), Vec::new());
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    // 6 files + 4 functions (total, totalOf, View, balance).
+    assert_compliance(&outcome, 10, 0.0, 100.0);
+}
+
+#[test]
+fn unparsable_files_are_warnings_with_their_paths() {
+    let outcome = audit_fixture("parse_error");
+    let warned: Vec<&str> = outcome.warnings.iter().map(|w| w.file.as_str()).collect();
+    assert_eq!(warned, ["broken.py", "broken.rs", "broken.ts", "latin1.py"]);
+    assert!(outcome.warnings[0].message.contains("does not parse"));
+    assert_eq!(found(&outcome), Vec::new());
+    // Only good.py and its one function are checked.
+    assert_compliance(&outcome, 2, 0.0, 100.0);
+}

@@ -1,0 +1,46 @@
+//! `cordon bench` arguments.
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// WebSocket URL of the server (its HTTP base is derived from it).
+    #[arg(long, default_value = "ws://127.0.0.1:8080")]
+    pub url: String,
+    /// Users to register or log in.
+    #[arg(long, default_value_t = 50)]
+    pub users: usize,
+    /// WebSocket connections opened per user.
+    #[arg(long, default_value_t = 1)]
+    pub connections_per_user: usize,
+    /// Messages each user sends, one after another (all users at once).
+    #[arg(long, default_value_t = 1)]
+    pub messages: usize,
+    /// Seconds over which connections are opened.
+    #[arg(long, default_value_t = 0.0)]
+    pub ramp: f64,
+    /// Keep sending for this many seconds instead of a fixed --messages count.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Seconds to hold the connections open (idle, heartbeats only) before sending.
+    #[arg(long, default_value_t = 0.0)]
+    pub hold: f64,
+    /// PID of the server, to read its resident memory from /proc (else /metrics is used).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Prefix of the bench usernames.
+    #[arg(long, default_value = "bench")]
+    pub user_prefix: String,
+    /// Password of the bench users.
+    #[arg(long, default_value = "bench-password-1")]
+    pub password: String,
+    /// Concurrent registrations/logins (password hashing is deliberately slow).
+    #[arg(long, default_value_t = 8)]
+    pub auth_concurrency: usize,
+    /// Seconds to wait for one run to end before counting it failed.
+    #[arg(long, default_value_t = 30.0)]
+    pub run_timeout: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,274 @@
+//! One bench user: auth, its connections, a reader per connection that verifies ownership, and the message driver.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::run::BenchError;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Writer = SplitSink<Socket, Message>;
+
+/// Who a bench user is: its index (encoded in every question it asks) and token.
+#[derive(Debug, Clone)]
+pub struct BenchUser {
+    pub index: usize,
+    pub tag: String,
+    pub token: String,
+}
+
+impl BenchUser {
+    /// A question whose answer encodes the user's index: `index * 1000 + m`.
+    pub fn question(&self, m: usize) -> String {
+        format!(
+            "{} m{m}: what is {} * 1000 + {}?",
+            self.tag,
+            self.index,
+            m % 1000
+        )
+    }
+}
+
+/// Registers `username`, or logs in if it exists; returns the token.
+pub async fn authenticate(
+    http: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> Result<String, BenchError> {
+    let body = json!({ "username": username, "password": password });
+    let registered = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&body)
+        .send()
+        .await?;
+    let response = if registered.status().as_u16() == 409 {
+        http.post(format!("{base}/api/auth/login"))
+            .json(&body)
+            .send()
+            .await?
+    } else {
+        registered
+    };
+    if !response.status().is_success() {
+        return Err(BenchError::Auth(format!(
+            "{username}: HTTP {}",
+            response.status()
+        )));
+    }
+    let value: Value = response.json().await?;
+    value["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| BenchError::Auth(format!("{username}: no token in the answer")))
+}
+
+/// Opens one authenticated socket with small buffers and reads the greeting.
+pub async fn connect(url: &str, token: &str) -> Result<Socket, BenchError> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| BenchError::Connect(e.to_string()))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|e| BenchError::Connect(e.to_string()))?;
+    request.headers_mut().insert("authorization", bearer);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(4096);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(request, Some(config), false)
+            .await
+            .map_err(|e| BenchError::Connect(e.to_string()))?;
+    match socket.next().await {
+        Some(Ok(Message::Text(text))) if text.contains("connection_established") => Ok(socket),
+        other => Err(BenchError::Connect(format!("no greeting: {other:?}"))),
+    }
+}
+
+/// What a reader tells its user's driver about a run.
+#[derive(Debug)]
+pub struct Observation {
+    pub connection: usize,
+    pub kind: RunMilestone,
+    pub at: Instant,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RunMilestone {
+    Started,
+    Completed,
+    Failed(String),
+}
+
+/// Reads one connection until it closes, checking that every frame is this user's.
+pub async fn read_connection(
+    user: Arc<BenchUser>,
+    connection: usize,
+    mut stream: SplitStream<Socket>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+    observations: mpsc::UnboundedSender<Observation>,
+    events: Arc<AtomicU64>,
+) -> Result<(), BenchError> {
+    let mut threads: HashSet<String> = HashSet::new();
+    let mut last_seq = 0u64;
+    while let Some(message) = stream.next().await {
+        let Ok(Message::Text(text)) = message else {
+            continue;
+        };
+        let frame: Value =
+            serde_json::from_str(&text).map_err(|e| BenchError::Protocol(e.to_string()))?;
+        let kind = frame["type"].as_str().unwrap_or_default();
+        match kind {
+            "ping" => {
+                let _ = writer
+                    .lock()
+                    .await
+                    .send(Message::text(r#"{"type":"pong"}"#))
+                    .await;
+            }
+            "thread_created" => {
+                let title = frame["title"].as_str().unwrap_or_default();
+                if !title.starts_with(&format!("{} ", user.tag)) {
+                    return Err(cross_user(&user, &frame));
+                }
+                threads.insert(frame["thread_id"].as_str().unwrap_or_default().to_owned());
+            }
+            "error" => return Err(BenchError::Protocol(format!("server error frame: {frame}"))),
+            _ if frame["seq"].is_u64() => {
+                verify_run_event(&user, &frame, &threads, &mut last_seq)?;
+                events.fetch_add(1, Ordering::Relaxed);
+                if let Some(milestone) = milestone(kind, &frame) {
+                    let _ = observations.send(Observation {
+                        connection,
+                        kind: milestone,
+                        at: Instant::now(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn verify_run_event(
+    user: &BenchUser,
+    frame: &Value,
+    threads: &HashSet<String>,
+    last_seq: &mut u64,
+) -> Result<(), BenchError> {
+    let thread = frame["thread_id"].as_str().unwrap_or_default();
+    if !threads.contains(thread) {
+        return Err(cross_user(user, frame));
+    }
+    let seq = frame["seq"].as_u64().unwrap_or(0);
+    if seq <= *last_seq {
+        return Err(BenchError::Protocol(format!(
+            "seq went from {last_seq} to {seq} for {}",
+            user.tag
+        )));
+    }
+    *last_seq = seq;
+    if frame["type"] == "agent_completed" {
+        let answer = frame["answer"].as_str().unwrap_or_default();
+        let value: Option<u64> = answer
+            .rsplit(" = ")
+            .next()
+            .and_then(|v| v.trim_end_matches('.').parse().ok());
+        if value.map(|v| v / 1000) != Some(user.index as u64) {
+            return Err(cross_user(user, frame));
+        }
+    }
+    Ok(())
+}
+
+fn milestone(kind: &str, frame: &Value) -> Option<RunMilestone> {
+    match kind {
+        "agent_started" => Some(RunMilestone::Started),
+        "agent_completed" => Some(RunMilestone::Completed),
+        "agent_error" => Some(RunMilestone::Failed(
+            frame["code"].as_str().unwrap_or("unknown").to_owned(),
+        )),
+        _ => None,
+    }
+}
+
+fn cross_user(user: &BenchUser, frame: &Value) -> BenchError {
+    BenchError::CrossUser(format!(
+        "{} received a frame that is not theirs: {frame}",
+        user.tag
+    ))
+}
+
+/// The timings of one run as its sender saw them.
+#[derive(Debug)]
+pub struct RunTiming {
+    pub to_started: Option<Duration>,
+    pub to_end: Duration,
+    pub outcome: RunMilestone,
+}
+
+/// Sends one question on `connection` and waits for its run to end.
+pub async fn ask(
+    user: &BenchUser,
+    m: usize,
+    connection: usize,
+    writer: &tokio::sync::Mutex<Writer>,
+    observations: &mut mpsc::UnboundedReceiver<Observation>,
+    timeout: Duration,
+) -> RunTiming {
+    let frame = json!({ "type": "user_message", "content": user.question(m) }).to_string();
+    let sent = Instant::now();
+    if writer
+        .lock()
+        .await
+        .send(Message::text(frame))
+        .await
+        .is_err()
+    {
+        return RunTiming {
+            to_started: None,
+            to_end: sent.elapsed(),
+            outcome: RunMilestone::Failed("send_failed".into()),
+        };
+    }
+    let mut to_started = None;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let observation = match tokio::time::timeout_at(deadline, observations.recv()).await {
+            Ok(Some(observation)) => observation,
+            _ => {
+                return RunTiming {
+                    to_started,
+                    to_end: sent.elapsed(),
+                    outcome: RunMilestone::Failed("bench_timeout".into()),
+                };
+            }
+        };
+        if observation.connection != connection {
+            continue;
+        }
+        let elapsed = observation.at.duration_since(sent);
+        match observation.kind {
+            RunMilestone::Started => to_started = Some(elapsed),
+            end => {
+                return RunTiming {
+                    to_started,
+                    to_end: elapsed,
+                    outcome: end,
+                };
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The bench report: a table for people, JSON for machines.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::stats::Percentiles;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Memory {
+    pub before_bytes: Option<u64>,
+    pub connected_bytes: Option<u64>,
+    pub after_bytes: Option<u64>,
+    /// (connected − before) / connections: what one idle connection costs the server.
+    pub per_idle_connection_bytes: Option<u64>,
+    /// (seconds into the send phase, RSS bytes), every 5 s, for --duration runs.
+    pub samples: Vec<(f64, u64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub users: usize,
+    pub connections_per_user: usize,
+    pub connections_established: usize,
+    pub connections_failed: usize,
+    pub runs_completed: usize,
+    pub runs_failed: usize,
+    pub runs_failed_by_code: BTreeMap<String, usize>,
+    /// Always 0 in a finished report: a cross-user event aborts the run instead.
+    pub cross_user_events: u64,
+    pub time_to_agent_started: Percentiles,
+    pub time_to_agent_completed: Percentiles,
+    pub run_events_received: u64,
+    pub events_per_second: f64,
+    pub runs_per_second: f64,
+    pub send_phase_seconds: f64,
+    pub server_memory: Memory,
+}
+
+impl BenchReport {
+    /// No failed connection or run, and (by construction) no cross-user event.
+    pub fn passed(&self) -> bool {
+        self.connections_failed == 0 && self.runs_failed == 0 && self.cross_user_events == 0
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        self.write_runs(&mut out);
+        self.write_memory(&mut out);
+        out
+    }
+
+    fn write_runs(&self, out: &mut String) {
+        row(
+            out,
+            "users × connections",
+            format!("{} × {}", self.users, self.connections_per_user),
+        );
+        row(
+            out,
+            "connections established / failed",
+            format!(
+                "{} / {}",
+                self.connections_established, self.connections_failed
+            ),
+        );
+        row(
+            out,
+            "runs completed / failed",
+            format!("{} / {}", self.runs_completed, self.runs_failed),
+        );
+        for (code, n) in &self.runs_failed_by_code {
+            row(out, &format!("  failed: {code}"), n.to_string());
+        }
+        row(out, "cross-user events", self.cross_user_events.to_string());
+        for (name, p) in [
+            ("to agent_started", &self.time_to_agent_started),
+            ("to agent_completed", &self.time_to_agent_completed),
+        ] {
+            row(
+                out,
+                &format!("{name} p50/p90/p99/max"),
+                format!(
+                    "{:.1} / {:.1} / {:.1} / {:.1} ms",
+                    p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms
+                ),
+            );
+        }
+        row(
+            out,
+            "run events received",
+            format!(
+                "{} ({:.0}/s)",
+                self.run_events_received, self.events_per_second
+            ),
+        );
+        row(
+            out,
+            "runs per second",
+            format!(
+                "{:.0} over {:.1} s",
+                self.runs_per_second, self.send_phase_seconds
+            ),
+        );
+    }
+
+    fn write_memory(&self, out: &mut String) {
+        let m = &self.server_memory;
+        row(
+            out,
+            "server RSS before / connected / after",
+            format!(
+                "{} / {} / {}",
+                mib(m.before_bytes),
+                mib(m.connected_bytes),
+                mib(m.after_bytes)
+            ),
+        );
+        for (at, rss) in &m.samples {
+            row(out, &format!("  RSS at {at:>4.0} s"), mib(Some(*rss)));
+        }
+        row(
+            out,
+            "server RSS per idle connection",
+            m.per_idle_connection_bytes
+                .map_or("n/a".into(), |b| format!("{:.1} KiB", b as f64 / 1024.0)),
+        );
+    }
+}
+
+fn row(out: &mut String, key: &str, value: String) {
+    let _ = writeln!(out, "{key:<38} {value}");
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or("n/a".to_owned(), |b| {
+        format!("{:.1} MiB", b as f64 / 1048576.0)
+    })
+}

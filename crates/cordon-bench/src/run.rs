@@ -1,0 +1,351 @@
+//! The bench run: auth, connect over a ramp, hold, send, collect, report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::args::BenchArgs;
+use crate::client::{self, BenchUser, Observation, RunMilestone, RunTiming, Writer};
+use crate::memory::server_rss;
+use crate::report::{BenchReport, Memory};
+use crate::stats::Percentiles;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("invalid arguments: {0}")]
+    Args(String),
+    #[error("HTTP failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("ISOLATION BROKEN: {0}")]
+    CrossUser(String),
+}
+
+/// Handshakes in flight at once while connecting.
+const CONNECT_CONCURRENCY: usize = 256;
+
+struct LiveUser {
+    user: Arc<BenchUser>,
+    writers: Vec<Arc<Mutex<Writer>>>,
+    observations: mpsc::UnboundedReceiver<Observation>,
+}
+
+pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
+    let http_base = http_base(&args.url)?;
+    let ws_url = format!(
+        "{}/ws",
+        args.url.trim_end_matches('/').trim_end_matches("/ws")
+    );
+    let http = reqwest::Client::new();
+    let users = authenticate_all(&http, &http_base, &args).await?;
+    let rss_before = server_rss(&http, &http_base, args.server_pid).await;
+
+    let events = Arc::new(AtomicU64::new(0));
+    let mut readers = JoinSet::new();
+    let (live, failed_connections) =
+        connect_all(&args, &ws_url, users, &events, &mut readers).await;
+    let established = live.iter().map(|u| u.writers.len()).sum::<usize>();
+    tokio::time::sleep(Duration::from_secs_f64(args.hold.max(0.0))).await;
+    let rss_connected = server_rss(&http, &http_base, args.server_pid).await;
+
+    let started = Instant::now();
+    let events_before = events.load(Ordering::Relaxed);
+    let sampler = spawn_rss_sampler(
+        http.clone(),
+        http_base.clone(),
+        args.server_pid,
+        args.duration.is_some(),
+    );
+    let timings = drive_all(&args, live, &mut readers).await?;
+    let elapsed = started.elapsed();
+    let rss_samples = match sampler {
+        Some((stop, task)) => {
+            let _ = stop.send(());
+            task.await.unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    let rss_after = server_rss(&http, &http_base, args.server_pid).await;
+    readers.abort_all();
+
+    Ok(report(
+        &args,
+        established,
+        failed_connections,
+        timings,
+        elapsed,
+        events.load(Ordering::Relaxed) - events_before,
+        Memory {
+            before_bytes: rss_before,
+            connected_bytes: rss_connected,
+            after_bytes: rss_after,
+            per_idle_connection_bytes: per_connection(rss_before, rss_connected, established),
+            samples: rss_samples,
+        },
+    ))
+}
+
+fn http_base(url: &str) -> Result<String, BenchError> {
+    let rest = url
+        .strip_prefix("ws://")
+        .map(|r| format!("http://{r}"))
+        .or_else(|| url.strip_prefix("wss://").map(|r| format!("https://{r}")))
+        .ok_or_else(|| {
+            BenchError::Args(format!("--url must start with ws:// or wss://, got {url}"))
+        })?;
+    Ok(rest
+        .trim_end_matches('/')
+        .trim_end_matches("/ws")
+        .to_owned())
+}
+
+async fn authenticate_all(
+    http: &reqwest::Client,
+    base: &str,
+    args: &BenchArgs,
+) -> Result<Vec<Arc<BenchUser>>, BenchError> {
+    let permits = Arc::new(Semaphore::new(args.auth_concurrency.max(1)));
+    let mut pending = FuturesUnordered::new();
+    for index in 0..args.users {
+        let (http, permits) = (http.clone(), Arc::clone(&permits));
+        let username = format!("{}-u{index}", args.user_prefix);
+        let password = args.password.clone();
+        let base = base.to_owned();
+        pending.push(async move {
+            let _permit = permits.acquire().await;
+            let token = client::authenticate(&http, &base, &username, &password).await?;
+            Ok::<_, BenchError>(Arc::new(BenchUser {
+                index,
+                tag: username,
+                token,
+            }))
+        });
+    }
+    let mut users = Vec::with_capacity(args.users);
+    while let Some(user) = pending.next().await {
+        users.push(user?);
+    }
+    users.sort_by_key(|u| u.index);
+    Ok(users)
+}
+
+/// Opens every connection, spread evenly over the ramp; starts a reader for each.
+async fn connect_all(
+    args: &BenchArgs,
+    ws_url: &str,
+    users: Vec<Arc<BenchUser>>,
+    events: &Arc<AtomicU64>,
+    readers: &mut JoinSet<Result<(), BenchError>>,
+) -> (Vec<LiveUser>, usize) {
+    let total = (users.len() * args.connections_per_user).max(1);
+    let step = Duration::from_secs_f64(args.ramp.max(0.0) / total as f64);
+    let permits = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let ramp_start = tokio::time::Instant::now();
+    let mut pending = FuturesUnordered::new();
+    for (u, user) in users.iter().enumerate() {
+        for c in 0..args.connections_per_user {
+            let at = ramp_start + step * (u * args.connections_per_user + c) as u32;
+            let (url, token, permits) =
+                (ws_url.to_owned(), user.token.clone(), Arc::clone(&permits));
+            pending.push(async move {
+                tokio::time::sleep_until(at).await;
+                let _permit = permits.acquire().await;
+                (u, client::connect(&url, &token).await)
+            });
+        }
+    }
+    let mut sockets: Vec<Vec<_>> = users.iter().map(|_| Vec::new()).collect();
+    let mut failed = 0;
+    while let Some((u, socket)) = pending.next().await {
+        match socket {
+            Ok(socket) => sockets[u].push(socket),
+            Err(error) => {
+                failed += 1;
+                if failed <= 3 {
+                    eprintln!("cordon bench: {error}");
+                }
+            }
+        }
+    }
+    let live = users
+        .into_iter()
+        .zip(sockets)
+        .map(|(user, sockets)| start_readers(user, sockets, events, readers))
+        .collect();
+    (live, failed)
+}
+
+fn start_readers(
+    user: Arc<BenchUser>,
+    sockets: Vec<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    >,
+    events: &Arc<AtomicU64>,
+    readers: &mut JoinSet<Result<(), BenchError>>,
+) -> LiveUser {
+    let (tx, observations) = mpsc::unbounded_channel();
+    let mut writers = Vec::new();
+    for (c, socket) in sockets.into_iter().enumerate() {
+        let (sink, stream) = socket.split();
+        let writer = Arc::new(Mutex::new(sink));
+        writers.push(Arc::clone(&writer));
+        readers.spawn(client::read_connection(
+            Arc::clone(&user),
+            c,
+            stream,
+            writer,
+            tx.clone(),
+            Arc::clone(events),
+        ));
+    }
+    LiveUser {
+        user,
+        writers,
+        observations,
+    }
+}
+
+/// Every user sends its messages one after another; all users at once. A
+/// reader that finds a cross-user frame aborts the whole run.
+async fn drive_all(
+    args: &BenchArgs,
+    live: Vec<LiveUser>,
+    readers: &mut JoinSet<Result<(), BenchError>>,
+) -> Result<Vec<RunTiming>, BenchError> {
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let (messages, timeout) = (args.messages, Duration::from_secs_f64(args.run_timeout));
+    let mut drivers = JoinSet::new();
+    for mut user in live.into_iter().filter(|u| !u.writers.is_empty()) {
+        drivers.spawn(async move {
+            let mut timings = Vec::new();
+            for m in 0.. {
+                let more = match deadline {
+                    Some(deadline) => Instant::now() < deadline,
+                    None => m < messages,
+                };
+                if !more {
+                    break;
+                }
+                let c = m % user.writers.len();
+                timings.push(
+                    client::ask(
+                        &user.user,
+                        m,
+                        c,
+                        &user.writers[c],
+                        &mut user.observations,
+                        timeout,
+                    )
+                    .await,
+                );
+            }
+            timings
+        });
+    }
+    let mut all = Vec::new();
+    loop {
+        tokio::select! {
+            done = drivers.join_next() => match done {
+                Some(Ok(timings)) => all.extend(timings),
+                Some(Err(_)) => {}
+                None => return Ok(all),
+            },
+            Some(Ok(Err(error))) = readers.join_next() => return Err(error),
+        }
+    }
+}
+
+/// Stops the RSS sampler, and the task that returns its samples.
+type RssSampler = (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Vec<(f64, u64)>>,
+);
+
+/// Samples the server's RSS every 5 s until stopped (for --duration runs), to show whether memory is stable.
+fn spawn_rss_sampler(
+    http: reqwest::Client,
+    base: String,
+    pid: Option<u32>,
+    enabled: bool,
+) -> Option<RssSampler> {
+    enabled.then(|| {
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let start = Instant::now();
+            let mut samples = Vec::new();
+            let mut ticks = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return samples,
+                    _ = ticks.tick() => {
+                        if let Some(rss) = server_rss(&http, &base, pid).await {
+                            samples.push((start.elapsed().as_secs_f64().round(), rss));
+                        }
+                    }
+                }
+            }
+        });
+        (stop, task)
+    })
+}
+
+fn per_connection(before: Option<u64>, connected: Option<u64>, connections: usize) -> Option<u64> {
+    let grown = connected?.checked_sub(before?)?;
+    (connections > 0).then(|| grown / connections as u64)
+}
+
+fn report(
+    args: &BenchArgs,
+    established: usize,
+    failed_connections: usize,
+    timings: Vec<RunTiming>,
+    elapsed: Duration,
+    events: u64,
+    memory: Memory,
+) -> BenchReport {
+    let started: Vec<Duration> = timings.iter().filter_map(|t| t.to_started).collect();
+    let completed: Vec<Duration> = timings
+        .iter()
+        .filter(|t| t.outcome == RunMilestone::Completed)
+        .map(|t| t.to_end)
+        .collect();
+    let mut failed_by_code = BTreeMap::new();
+    for timing in &timings {
+        if let RunMilestone::Failed(code) = &timing.outcome {
+            *failed_by_code.entry(code.clone()).or_insert(0usize) += 1;
+        }
+    }
+    let secs = elapsed.as_secs_f64().max(f64::EPSILON);
+    BenchReport {
+        users: args.users,
+        connections_per_user: args.connections_per_user,
+        connections_established: established,
+        connections_failed: failed_connections,
+        runs_completed: completed.len(),
+        runs_failed: timings.len() - completed.len(),
+        runs_failed_by_code: failed_by_code,
+        cross_user_events: 0,
+        time_to_agent_started: Percentiles::of(&started),
+        time_to_agent_completed: Percentiles::of(&completed),
+        run_events_received: events,
+        events_per_second: events as f64 / secs,
+        runs_per_second: completed.len() as f64 / secs,
+        send_phase_seconds: secs,
+        server_memory: memory,
+    }
+}

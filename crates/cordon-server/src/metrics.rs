@@ -1,0 +1,96 @@
+//! `/metrics`: the Prometheus recorder, the metric names, and the gauges read at scrape time.
+//!
+//! Counters and histograms are recorded where things happen (runs in the
+//! engine, event latency in the session); gauges that are cheap to read
+//! (connections, engines, runs in flight, resident memory) are set when
+//! `/metrics` is scraped, so the hot path pays nothing for them.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::state::AppState;
+
+/// Time from an event being published to its frame being written to one socket.
+pub const EVENT_SEND_SECONDS: &str = "cordon_event_send_seconds";
+
+const EVENT_SEND_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once; later calls reuse it.
+/// `None` if another recorder was installed first (metrics then go there).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(EVENT_SEND_SECONDS.into()),
+                    EVENT_SEND_BUCKETS,
+                )
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_gauge!("cordon_connections_active", "Open WebSocket connections.");
+    metrics::describe_gauge!("cordon_engines_active", "Live per-user execution engines.");
+    metrics::describe_gauge!("cordon_runs_active", "Runs in flight.");
+    metrics::describe_gauge!(
+        "cordon_process_resident_memory_bytes",
+        "Resident set size of the server."
+    );
+    metrics::describe_counter!("cordon_runs_started_total", "Runs admitted.");
+    metrics::describe_counter!(
+        "cordon_runs_completed_total",
+        "Runs that produced an answer."
+    );
+    metrics::describe_counter!(
+        "cordon_runs_failed_total",
+        "Runs that ended with agent_error, by reason."
+    );
+    metrics::describe_counter!(
+        "cordon_limit_rejections_total",
+        "Runs refused by a limit, by reason."
+    );
+    metrics::describe_counter!("cordon_engines_cleaned_total", "Idle engines dropped.");
+    metrics::describe_histogram!(EVENT_SEND_SECONDS, "Event publish-to-socket-write latency.");
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
+    let counts = state.factory.counts();
+    metrics::gauge!("cordon_connections_active").set(state.hub.connection_count() as f64);
+    metrics::gauge!("cordon_engines_active").set(counts.active_engines as f64);
+    metrics::gauge!("cordon_runs_active").set(counts.active_runs as f64);
+    metrics::counter!("cordon_engines_cleaned_total").absolute(counts.engines_cleaned);
+    if let Some(rss) = resident_memory_bytes() {
+        metrics::gauge!("cordon_process_resident_memory_bytes").set(rss as f64);
+    }
+    let body = install().map(|handle| handle.render()).unwrap_or_default();
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// VmRSS of this process from `/proc/self/status` (Linux), in bytes.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_rss(&status)
+}
+
+/// The `VmRSS:` line of a `/proc/<pid>/status` file, in bytes.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
