@@ -63,6 +63,11 @@ pub enum RunEventKind {
         step: u32,
         text: String,
     },
+    /// Answer text streamed by the model, in order; batched over a few milliseconds.
+    AgentDelta {
+        agent: String,
+        text: String,
+    },
     ToolExecuting {
         agent: String,
         call_id: String,
@@ -95,6 +100,7 @@ impl RunEventKind {
         match self {
             RunEventKind::AgentStarted { .. } => "agent_started",
             RunEventKind::AgentThinking { .. } => "agent_thinking",
+            RunEventKind::AgentDelta { .. } => "agent_delta",
             RunEventKind::ToolExecuting { .. } => "tool_executing",
             RunEventKind::ToolCompleted { .. } => "tool_completed",
             RunEventKind::AgentCompleted { .. } => "agent_completed",

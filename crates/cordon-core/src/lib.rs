@@ -14,6 +14,7 @@ pub mod llm;
 pub mod model;
 pub mod sink;
 pub mod store;
+pub mod text;
 pub mod tool;
 
 pub use context::{ContextError, UserExecutionContext};
@@ -25,7 +26,9 @@ pub use llm::{
 };
 pub use model::{Message, Role, RunRecord, RunStatus, Thread, User};
 pub use sink::{EventSink, EventSinks};
-pub use store::{RunOutcome, Store, StoreError, StoredEvent};
+pub use store::{
+    LlmCallRecord, ModelUsage, RunOutcome, Store, StoreError, StoredEvent, UsageTotals,
+};
 pub use tool::{Tool, ToolContext, ToolError};
 
 /// Current UTC time; the one clock every record and event is stamped with.

@@ -109,6 +109,14 @@ impl LlmObserver for IgnoreStream {}
 pub trait LlmProvider: Send + Sync + 'static {
     /// Short name for logs and run records, e.g. "offline".
     fn name(&self) -> &str;
+    /// The model the provider calls, recorded with each call's usage (e.g. "gpt-4o-mini").
+    fn model(&self) -> &str {
+        self.name()
+    }
+    /// What `usage` of this provider's model costs, in US dollars (0 when unpriced).
+    fn cost_usd(&self, _usage: Usage) -> f64 {
+        0.0
+    }
     async fn complete(
         &self,
         request: &LlmRequest,

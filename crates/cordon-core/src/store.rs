@@ -37,6 +37,41 @@ pub struct RunOutcome {
     pub answer: Option<Message>,
 }
 
+/// The token usage and cost of one model call, recorded as the call finishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmCallRecord {
+    /// The root run the call belongs to.
+    pub run_id: RunId,
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// US dollars, from the provider's price table (0 when the model is unpriced).
+    pub cost_usd: f64,
+}
+
+/// Usage summed over the calls to one model.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelUsage {
+    pub model: String,
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+/// One user's usage over all of their runs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UsageTotals {
+    /// Runs that made at least one model call.
+    pub runs: u64,
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// Per model, most expensive first.
+    pub by_model: Vec<ModelUsage>,
+}
+
 /// Every read of user data takes the `UserId` it is for; a row of another
 /// user is indistinguishable from a missing row (`None`).
 #[async_trait]
@@ -96,6 +131,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<StoredEvent>, StoreError>;
     /// The highest `seq` stored for the user (0 when none), to continue numbering after a restart.
     async fn last_event_seq(&self, user_id: &UserId) -> Result<u64, StoreError>;
+
+    /// Queues one model call's usage without waiting (group commit); it is
+    /// committed before the run's outcome, which is written after it.
+    fn record_llm_call(&self, user_id: &UserId, call: &LlmCallRecord);
+    /// Usage of one of the user's runs, per model (empty when it made no model call).
+    async fn run_usage(
+        &self,
+        user_id: &UserId,
+        run_id: &RunId,
+    ) -> Result<Vec<ModelUsage>, StoreError>;
+    /// The user's usage summed over all of their runs.
+    async fn usage_totals(&self, user_id: &UserId) -> Result<UsageTotals, StoreError>;
 
     /// Flushes queued writes; called on shutdown.
     async fn close(&self);

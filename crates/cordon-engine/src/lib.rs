@@ -19,6 +19,7 @@ pub mod factory;
 pub mod registry;
 pub mod supervisor;
 pub mod tools;
+mod usage;
 
 pub use config::EngineConfig;
 pub use dispatcher::ToolDispatcher;

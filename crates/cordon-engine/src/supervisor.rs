@@ -6,6 +6,7 @@ use crate::config::EngineConfig;
 use crate::emitter::UserEventEmitter;
 use crate::factory::EngineDeps;
 use crate::registry::{AgentContext, AgentInput, RunFailure};
+use crate::usage::MeteredLlm;
 
 /// The name run-level events (`agent_started`, `agent_completed`, `agent_error`) carry.
 pub const SUPERVISOR: &str = "supervisor";
@@ -22,6 +23,12 @@ pub async fn run_pipeline(
         message: message.to_owned(),
         notes: Vec::new(),
     };
+    let llm = MeteredLlm::new(
+        deps.llm.clone(),
+        deps.store.clone(),
+        ctx.user_id().clone(),
+        ctx.root_run_id().clone(),
+    );
     let mut conclusion = String::new();
     for agent in deps.registry.pipeline() {
         let child = ctx
@@ -29,7 +36,7 @@ pub async fn run_pipeline(
             .map_err(|error| RunFailure::new(ErrorCode::Internal, error.to_string()))?;
         let cx = AgentContext {
             ctx: &child,
-            llm: deps.llm.as_ref(),
+            llm: &llm,
             tools: &deps.tools,
             store: &deps.store,
             emitter,

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cordon_core::text::truncate_chars;
 use cordon_core::{
     LlmError, LlmObserver, LlmProvider, LlmRequest, LlmResponse, LlmTurn, ToolCall, Usage,
 };
@@ -132,7 +133,7 @@ fn compose_answer(question: &str, results: &[ToolResult<'_>]) -> LlmResponse {
         thinking: Some(format!(
             "I have {} tool result(s) for \"{}\"; composing the answer.",
             results.len(),
-            truncate(question, 60)
+            truncate_chars(question, 60)
         )),
         text: parts.join(" "),
         ..LlmResponse::default()
@@ -165,7 +166,7 @@ fn describe_matches(content: &Value) -> String {
         Some(latest) => format!(
             "I found {} earlier message(s) of yours mentioning \"{query}\"; the latest says: \"{}\".",
             matches.len(),
-            truncate(latest["content"].as_str().unwrap_or_default(), 120)
+            truncate_chars(latest["content"].as_str().unwrap_or_default(), 120)
         ),
     }
 }
@@ -205,14 +206,7 @@ fn search_terms(text: &str) -> String {
     words
         .first()
         .map(|w| w.to_lowercase())
-        .unwrap_or_else(|| truncate(text.trim(), 40).to_lowercase())
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+        .unwrap_or_else(|| truncate_chars(text.trim(), 40).to_lowercase())
 }
 
 fn count_tokens(text: &str) -> u64 {

@@ -61,6 +61,45 @@ pub struct RunView {
     pub finished_at: Option<OffsetDateTime>,
     pub duration_ms: Option<u64>,
     pub error: Option<ErrorBody>,
+    /// Tokens and cost of the run's model calls (zeros when it made none).
+    #[serde(default)]
+    pub usage: RunUsageView,
+}
+
+/// `usage` of a run: the model it called and what that cost.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunUsageView {
+    /// The model called (the most-called one if several); `null` when no model was called.
+    pub model: Option<String>,
+    /// Model calls the run made (one per model/tool step).
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// US dollars from the configured price table; 0 for unpriced models.
+    pub cost_usd: f64,
+}
+
+/// Usage of one model, in `GET /api/usage`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ModelUsageView {
+    pub model: String,
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+/// `GET /api/usage`: the caller's usage summed over all of their runs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct UsageView {
+    /// Runs that made at least one model call.
+    pub runs: u64,
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// Per model, most expensive first.
+    pub by_model: Vec<ModelUsageView>,
 }
 
 /// `{"code": "...", "message": "..."}`: the shape of every error.

@@ -69,6 +69,13 @@ pub enum ServerFrame {
         step: u32,
         text: String,
     },
+    /// Answer text as the model writes it; concatenated in `seq` order they form the text.
+    AgentDelta {
+        #[serde(flatten)]
+        envelope: RunEnvelope,
+        agent: String,
+        text: String,
+    },
     ToolExecuting {
         #[serde(flatten)]
         envelope: RunEnvelope,
@@ -121,6 +128,7 @@ impl ServerFrame {
             ServerFrame::ThreadCreated { .. } => "thread_created",
             ServerFrame::AgentStarted { .. } => "agent_started",
             ServerFrame::AgentThinking { .. } => "agent_thinking",
+            ServerFrame::AgentDelta { .. } => "agent_delta",
             ServerFrame::ToolExecuting { .. } => "tool_executing",
             ServerFrame::ToolCompleted { .. } => "tool_completed",
             ServerFrame::AgentCompleted { .. } => "agent_completed",
@@ -136,6 +144,7 @@ impl ServerFrame {
         match self {
             ServerFrame::AgentStarted { envelope, .. }
             | ServerFrame::AgentThinking { envelope, .. }
+            | ServerFrame::AgentDelta { envelope, .. }
             | ServerFrame::ToolExecuting { envelope, .. }
             | ServerFrame::ToolCompleted { envelope, .. }
             | ServerFrame::AgentCompleted { envelope, .. }
@@ -167,6 +176,11 @@ impl From<&RunEvent> for ServerFrame {
                 envelope,
                 agent,
                 step,
+                text,
+            },
+            RunEventKind::AgentDelta { agent, text } => ServerFrame::AgentDelta {
+                envelope,
+                agent,
                 text,
             },
             RunEventKind::ToolExecuting {

@@ -51,6 +51,7 @@ fn server_examples_parse_round_trip_and_cover_every_server_frame() {
         "thread_created",
         "agent_started",
         "agent_thinking",
+        "agent_delta",
         "tool_executing",
         "tool_completed",
         "agent_completed",

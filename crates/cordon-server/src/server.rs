@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{auth, health, runs, threads};
+use crate::api::{auth, health, runs, threads, usage};
 use crate::auth::password::PasswordError;
 use crate::auth::secret::{self, SecretError};
 use crate::auth::{PasswordHasher, TokenKeys};
@@ -50,7 +50,8 @@ pub fn app(state: AppState) -> Router {
         .route("/threads", get(threads::list_threads))
         .route("/threads/{id}/messages", get(threads::list_messages))
         .route("/runs/{id}", get(runs::get_run))
-        .route("/runs/{id}/events", get(runs::list_events));
+        .route("/runs/{id}/events", get(runs::list_events))
+        .route("/usage", get(usage::get_usage));
     Router::new()
         .nest("/api", api)
         .route("/ws", get(ws_handler))

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cordon_core::{
-    Message, MessageId, Role, RunEvent, RunId, RunOutcome, RunRecord, RunStatus, Store, StoreError,
-    StoredEvent, Thread, ThreadId, User, UserId,
+    LlmCallRecord, Message, MessageId, ModelUsage, Role, RunEvent, RunId, RunOutcome, RunRecord,
+    RunStatus, Store, StoreError, StoredEvent, Thread, ThreadId, UsageTotals, User, UserId,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -288,6 +288,71 @@ impl Store for SqliteStore {
         Ok(u64::try_from(last).unwrap_or(0))
     }
 
+    fn record_llm_call(&self, user_id: &UserId, call: &LlmCallRecord) {
+        let op = WriteOp::LlmCall {
+            user_id: user_id.to_string(),
+            call: call.clone(),
+        };
+        if self.enqueue(op).is_err() {
+            tracing::error!("the store is closed; a model call's usage was not stored");
+        }
+    }
+
+    async fn run_usage(
+        &self,
+        user_id: &UserId,
+        run_id: &RunId,
+    ) -> Result<Vec<ModelUsage>, StoreError> {
+        self.barrier().await?;
+        sqlx::query(
+            "SELECT model, COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, \
+             SUM(output_tokens) AS output_tokens, SUM(cost_usd) AS cost_usd \
+             FROM llm_calls WHERE user_id = ? AND run_id = ? GROUP BY model ORDER BY calls DESC, model",
+        )
+        .bind(user_id.as_str())
+        .bind(run_id.as_str())
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .map(model_usage_of)
+        .collect()
+    }
+
+    async fn usage_totals(&self, user_id: &UserId) -> Result<UsageTotals, StoreError> {
+        self.barrier().await?;
+        let runs: i64 =
+            sqlx::query_scalar("SELECT COUNT(DISTINCT run_id) FROM llm_calls WHERE user_id = ?")
+                .bind(user_id.as_str())
+                .fetch_one(&self.reads)
+                .await
+                .map_err(backend)?;
+        let by_model = sqlx::query(
+            "SELECT model, COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, \
+             SUM(output_tokens) AS output_tokens, SUM(cost_usd) AS cost_usd \
+             FROM llm_calls WHERE user_id = ? GROUP BY model ORDER BY cost_usd DESC, model",
+        )
+        .bind(user_id.as_str())
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .map(model_usage_of)
+        .collect::<Result<Vec<_>, _>>()?;
+        let mut totals = UsageTotals {
+            runs: u64::try_from(runs).unwrap_or(0),
+            ..UsageTotals::default()
+        };
+        for model in &by_model {
+            totals.calls += model.calls;
+            totals.input_tokens += model.input_tokens;
+            totals.output_tokens += model.output_tokens;
+            totals.cost_usd += model.cost_usd;
+        }
+        totals.by_model = by_model;
+        Ok(totals)
+    }
+
     async fn close(&self) {
         let _ = self.barrier().await;
         let writer = self
@@ -356,6 +421,20 @@ fn run_of(row: SqliteRow) -> Result<RunRecord, StoreError> {
         finished_at: finished_at.map(from_micros).transpose()?,
         error_code: row.try_get("error_code").map_err(backend)?,
         error_message: row.try_get("error_message").map_err(backend)?,
+    })
+}
+
+fn model_usage_of(row: SqliteRow) -> Result<ModelUsage, StoreError> {
+    let count = |name: &str| -> Result<u64, StoreError> {
+        let value: i64 = row.try_get(name).map_err(backend)?;
+        Ok(u64::try_from(value).unwrap_or(0))
+    };
+    Ok(ModelUsage {
+        model: row.try_get("model").map_err(backend)?,
+        calls: count("calls")?,
+        input_tokens: count("input_tokens")?,
+        output_tokens: count("output_tokens")?,
+        cost_usd: row.try_get("cost_usd").map_err(backend)?,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cordon_core::{Message, RunOutcome, RunRecord, StoreError, Thread, User};
+use cordon_core::{LlmCallRecord, Message, RunOutcome, RunRecord, StoreError, Thread, User};
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,6 +25,11 @@ pub enum WriteOp {
         ack: Ack,
     },
     Event(EventRow),
+    /// One model call's usage; not acknowledged, like events.
+    LlmCall {
+        user_id: String,
+        call: LlmCallRecord,
+    },
     /// Acknowledged once everything queued before it is committed.
     Barrier(Ack),
 }
@@ -96,6 +101,12 @@ fn acknowledge(op: WriteOp, result: Result<(), StoreError>) {
             }
             return;
         }
+        WriteOp::LlmCall { .. } => {
+            if let Err(error) = result {
+                tracing::error!(%error, "could not store a model call's usage");
+            }
+            return;
+        }
     };
     let _ = ack.send(result);
 }
@@ -116,6 +127,9 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(), StoreErr
             .await
             .map_err(backend),
         WriteOp::Event(row) => insert_event(conn, row).await.map_err(backend),
+        WriteOp::LlmCall { user_id, call } => {
+            insert_llm_call(conn, user_id, call).await.map_err(backend)
+        }
         WriteOp::Barrier(_) => Ok(()),
     }
 }
@@ -237,6 +251,27 @@ async fn insert_event(conn: &mut SqliteConnection, row: &EventRow) -> Result<(),
     .bind(row.event_type)
     .bind(row.ts)
     .bind(&*row.payload)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+async fn insert_llm_call(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    call: &LlmCallRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO llm_calls (user_id, run_id, model, input_tokens, output_tokens, cost_usd, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(user_id)
+    .bind(call.run_id.as_str())
+    .bind(&call.model)
+    .bind(i64::try_from(call.input_tokens).unwrap_or(i64::MAX))
+    .bind(i64::try_from(call.output_tokens).unwrap_or(i64::MAX))
+    .bind(call.cost_usd)
+    .bind(to_micros(cordon_core::now()))
     .execute(conn)
     .await
     .map(drop)

@@ -9,6 +9,7 @@
     reason = "test helpers panic loudly on a broken assumption"
 )]
 
+pub mod fake_llm;
 mod server;
 mod ws;
 

@@ -55,11 +55,41 @@ impl TestServer {
         Self::start_server(data_dir, Server::new(config)).await
     }
 
+    /// A server on a given address and data dir: restarts a stopped server on
+    /// its old port, so clients that knew it (a browser) can reconnect.
+    /// Retries the bind for a few seconds while the old socket goes away.
+    pub async fn start_on(
+        addr: SocketAddr,
+        data_dir: Arc<TempDir>,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        let mut config = ServerConfig::new(data_dir.path());
+        config.offline_step_delay = Duration::ZERO;
+        config.shutdown_grace = Duration::from_secs(2);
+        configure(&mut config);
+        let mut attempts = 0;
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(_) if attempts < 100 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("could not bind {addr} again: {error}"),
+            }
+        };
+        Self::serve_on(listener, data_dir, Server::new(config)).await
+    }
+
     /// Runs a fully built `Server` (e.g. with a custom model).
     pub async fn start_server(data_dir: Arc<TempDir>, server: Server) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
+        Self::serve_on(listener, data_dir, server).await
+    }
+
+    async fn serve_on(listener: TcpListener, data_dir: Arc<TempDir>, server: Server) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

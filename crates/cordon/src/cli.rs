@@ -26,6 +26,17 @@ pub enum Command {
     Bench(cordon_bench::BenchArgs),
 }
 
+/// `--llm`: which model provider answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LlmChoice {
+    /// The built-in deterministic model: no network, no key.
+    Offline,
+    /// OpenAI or any OpenAI-compatible chat-completions server.
+    Openai,
+    /// Anthropic Messages API.
+    Anthropic,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -76,4 +87,19 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Model provider [default: offline, or `provider` from --llm-config].
+    #[arg(long, value_enum)]
+    pub llm: Option<LlmChoice>,
+    /// Model name [defaults: gpt-4o-mini for openai, claude-3-5-haiku-latest for anthropic].
+    #[arg(long)]
+    pub llm_model: Option<String>,
+    /// Provider endpoint, e.g. http://127.0.0.1:11434/v1 for Ollama's OpenAI-compatible API.
+    #[arg(long)]
+    pub llm_base_url: Option<String>,
+    /// Name of the environment variable holding the API key [defaults: OPENAI_API_KEY, ANTHROPIC_API_KEY].
+    #[arg(long)]
+    pub llm_api_key_env: Option<String>,
+    /// TOML file with the remaining model settings (see docs/llm.md); flags override it.
+    #[arg(long)]
+    pub llm_config: Option<PathBuf>,
 }

@@ -1,26 +1,37 @@
 //! `cordon serve`: build the config from arguments, bind, serve until SIGTERM or ctrl-c.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use cordon_core::LlmProvider;
 use cordon_engine::EngineConfig;
+use cordon_llm::{LlmConfig, ProviderKind};
 use cordon_server::{Server, ServerConfig};
 use tokio::net::TcpListener;
 
-use crate::cli::{LogFormat, ServeArgs};
+use crate::cli::{LlmChoice, LogFormat, ServeArgs};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     install_tracing(args.log_format);
     let addr = listen_addr(&args);
-    let config = config_from(args)?;
+    let (llm, max_steps) = llm_from(&args)?;
+    let mut config = config_from(args)?;
+    if let Some(max_steps) = max_steps {
+        config.engine.max_steps = max_steps;
+    }
     let runtime = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
     runtime.block_on(async move {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("could not listen on {addr}"))?;
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
-        Server::new(config).run(listener, shutdown_signal()).await?;
+        let server = match llm {
+            Some(llm) => Server::new(config).with_llm(llm),
+            None => Server::new(config),
+        };
+        server.run(listener, shutdown_signal()).await?;
         Ok(())
     })
 }
@@ -52,6 +63,38 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         ..EngineConfig::default()
     };
     Ok(config)
+}
+
+/// The provider to use instead of the offline model, and the configured step limit.
+type LlmSetup = (Option<Arc<dyn LlmProvider>>, Option<u32>);
+
+/// The model provider from `--llm-config` and the `--llm*` flags (flags win);
+/// `None` keeps the built-in offline model. A real provider without its API
+/// key is a start-up error naming the variable, never its value.
+fn llm_from(args: &ServeArgs) -> anyhow::Result<LlmSetup> {
+    let mut llm = match &args.llm_config {
+        Some(path) => LlmConfig::load(path)?,
+        None => LlmConfig::default(),
+    };
+    if let Some(choice) = args.llm {
+        llm.provider = Some(match choice {
+            LlmChoice::Offline => ProviderKind::Offline,
+            LlmChoice::Openai => ProviderKind::Openai,
+            LlmChoice::Anthropic => ProviderKind::Anthropic,
+        });
+    }
+    llm.model = args.llm_model.clone().or(llm.model);
+    llm.base_url = args.llm_base_url.clone().or(llm.base_url);
+    llm.api_key_env = args.llm_api_key_env.clone().or(llm.api_key_env);
+    let provider = llm.build(|name| std::env::var(name).ok())?;
+    if let Some(provider) = &provider {
+        tracing::info!(
+            provider = provider.name(),
+            model = provider.model(),
+            "using a real model provider"
+        );
+    }
+    Ok((provider, llm.max_steps))
 }
 
 fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {

@@ -5,8 +5,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use cordon_core::{RunId, RunRecord};
-use cordon_protocol::rest::{ErrorBody, RunView};
+use cordon_core::{ModelUsage, RunId, RunRecord};
+use cordon_protocol::rest::{ErrorBody, RunUsageView, RunView};
 use serde::Deserialize;
 
 use crate::auth::AuthUser;
@@ -24,7 +24,8 @@ pub async fn get_run(
         .get_run(&user.user_id, &run_id)
         .await?
         .ok_or(ApiError::NotFound("run"))?;
-    Ok(Json(run_view(&run)))
+    let usage = state.store.run_usage(&user.user_id, &run_id).await?;
+    Ok(Json(run_view(&run, &usage)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,7 +56,7 @@ pub async fn list_events(
     Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-fn run_view(run: &RunRecord) -> RunView {
+fn run_view(run: &RunRecord, usage: &[ModelUsage]) -> RunView {
     let duration_ms = run
         .finished_at
         .map(|end| u64::try_from((end - run.created_at).whole_milliseconds()).unwrap_or(0));
@@ -72,5 +73,17 @@ fn run_view(run: &RunRecord) -> RunView {
         finished_at: run.finished_at,
         duration_ms,
         error,
+        usage: run_usage_view(usage),
+    }
+}
+
+/// The run's usage over all models; `model` names the most-called one.
+fn run_usage_view(usage: &[ModelUsage]) -> RunUsageView {
+    RunUsageView {
+        model: usage.first().map(|first| first.model.clone()),
+        calls: usage.iter().map(|u| u.calls).sum(),
+        input_tokens: usage.iter().map(|u| u.input_tokens).sum(),
+        output_tokens: usage.iter().map(|u| u.output_tokens).sum(),
+        cost_usd: usage.iter().map(|u| u.cost_usd).sum(),
     }
 }

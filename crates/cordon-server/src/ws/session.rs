@@ -262,10 +262,7 @@ async fn send(outgoing: &mut Outgoing, frame: &ServerFrame) -> Result<(), axum::
 
 fn title_of(content: &str) -> String {
     let line = content.trim().lines().next().unwrap_or_default().trim();
-    match line.char_indices().nth(TITLE_CHARS) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line.to_owned(),
-    }
+    cordon_core::text::truncate_chars(line, TITLE_CHARS)
 }
 
 fn millis(duration: Duration) -> u64 {
