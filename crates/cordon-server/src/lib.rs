@@ -16,6 +16,7 @@ pub mod error;
 pub mod metrics;
 pub mod server;
 pub mod state;
+pub mod web;
 pub mod ws;
 
 pub use config::ServerConfig;

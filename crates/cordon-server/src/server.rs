@@ -25,6 +25,7 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics;
 use crate::state::AppState;
+use crate::web;
 use crate::ws::hub::ConnectionHub;
 use crate::ws::upgrade::ws_handler;
 
@@ -58,7 +59,9 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
+        .merge(web::routes())
         .fallback(|| async { ApiError::NotFound("route") })
+        .layer(axum::middleware::map_response(web::security_headers))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

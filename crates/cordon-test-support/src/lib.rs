@@ -2,16 +2,19 @@
 //!
 //! [`TestServer`] runs the real server (real SQLite file in a temporary data
 //! dir) in the test's runtime; [`WsClient`] is a real tokio-tungstenite
-//! WebSocket client speaking `cordon-protocol` frames. Helpers panic with a
+//! WebSocket client speaking `cordon-protocol` frames; [`Browser`] drives a
+//! real headless Chromium through chromedriver (WebDriver). Helpers panic with a
 //! clear message on failure: they are for tests only.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers panic loudly on a broken assumption"
 )]
 
+mod browser;
 pub mod fake_llm;
 mod server;
 mod ws;
 
+pub use browser::{Browser, BrowserSession};
 pub use server::{Account, TestServer};
 pub use ws::WsClient;

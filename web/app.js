@@ -1,0 +1,526 @@
+// The cordon web chat: sign-in, the thread sidebar, live runs over /ws, and resync from the REST API.
+
+import {
+  ApiError,
+  SESSION_KEY,
+  authenticate,
+  clearSession,
+  listMessages,
+  listRunEvents,
+  listThreads,
+  loadSession,
+  saveSession,
+  sessionExpired,
+} from "./api.js";
+import { ChatSocket } from "./socket.js";
+import { RunView, el } from "./render.js";
+
+const $ = (id) => document.getElementById(id);
+
+const ui = {
+  authView: $("auth-view"),
+  authForm: $("auth-form"),
+  authUsername: $("auth-username"),
+  authPassword: $("auth-password"),
+  authError: $("auth-error"),
+  chatView: $("chat-view"),
+  conn: $("conn"),
+  connLabel: $("conn-label"),
+  whoami: $("whoami"),
+  signOut: $("sign-out"),
+  toggleSidebar: $("toggle-sidebar"),
+  newChat: $("new-chat"),
+  threadList: $("thread-list"),
+  noThreads: $("no-threads"),
+  threadTitle: $("thread-title"),
+  messages: $("messages"),
+  empty: $("empty"),
+  notice: $("notice"),
+  composer: $("composer"),
+  message: $("message"),
+  send: $("send"),
+  stop: $("stop"),
+};
+
+const EXPIRED = "Your session expired. Please sign in again.";
+const CONNECTION_LABELS = {
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  offline: "Offline",
+};
+
+const state = {
+  session: null,
+  socket: null,
+  threads: [],
+  currentThreadId: null,
+  /** run_id → { id, threadId, seen: Set<seq>, lastSeq, events: [], view: RunView } */
+  runs: new Map(),
+  /** Views of messages sent from this tab that wait for their run's first event. */
+  pending: [],
+  awaitingThread: false,
+  loadGeneration: 0,
+};
+
+// ---------- session ----------
+
+function showAuth(message) {
+  ui.chatView.hidden = true;
+  ui.authView.hidden = false;
+  ui.authError.textContent = message || "";
+  ui.authPassword.value = "";
+  ui.authUsername.focus();
+}
+
+function signOut(message) {
+  if (state.socket) state.socket.stop();
+  state.socket = null;
+  state.session = null;
+  state.threads = [];
+  state.currentThreadId = null;
+  state.runs.clear();
+  state.pending = [];
+  state.awaitingThread = false;
+  state.loadGeneration += 1;
+  clearSession();
+  setLocationThread(null);
+  ui.threadList.replaceChildren();
+  clearMessages();
+  showAuth(message);
+}
+
+function authMessage(error) {
+  switch (error.code) {
+    case "invalid_credentials":
+      return "Wrong username or password.";
+    case "username_taken":
+      return "That username is already taken. Choose another, or sign in.";
+    case "network":
+      return "cordon is not reachable. Check that the server is running.";
+    default:
+      return error.message || "Something went wrong. Try again.";
+  }
+}
+
+ui.authForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const kind = event.submitter && event.submitter.value === "register" ? "register" : "login";
+  const username = ui.authUsername.value.trim();
+  const password = ui.authPassword.value;
+  if (!username || !password) {
+    ui.authError.textContent = "Enter a username and a password.";
+    return;
+  }
+  ui.authError.textContent = "";
+  for (const button of ui.authForm.querySelectorAll("button")) button.disabled = true;
+  try {
+    const session = await authenticate(kind, username, password);
+    saveSession(session);
+    enterChat(session);
+  } catch (error) {
+    ui.authError.textContent = authMessage(error);
+  } finally {
+    for (const button of ui.authForm.querySelectorAll("button")) button.disabled = false;
+  }
+});
+
+ui.signOut.addEventListener("click", () => signOut(""));
+
+/** A failed API call: an expired session goes back to sign-in; anything else is a notice. */
+function handleApiError(error) {
+  if (error instanceof ApiError && error.status === 401) {
+    signOut(EXPIRED);
+    return;
+  }
+  showNotice(error.message || "Request failed.");
+}
+
+function enterChat(session) {
+  // The open thread is kept in the URL fragment (never sent to the server), so a reload reopens it.
+  const wanted = decodeURIComponent(location.hash.slice(1));
+  state.session = session;
+  ui.authView.hidden = true;
+  ui.chatView.hidden = false;
+  ui.whoami.textContent = session.user.username;
+  showNewChat();
+  state.socket = new ChatSocket(session.token, {
+    onFrame,
+    onState: setConnectionState,
+    onConnected: (isReconnect) => {
+      // Messages sent just before the drop: the REST API now says whether they became runs.
+      if (isReconnect) {
+        for (const pending of state.pending) pending.view.root.remove();
+        state.pending = [];
+        state.awaitingThread = false;
+      }
+      resync();
+    },
+    onExpired: () => signOut(EXPIRED),
+    onHandshakeFailed: () => {
+      if (sessionExpired(session)) {
+        signOut(EXPIRED);
+        return;
+      }
+      // The handshake hides its status from scripts: ask the REST API whether the token still holds.
+      listThreads(session.token).catch((error) => {
+        if (error instanceof ApiError && error.status === 401) signOut(EXPIRED);
+      });
+    },
+  });
+  state.socket.start();
+  refreshThreads().then(() => {
+    if (wanted && !state.currentThreadId && state.threads.some((t) => t.id === wanted)) selectThread(wanted);
+  });
+  ui.message.focus();
+}
+
+function setLocationThread(id) {
+  history.replaceState(null, "", id ? `#${encodeURIComponent(id)}` : location.pathname);
+}
+
+// Another tab signed out: follow it.
+window.addEventListener("storage", (event) => {
+  if (event.key === SESSION_KEY && event.newValue === null && state.session) signOut("");
+});
+
+// ---------- connection ----------
+
+function setConnectionState(connection) {
+  ui.conn.dataset.state = connection;
+  ui.connLabel.textContent = CONNECTION_LABELS[connection] || connection;
+}
+
+/** After (re)connecting: reload the thread list and the open thread, so nothing missed is missing. */
+async function resync() {
+  await refreshThreads();
+  if (state.currentThreadId) await loadThread(state.currentThreadId);
+}
+
+// ---------- threads ----------
+
+async function refreshThreads() {
+  if (!state.session) return;
+  try {
+    state.threads = await listThreads(state.session.token);
+    renderThreads();
+  } catch (error) {
+    handleApiError(error);
+  }
+}
+
+function renderThreads() {
+  ui.noThreads.hidden = state.threads.length > 0;
+  ui.threadList.replaceChildren(
+    ...state.threads.map((thread) => {
+      const current = thread.id === state.currentThreadId;
+      const button = el("button.thread-link", {
+        type: "button",
+        "data-thread-id": thread.id,
+        "aria-current": current ? "page" : null,
+        title: thread.title,
+        text: thread.title || "Untitled",
+      });
+      button.addEventListener("click", () => {
+        closeSidebar();
+        selectThread(thread.id);
+      });
+      return el("li", {}, button);
+    }),
+  );
+  const current = state.threads.find((t) => t.id === state.currentThreadId);
+  ui.threadTitle.textContent = current ? current.title : state.currentThreadId ? "" : "New chat";
+}
+
+function upsertThreadOnTop(id, title) {
+  const index = state.threads.findIndex((t) => t.id === id);
+  const thread = index >= 0 ? state.threads.splice(index, 1)[0] : { id, title };
+  if (title) thread.title = title;
+  state.threads.unshift(thread);
+  renderThreads();
+}
+
+function clearMessages() {
+  ui.messages.replaceChildren(ui.empty);
+  ui.empty.hidden = false;
+  updateStop();
+}
+
+function showNewChat() {
+  state.currentThreadId = null;
+  setLocationThread(null);
+  state.loadGeneration += 1;
+  clearMessages();
+  renderThreads();
+}
+
+ui.newChat.addEventListener("click", () => {
+  closeSidebar();
+  showNewChat();
+  ui.message.focus();
+});
+
+function selectThread(id) {
+  if (id === state.currentThreadId) return;
+  state.currentThreadId = id;
+  setLocationThread(id);
+  clearMessages();
+  ui.empty.hidden = true;
+  renderThreads();
+  loadThread(id);
+}
+
+/** Loads a thread's messages and each run's stored events, merges them with what is live, renders. */
+async function loadThread(threadId) {
+  const generation = ++state.loadGeneration;
+  const token = state.session.token;
+  let messages;
+  try {
+    messages = await listMessages(token, threadId);
+  } catch (error) {
+    if (generation === state.loadGeneration) handleApiError(error);
+    return;
+  }
+  if (generation !== state.loadGeneration) return;
+  const order = [];
+  const answers = new Map();
+  for (const message of messages) {
+    if (!message.run_id) continue;
+    const run = ensureRun(message.run_id, threadId, false);
+    if (!order.includes(run)) order.push(run);
+    if (message.role === "user") run.view.setUserText(message.content);
+    else answers.set(run.id, message.content);
+  }
+  const stored = await Promise.all(
+    order.map((run) => listRunEvents(token, run.id).catch(() => null)),
+  );
+  if (generation !== state.loadGeneration) return;
+  order.forEach((run, index) => {
+    for (const event of stored[index] || []) applyEvent(run, event);
+    if (run.events.length === 0 && answers.has(run.id)) {
+      run.view.setAnswer(answers.get(run.id));
+      run.view.setStatus("completed");
+    }
+  });
+  // Live runs of this thread that the listing did not have yet, then messages still waiting.
+  for (const run of state.runs.values()) {
+    if (run.threadId === threadId && !order.includes(run)) order.push(run);
+  }
+  const nodes = order.map((run) => run.view.root);
+  for (const pending of state.pending) if (pending.threadId === threadId) nodes.push(pending.view.root);
+  ui.messages.replaceChildren(ui.empty, ...nodes);
+  ui.empty.hidden = nodes.length > 0;
+  updateStop();
+  scrollToEnd();
+}
+
+// ---------- runs ----------
+
+function ensureRun(runId, threadId, live) {
+  let run = state.runs.get(runId);
+  if (run) return run;
+  const view = new RunView({ userText: "" });
+  view.setRunId(runId);
+  view.timeline.open = live;
+  run = { id: runId, threadId, seen: new Set(), lastSeq: 0, events: [], view };
+  state.runs.set(runId, run);
+  return run;
+}
+
+/** Applies a run event once (events come both live and from the REST API after a resync). */
+function applyEvent(run, event) {
+  if (run.seen.has(event.seq)) return;
+  run.seen.add(event.seq);
+  if (event.seq > run.lastSeq) {
+    run.lastSeq = event.seq;
+    run.events.push(event);
+    run.view.apply(event);
+    return;
+  }
+  // An older event filled a gap: replay the run in order into a fresh view.
+  run.events.push(event);
+  run.events.sort((a, b) => a.seq - b.seq);
+  const old = run.view;
+  const view = new RunView({ userText: old.user.textContent });
+  view.setRunId(run.id);
+  view.timeline.open = old.timeline.open;
+  for (const e of run.events) view.apply(e);
+  run.view = view;
+  old.root.replaceWith(view.root);
+}
+
+function onRunEvent(frame) {
+  const isCurrent = frame.thread_id === state.currentThreadId;
+  let run = state.runs.get(frame.run_id);
+  if (!run) {
+    if (frame.type === "agent_started") upsertThreadOnTop(frame.thread_id);
+    if (!isCurrent) return; // Loaded from the REST API when the thread is opened.
+    const index = state.pending.findIndex((p) => p.threadId === frame.thread_id);
+    if (index >= 0) {
+      const [pending] = state.pending.splice(index, 1);
+      run = { id: frame.run_id, threadId: frame.thread_id, seen: new Set(), lastSeq: 0, events: [], view: pending.view };
+      pending.view.setRunId(frame.run_id);
+      state.runs.set(run.id, run);
+    } else {
+      // A run started elsewhere (another tab): its user message comes from the REST API.
+      run = ensureRun(frame.run_id, frame.thread_id, true);
+      fillUserText(run);
+    }
+    if (!run.view.root.isConnected) ui.messages.append(run.view.root);
+    ui.empty.hidden = true;
+  }
+  applyEvent(run, frame);
+  if (frame.type === "agent_completed" || frame.type === "agent_error") {
+    if (frame.type === "agent_error" && frame.code === "cancelled") ui.message.focus();
+  }
+  if (isCurrent) {
+    updateStop();
+    scrollToEnd();
+  }
+}
+
+async function fillUserText(run) {
+  try {
+    const messages = await listMessages(state.session.token, run.threadId);
+    const mine = messages.find((m) => m.run_id === run.id && m.role === "user");
+    if (mine) run.view.setUserText(mine.content);
+  } catch {
+    // The resync after the next reconnect fills it in.
+  }
+}
+
+function onFrame(frame) {
+  if (frame.type === "thread_created") {
+    upsertThreadOnTop(frame.thread_id, frame.title);
+    if (state.awaitingThread) {
+      state.awaitingThread = false;
+      for (const pending of state.pending) if (pending.threadId === null) pending.threadId = frame.thread_id;
+      state.currentThreadId = frame.thread_id;
+      setLocationThread(frame.thread_id);
+      state.loadGeneration += 1;
+      renderThreads();
+    }
+    return;
+  }
+  if (frame.type === "error") {
+    showNotice(`${frame.code}: ${frame.message}`);
+    // A message that never became a run: drop its waiting view.
+    if (frame.code !== "run_not_found") {
+      const pending = state.pending.pop();
+      if (pending) {
+        pending.view.apply({ type: "agent_error", code: frame.code, message: frame.message });
+        state.awaitingThread = false;
+      }
+    }
+    updateStop();
+    return;
+  }
+  if (frame.run_id) onRunEvent(frame);
+}
+
+// ---------- composer ----------
+
+function runningRuns() {
+  const running = [];
+  for (const run of state.runs.values()) {
+    if (run.threadId === state.currentThreadId && run.view.root.dataset.status === "running") running.push(run);
+  }
+  return running;
+}
+
+function updateStop() {
+  ui.stop.hidden = runningRuns().length === 0;
+}
+
+ui.stop.addEventListener("click", () => {
+  for (const run of runningRuns()) state.socket.send({ type: "cancel", run_id: run.id });
+  ui.message.focus();
+});
+
+function sendMessage() {
+  const content = ui.message.value;
+  if (!content.trim() || !state.socket) return;
+  const frame = { type: "user_message", content };
+  if (state.currentThreadId) frame.thread_id = state.currentThreadId;
+  if (!state.socket.send(frame)) {
+    showNotice("Not connected: your message was not sent. cordon reconnects by itself; try again in a moment.");
+    return;
+  }
+  hideNotice();
+  ui.message.value = "";
+  autosize();
+  const view = new RunView({ userText: content });
+  view.timeline.open = true;
+  if (!state.currentThreadId) state.awaitingThread = true;
+  state.pending.push({ threadId: state.currentThreadId, view });
+  ui.messages.append(view.root);
+  ui.empty.hidden = true;
+  scrollToEnd();
+}
+
+ui.composer.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sendMessage();
+});
+
+ui.message.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    sendMessage();
+  }
+});
+
+function autosize() {
+  ui.message.style.height = "auto";
+  ui.message.style.height = `${Math.min(ui.message.scrollHeight, 200)}px`;
+  ui.message.style.overflowY = ui.message.scrollHeight > 200 ? "auto" : "hidden";
+}
+ui.message.addEventListener("input", autosize);
+
+// ---------- small things ----------
+
+let noticeTimer = null;
+function showNotice(text) {
+  ui.notice.textContent = text;
+  ui.notice.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(hideNotice, 8000);
+}
+
+function hideNotice() {
+  ui.notice.hidden = true;
+  ui.notice.textContent = "";
+}
+
+function scrollToEnd() {
+  ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
+function closeSidebar() {
+  document.body.classList.remove("sidebar-open");
+  ui.toggleSidebar.setAttribute("aria-expanded", "false");
+}
+
+ui.toggleSidebar.addEventListener("click", () => {
+  const open = document.body.classList.toggle("sidebar-open");
+  ui.toggleSidebar.setAttribute("aria-expanded", String(open));
+  if (open) ui.newChat.focus();
+});
+
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
+    closeSidebar();
+    ui.toggleSidebar.focus();
+  }
+});
+
+// ---------- start ----------
+
+const stored = loadSession();
+if (stored && !sessionExpired(stored)) {
+  enterChat(stored);
+} else if (stored) {
+  signOut(EXPIRED);
+} else {
+  showAuth("");
+}
