@@ -123,8 +123,10 @@ pub async fn read_connection(
     let mut threads: HashSet<String> = HashSet::new();
     let mut last_seq = 0u64;
     while let Some(message) = stream.next().await {
-        let Ok(Message::Text(text)) = message else {
-            continue;
+        let text = match message {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Close(frame)) => return closed_by_server(&user, frame),
+            _ => continue,
         };
         let frame: Value =
             serde_json::from_str(&text).map_err(|e| BenchError::Protocol(e.to_string()))?;
@@ -160,6 +162,25 @@ pub async fn read_connection(
         }
     }
     Ok(())
+}
+
+/// The server closing a socket mid-run (slow consumer, token expiry, …) is a
+/// failure the report must show; a normal close at shutdown is not.
+fn closed_by_server(
+    user: &BenchUser,
+    frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+) -> Result<(), BenchError> {
+    match frame {
+        Some(frame) if u16::from(frame.code) != 1000 && u16::from(frame.code) != 1001 => {
+            Err(BenchError::Protocol(format!(
+                "the server closed a socket of {}: {} {}",
+                user.tag,
+                u16::from(frame.code),
+                frame.reason
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn verify_run_event(

@@ -69,6 +69,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     );
     let timings = drive_all(&args, live, &mut readers).await?;
     let elapsed = started.elapsed();
+    wait_until_quiet(&events).await;
     let rss_samples = match sampler {
         Some((stop, task)) => {
             let _ = stop.send(());
@@ -266,6 +267,18 @@ async fn drive_all(
                 None => return Ok(all),
             },
             Some(Ok(Err(error))) = readers.join_next() => return Err(error),
+        }
+    }
+}
+
+/// A user's other connections may still be receiving the last events when its
+/// driver finishes; wait until no event has arrived for a moment (at most 5 s).
+async fn wait_until_quiet(events: &AtomicU64) {
+    for _ in 0..20 {
+        let before = events.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if events.load(Ordering::Relaxed) == before {
+            return;
         }
     }
 }

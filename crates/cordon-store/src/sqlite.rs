@@ -72,6 +72,14 @@ impl SqliteStore {
     }
 
     /// Waits until every write queued so far is committed (read-your-writes).
+    ///
+    /// Only reads of data written without waiting need it: run events (queued
+    /// by `append_event`), runs (the engine reports `agent_started` before
+    /// `begin_run` commits) and LLM usage. Users, threads and messages are
+    /// written with an awaited commit before anyone learns of them, so their
+    /// reads skip the barrier. `last_event_seq` skips it too: it is read when a
+    /// user's engine is (re)built, and an engine is only retired after
+    /// `engine_idle_ttl` without activity, long after its events committed.
     async fn barrier(&self) -> Result<(), StoreError> {
         self.write(WriteOp::Barrier).await
     }
@@ -93,7 +101,6 @@ impl Store for SqliteStore {
     }
 
     async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        self.barrier().await?;
         sqlx::query("SELECT id, username, password_hash, created_at FROM users WHERE username = ?")
             .bind(username)
             .fetch_optional(&self.reads)
@@ -136,7 +143,6 @@ impl Store for SqliteStore {
     }
 
     async fn list_threads(&self, user_id: &UserId) -> Result<Vec<Thread>, StoreError> {
-        self.barrier().await?;
         sqlx::query(
             "SELECT id, user_id, title, created_at, updated_at FROM threads \
              WHERE user_id = ? ORDER BY updated_at DESC, rowid DESC",
@@ -155,23 +161,31 @@ impl Store for SqliteStore {
         user_id: &UserId,
         thread_id: &ThreadId,
     ) -> Result<Option<Vec<Message>>, StoreError> {
-        if self.get_thread(user_id, thread_id).await?.is_none() {
-            return Ok(None);
-        }
-        self.barrier().await?;
-        sqlx::query(
-            "SELECT id, thread_id, role, content, run_id, created_at FROM messages \
-             WHERE thread_id = ? AND user_id = ? ORDER BY rowid",
+        // One query: the thread row (so "not yours" and "empty" differ) joined
+        // with its messages; an empty thread yields one row of NULLs.
+        let rows = sqlx::query(
+            "SELECT m.id, m.thread_id, m.role, m.content, m.run_id, m.created_at \
+             FROM threads t LEFT JOIN messages m ON m.thread_id = t.id AND m.user_id = t.user_id \
+             WHERE t.id = ? AND t.user_id = ? ORDER BY m.rowid",
         )
         .bind(thread_id.as_str())
         .bind(user_id.as_str())
         .fetch_all(&self.reads)
         .await
-        .map_err(backend)?
-        .into_iter()
-        .map(message_of)
-        .collect::<Result<_, _>>()
-        .map(Some)
+        .map_err(backend)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        rows.into_iter()
+            .filter(|row| {
+                row.try_get::<Option<String>, _>("id")
+                    .ok()
+                    .flatten()
+                    .is_some()
+            })
+            .map(message_of)
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 
     async fn search_messages(
@@ -278,7 +292,6 @@ impl Store for SqliteStore {
     }
 
     async fn last_event_seq(&self, user_id: &UserId) -> Result<u64, StoreError> {
-        self.barrier().await?;
         let last: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE user_id = ?")
                 .bind(user_id.as_str())
