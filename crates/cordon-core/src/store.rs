@@ -82,7 +82,9 @@ pub trait Store: Send + Sync + 'static {
     async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
     async fn get_user(&self, user_id: &UserId) -> Result<Option<User>, StoreError>;
 
-    async fn create_thread(&self, thread: &Thread) -> Result<(), StoreError>;
+    /// Queues a new thread without waiting for it to commit: later writes are
+    /// applied after it, and reads of threads see it.
+    fn create_thread(&self, thread: &Thread) -> Result<(), StoreError>;
     async fn get_thread(
         &self,
         user_id: &UserId,

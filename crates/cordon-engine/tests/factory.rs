@@ -124,7 +124,7 @@ async fn context(store: &Arc<dyn Store>, user: &str) -> UserExecutionContext {
         created_at: cordon_core::now(),
         updated_at: cordon_core::now(),
     };
-    store.create_thread(&thread).await.unwrap();
+    store.create_thread(&thread).unwrap();
     UserExecutionContext::new(
         user_id,
         thread.id,

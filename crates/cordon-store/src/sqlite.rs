@@ -71,11 +71,62 @@ impl SqliteStore {
         done.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn find_thread(
+        &self,
+        user_id: &UserId,
+        thread_id: &ThreadId,
+    ) -> Result<Option<Thread>, StoreError> {
+        sqlx::query(
+            "SELECT id, user_id, title, created_at, updated_at FROM threads WHERE id = ? AND user_id = ?",
+        )
+        .bind(thread_id.as_str())
+        .bind(user_id.as_str())
+        .fetch_optional(&self.reads)
+        .await
+        .map_err(backend)?
+        .map(thread_of)
+        .transpose()
+    }
+
+    /// The thread's messages in order; `None` when the thread is not the user's.
+    /// One query: the thread row (so "not yours" and "empty" differ) joined
+    /// with its messages; an empty thread yields one row of NULLs.
+    async fn thread_messages(
+        &self,
+        user_id: &UserId,
+        thread_id: &ThreadId,
+    ) -> Result<Option<Vec<Message>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.id, m.thread_id, m.role, m.content, m.run_id, m.created_at \
+             FROM threads t LEFT JOIN messages m ON m.thread_id = t.id AND m.user_id = t.user_id \
+             WHERE t.id = ? AND t.user_id = ? ORDER BY m.rowid",
+        )
+        .bind(thread_id.as_str())
+        .bind(user_id.as_str())
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        rows.into_iter()
+            .filter(|row| {
+                row.try_get::<Option<String>, _>("id")
+                    .ok()
+                    .flatten()
+                    .is_some()
+            })
+            .map(message_of)
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
     /// Waits until every write queued so far is committed (read-your-writes).
     ///
     /// Only reads of data written without waiting need it: run events (queued
-    /// by `append_event`), runs (the engine reports `agent_started` before
-    /// `begin_run` commits) and LLM usage. Users, threads and messages are
+    /// by `append_event`), threads (queued by `create_thread`; lookups take
+    /// the barrier only on a miss), runs (the engine reports `agent_started`
+    /// before `begin_run` commits) and LLM usage. Users and messages are
     /// written with an awaited commit before anyone learns of them, so their
     /// reads skip the barrier. `last_event_seq` skips it too: it is read when a
     /// user's engine is (re)built, and an engine is only retired after
@@ -120,9 +171,8 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn create_thread(&self, thread: &Thread) -> Result<(), StoreError> {
-        let thread = thread.clone();
-        self.write(|ack| WriteOp::CreateThread(thread, ack)).await
+    fn create_thread(&self, thread: &Thread) -> Result<(), StoreError> {
+        self.enqueue(WriteOp::CreateThread(thread.clone()))
     }
 
     async fn get_thread(
@@ -130,19 +180,16 @@ impl Store for SqliteStore {
         user_id: &UserId,
         thread_id: &ThreadId,
     ) -> Result<Option<Thread>, StoreError> {
-        sqlx::query(
-            "SELECT id, user_id, title, created_at, updated_at FROM threads WHERE id = ? AND user_id = ?",
-        )
-        .bind(thread_id.as_str())
-        .bind(user_id.as_str())
-        .fetch_optional(&self.reads)
-        .await
-        .map_err(backend)?
-        .map(thread_of)
-        .transpose()
+        if let Some(thread) = self.find_thread(user_id, thread_id).await? {
+            return Ok(Some(thread));
+        }
+        // Threads are queued without waiting; a miss may be one still queued.
+        self.barrier().await?;
+        self.find_thread(user_id, thread_id).await
     }
 
     async fn list_threads(&self, user_id: &UserId) -> Result<Vec<Thread>, StoreError> {
+        self.barrier().await?;
         sqlx::query(
             "SELECT id, user_id, title, created_at, updated_at FROM threads \
              WHERE user_id = ? ORDER BY updated_at DESC, rowid DESC",
@@ -161,31 +208,11 @@ impl Store for SqliteStore {
         user_id: &UserId,
         thread_id: &ThreadId,
     ) -> Result<Option<Vec<Message>>, StoreError> {
-        // One query: the thread row (so "not yours" and "empty" differ) joined
-        // with its messages; an empty thread yields one row of NULLs.
-        let rows = sqlx::query(
-            "SELECT m.id, m.thread_id, m.role, m.content, m.run_id, m.created_at \
-             FROM threads t LEFT JOIN messages m ON m.thread_id = t.id AND m.user_id = t.user_id \
-             WHERE t.id = ? AND t.user_id = ? ORDER BY m.rowid",
-        )
-        .bind(thread_id.as_str())
-        .bind(user_id.as_str())
-        .fetch_all(&self.reads)
-        .await
-        .map_err(backend)?;
-        if rows.is_empty() {
-            return Ok(None);
+        if let Some(messages) = self.thread_messages(user_id, thread_id).await? {
+            return Ok(Some(messages));
         }
-        rows.into_iter()
-            .filter(|row| {
-                row.try_get::<Option<String>, _>("id")
-                    .ok()
-                    .flatten()
-                    .is_some()
-            })
-            .map(message_of)
-            .collect::<Result<_, _>>()
-            .map(Some)
+        self.barrier().await?;
+        self.thread_messages(user_id, thread_id).await
     }
 
     async fn search_messages(

@@ -16,7 +16,8 @@ pub type Ack = oneshot::Sender<Result<(), StoreError>>;
 /// One queued write. Variants with an `ack` are awaited by their caller.
 pub enum WriteOp {
     CreateUser(User, Ack),
-    CreateThread(Thread, Ack),
+    /// Not acknowledged: reads of threads wait on the queue instead.
+    CreateThread(Thread),
     BeginRun(RunRecord, Option<Message>, Ack),
     FinishRun {
         user_id: String,
@@ -64,8 +65,15 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
     let committed = async {
         let mut tx = conn.begin().await?;
         for op in batch.iter() {
-            results.push(apply(&mut tx, op).await);
+            // Events are written together below: one statement per chunk
+            // instead of one round trip to SQLite's thread per event.
+            let result = match op {
+                WriteOp::Event(_) => Ok(()),
+                op => apply(&mut tx, op).await,
+            };
+            results.push(result);
         }
+        insert_events(&mut tx, batch).await;
         tx.commit().await
     }
     .await;
@@ -91,7 +99,6 @@ fn backend_ref(error: &sqlx::Error) -> StoreError {
 fn acknowledge(op: WriteOp, result: Result<(), StoreError>) {
     let ack = match op {
         WriteOp::CreateUser(_, ack)
-        | WriteOp::CreateThread(_, ack)
         | WriteOp::BeginRun(_, _, ack)
         | WriteOp::FinishRun { ack, .. }
         | WriteOp::Barrier(ack) => ack,
@@ -107,6 +114,12 @@ fn acknowledge(op: WriteOp, result: Result<(), StoreError>) {
             }
             return;
         }
+        WriteOp::CreateThread(thread) => {
+            if let Err(error) = result {
+                tracing::error!(%error, thread_id = %thread.id, "could not store a thread");
+            }
+            return;
+        }
     };
     let _ = ack.send(result);
 }
@@ -114,7 +127,7 @@ fn acknowledge(op: WriteOp, result: Result<(), StoreError>) {
 async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(), StoreError> {
     match op {
         WriteOp::CreateUser(user, _) => insert_user(conn, user).await,
-        WriteOp::CreateThread(thread, _) => insert_thread(conn, thread).await.map_err(backend),
+        WriteOp::CreateThread(thread) => insert_thread(conn, thread).await.map_err(backend),
         WriteOp::BeginRun(run, message, _) => begin_run(conn, run, message.as_ref())
             .await
             .map_err(backend),
@@ -126,7 +139,7 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(), StoreErr
         } => finish_run(conn, user_id, run_id, outcome)
             .await
             .map_err(backend),
-        WriteOp::Event(row) => insert_event(conn, row).await.map_err(backend),
+        WriteOp::Event(_) => Ok(()), // written in bulk by `insert_events`
         WriteOp::LlmCall { user_id, call } => {
             insert_llm_call(conn, user_id, call).await.map_err(backend)
         }
@@ -239,6 +252,50 @@ async fn insert_message(
         .execute(conn)
         .await
         .map(drop)
+}
+
+/// Rows per multi-row `INSERT` (6 parameters each, far below SQLite's limit).
+const EVENTS_PER_STATEMENT: usize = 128;
+
+/// Inserts every event of the batch, in order, a chunk per statement. A chunk
+/// that fails (a constraint only undoes its own statement in SQLite) is
+/// retried row by row, so one bad row never costs other users their events.
+async fn insert_events(conn: &mut SqliteConnection, batch: &[WriteOp]) {
+    let rows: Vec<&EventRow> = batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Event(row) => Some(row),
+            _ => None,
+        })
+        .collect();
+    for chunk in rows.chunks(EVENTS_PER_STATEMENT) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO run_events (user_id, seq, run_id, event_type, ts, payload) ",
+        );
+        insert.push_values(chunk, |mut values, row| {
+            values
+                .push_bind(row.user_id.as_str())
+                .push_bind(row.seq)
+                .push_bind(row.run_id.as_str())
+                .push_bind(row.event_type)
+                .push_bind(row.ts)
+                .push_bind(&*row.payload);
+        });
+        if insert
+            .build()
+            .persistent(false)
+            .execute(&mut *conn)
+            .await
+            .is_ok()
+        {
+            continue;
+        }
+        for row in chunk {
+            if let Err(error) = insert_event(conn, row).await {
+                tracing::error!(%error, seq = row.seq, "could not store a run event");
+            }
+        }
+    }
 }
 
 async fn insert_event(conn: &mut SqliteConnection, row: &EventRow) -> Result<(), sqlx::Error> {

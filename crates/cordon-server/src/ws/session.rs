@@ -220,14 +220,12 @@ impl Session {
             created_at: now,
             updated_at: now,
         };
-        self.state
-            .store
-            .create_thread(&thread)
-            .await
-            .map_err(|error| {
-                tracing::error!(%error, "could not create a thread");
-                FrameError::new("internal", "the thread could not be created")
-            })?;
+        // Queued, not awaited: the run's own writes are applied after it, and
+        // thread reads wait on the queue, so nothing can observe it missing.
+        self.state.store.create_thread(&thread).map_err(|error| {
+            tracing::error!(%error, "could not create a thread");
+            FrameError::new("internal", "the thread could not be created")
+        })?;
         let frame = ServerFrame::ThreadCreated {
             thread_id: thread.id.to_string(),
             title: thread.title,
