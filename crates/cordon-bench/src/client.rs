@@ -86,10 +86,9 @@ pub async fn connect(url: &str, token: &str) -> Result<Socket, BenchError> {
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(4096);
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async_with_config(request, Some(config), false)
-            .await
-            .map_err(|e| BenchError::Connect(e.to_string()))?;
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+        .await
+        .map_err(|e| BenchError::Connect(e.to_string()))?;
     match socket.next().await {
         Some(Ok(Message::Text(text))) if text.contains("connection_established") => Ok(socket),
         other => Err(BenchError::Connect(format!("no greeting: {other:?}"))),

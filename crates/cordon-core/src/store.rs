@@ -106,9 +106,9 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
 
-    /// Records a new run and the user message that started it.
-    async fn begin_run(&self, run: &RunRecord, message: Option<&Message>)
-    -> Result<(), StoreError>;
+    /// Queues a new run and the user message that started it, without waiting:
+    /// the run's later writes are applied after it, and reads of runs wait on the queue.
+    fn begin_run(&self, run: &RunRecord, message: Option<&Message>) -> Result<(), StoreError>;
     async fn finish_run(
         &self,
         user_id: &UserId,

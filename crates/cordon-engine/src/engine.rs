@@ -226,10 +226,10 @@ impl UserExecutionEngine {
         let store = Arc::clone(&self.deps.store);
         let outcome = failure_outcome(&failure);
         let user_id = self.user_id.clone();
+        if let Err(error) = store.begin_run(&record, None) {
+            tracing::warn!(%error, "could not record a rejected run");
+        }
         tokio::spawn(async move {
-            if let Err(error) = store.begin_run(&record, None).await {
-                tracing::warn!(%error, "could not record a rejected run");
-            }
             let _ = store.finish_run(&user_id, &record.id, &outcome).await;
         });
         self.emit_failure(ctx, &failure);
@@ -249,7 +249,7 @@ impl UserExecutionEngine {
                 agent: SUPERVISOR.to_owned(),
             },
         );
-        let result = match self.record_start(&ctx, &message).await {
+        let result = match self.record_start(&ctx, &message) {
             Ok(()) => tokio::select! {
                 biased;
                 () = token.cancelled() => Err(RunFailure::new(ErrorCode::Cancelled, "the run was cancelled")),
@@ -260,17 +260,14 @@ impl UserExecutionEngine {
         self.finish(&ctx, result, started, permit).await
     }
 
-    async fn record_start(
-        &self,
-        ctx: &UserExecutionContext,
-        message: &str,
-    ) -> Result<(), RunFailure> {
+    /// Queues the run and its user message; the pipeline need not wait for
+    /// the commit (the assistant's history read falls back to the message).
+    fn record_start(&self, ctx: &UserExecutionContext, message: &str) -> Result<(), RunFailure> {
         let record = self.run_record(ctx, RunStatus::Running);
         let user_message = new_message(ctx, Role::User, message.to_owned());
         self.deps
             .store
             .begin_run(&record, Some(&user_message))
-            .await
             .map_err(|error| {
                 tracing::error!(%error, run_id = %ctx.run_id(), "could not record the run");
                 RunFailure::new(ErrorCode::Internal, "the run could not be recorded")

@@ -7,11 +7,12 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use cordon_core::{LlmProvider, Store, StoreError};
 use cordon_engine::{AgentRegistry, EngineDeps, ExecutionEngineFactory, ToolDispatcher};
 use cordon_llm::OfflineModel;
 use cordon_store::SqliteStore;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -73,6 +74,12 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+fn disable_nagle(stream: &mut TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY");
+    }
+}
+
 /// A configured server, ready to serve on a listener.
 pub struct Server {
     config: ServerConfig,
@@ -102,7 +109,9 @@ impl Server {
         let cleanup = state.factory.spawn_cleanup(stop_cleanup.clone());
         let draining = CancellationToken::new();
         let http = tokio::spawn(
-            axum::serve(listener, app(state.clone()))
+            // Events are small frames written one by one: without TCP_NODELAY
+            // Nagle's algorithm holds each behind the peer's delayed ACK (~40 ms).
+            axum::serve(listener.tap_io(disable_nagle), app(state.clone()))
                 .with_graceful_shutdown(draining.clone().cancelled_owned())
                 .into_future(),
         );

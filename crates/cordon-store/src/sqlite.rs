@@ -43,6 +43,9 @@ impl SqliteStore {
             .disable_statement_logging();
         let reads = SqlitePoolOptions::new()
             .max_connections(4)
+            // A local file cannot drop a connection: skip the ping that would
+            // double every read's round trips to SQLite's thread.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(backend)?;
@@ -237,13 +240,8 @@ impl Store for SqliteStore {
         .collect()
     }
 
-    async fn begin_run(
-        &self,
-        run: &RunRecord,
-        message: Option<&Message>,
-    ) -> Result<(), StoreError> {
-        let (run, message) = (run.clone(), message.cloned());
-        self.write(|ack| WriteOp::BeginRun(run, message, ack)).await
+    fn begin_run(&self, run: &RunRecord, message: Option<&Message>) -> Result<(), StoreError> {
+        self.enqueue(WriteOp::BeginRun(run.clone(), message.cloned()))
     }
 
     async fn finish_run(

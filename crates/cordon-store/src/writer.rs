@@ -18,7 +18,8 @@ pub enum WriteOp {
     CreateUser(User, Ack),
     /// Not acknowledged: reads of threads wait on the queue instead.
     CreateThread(Thread),
-    BeginRun(RunRecord, Option<Message>, Ack),
+    /// Not acknowledged: reads of runs wait on the queue instead.
+    BeginRun(RunRecord, Option<Message>),
     FinishRun {
         user_id: String,
         run_id: String,
@@ -98,10 +99,7 @@ fn backend_ref(error: &sqlx::Error) -> StoreError {
 
 fn acknowledge(op: WriteOp, result: Result<(), StoreError>) {
     let ack = match op {
-        WriteOp::CreateUser(_, ack)
-        | WriteOp::BeginRun(_, _, ack)
-        | WriteOp::FinishRun { ack, .. }
-        | WriteOp::Barrier(ack) => ack,
+        WriteOp::CreateUser(_, ack) | WriteOp::FinishRun { ack, .. } | WriteOp::Barrier(ack) => ack,
         WriteOp::Event(_) => {
             if let Err(error) = result {
                 tracing::error!(%error, "could not store a run event");
@@ -120,6 +118,12 @@ fn acknowledge(op: WriteOp, result: Result<(), StoreError>) {
             }
             return;
         }
+        WriteOp::BeginRun(run, _) => {
+            if let Err(error) = result {
+                tracing::error!(%error, run_id = %run.id, "could not store a run");
+            }
+            return;
+        }
     };
     let _ = ack.send(result);
 }
@@ -128,7 +132,7 @@ async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(), StoreErr
     match op {
         WriteOp::CreateUser(user, _) => insert_user(conn, user).await,
         WriteOp::CreateThread(thread) => insert_thread(conn, thread).await.map_err(backend),
-        WriteOp::BeginRun(run, message, _) => begin_run(conn, run, message.as_ref())
+        WriteOp::BeginRun(run, message) => begin_run(conn, run, message.as_ref())
             .await
             .map_err(backend),
         WriteOp::FinishRun {
