@@ -1,6 +1,7 @@
 //! The router and the serve loop with graceful shutdown.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -21,7 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::api::{auth, health, runs, threads, usage};
 use crate::auth::password::PasswordError;
 use crate::auth::secret::{self, SecretError};
-use crate::auth::{PasswordHasher, TokenKeys};
+use crate::auth::{LoginThrottle, PasswordHasher, TokenKeys};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics;
@@ -111,9 +112,12 @@ impl Server {
         let http = tokio::spawn(
             // Events are small frames written one by one: without TCP_NODELAY
             // Nagle's algorithm holds each behind the peer's delayed ACK (~40 ms).
-            axum::serve(listener.tap_io(disable_nagle), app(state.clone()))
-                .with_graceful_shutdown(draining.clone().cancelled_owned())
-                .into_future(),
+            axum::serve(
+                listener.tap_io(disable_nagle),
+                app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(draining.clone().cancelled_owned())
+            .into_future(),
         );
         tracing::info!("cordon is serving");
         shutdown.await;
@@ -159,6 +163,7 @@ impl Server {
         Ok(AppState {
             tokens: Arc::new(TokenKeys::new(&secret, config.token_ttl)),
             passwords: PasswordHasher::new(hash_permits)?,
+            login_throttle: Arc::new(LoginThrottle::default()),
             config: Arc::new(config),
             store,
             factory,

@@ -7,7 +7,7 @@ use cordon_engine::ExecutionEngineFactory;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{PasswordHasher, TokenKeys};
+use crate::auth::{LoginThrottle, PasswordHasher, TokenKeys};
 use crate::config::ServerConfig;
 use crate::ws::hub::ConnectionHub;
 
@@ -19,6 +19,7 @@ pub struct AppState {
     pub hub: Arc<ConnectionHub>,
     pub tokens: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
+    pub login_throttle: Arc<LoginThrottle>,
     /// Live WebSocket sessions, so shutdown can wait for their close frames.
     pub sessions: TaskTracker,
     /// Fired when sessions must close (after the runs' grace period).

@@ -48,10 +48,7 @@ impl TestServer {
         data_dir: Arc<TempDir>,
         configure: impl FnOnce(&mut ServerConfig),
     ) -> Self {
-        let mut config = ServerConfig::new(data_dir.path());
-        config.offline_step_delay = Duration::ZERO;
-        config.shutdown_grace = Duration::from_secs(2);
-        configure(&mut config);
+        let config = test_config(&data_dir, configure);
         Self::start_server(data_dir, Server::new(config)).await
     }
 
@@ -63,10 +60,7 @@ impl TestServer {
         data_dir: Arc<TempDir>,
         configure: impl FnOnce(&mut ServerConfig),
     ) -> Self {
-        let mut config = ServerConfig::new(data_dir.path());
-        config.offline_step_delay = Duration::ZERO;
-        config.shutdown_grace = Duration::from_secs(2);
-        configure(&mut config);
+        let config = test_config(&data_dir, configure);
         let mut attempts = 0;
         let listener = loop {
             match TcpListener::bind(addr).await {
@@ -188,6 +182,15 @@ impl TestServer {
                 .expect("server task");
         }
     }
+}
+
+/// Test-friendly defaults (offline model without delay, short grace), then `configure`.
+fn test_config(data_dir: &TempDir, configure: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
+    let mut config = ServerConfig::new(data_dir.path());
+    config.offline_step_delay = Duration::ZERO;
+    config.shutdown_grace = Duration::from_secs(2);
+    configure(&mut config);
+    config
 }
 
 impl Drop for TestServer {

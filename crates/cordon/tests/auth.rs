@@ -172,3 +172,44 @@ async fn health_and_readiness() {
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.headers()["x-content-type-options"], "nosniff");
 }
+
+#[tokio::test]
+async fn repeated_failed_logins_are_throttled_per_account() {
+    let server = TestServer::start().await;
+    server.register("quinn").await;
+    server.register("rosa").await;
+    for _ in 0..10 {
+        let (status, _) = post(
+            &server,
+            "/api/auth/login",
+            json!({"username": "quinn", "password": "wrong password"}),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    // Even the right password is refused now, without revealing whether it was right.
+    let response = server
+        .http
+        .post(server.url("/api/auth/login"))
+        .json(&json!({"username": "QUINN", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after > 0 && retry_after <= 15 * 60);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_attempts");
+    // Another account from the same address is not locked out by quinn's failures.
+    let (status, _) = post(
+        &server,
+        "/api/auth/login",
+        json!({"username": "rosa", "password": "correct horse battery"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+}

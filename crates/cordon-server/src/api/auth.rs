@@ -1,12 +1,15 @@
 //! `POST /api/auth/register` and `POST /api/auth/login`.
 
 use axum::Json;
-use axum::extract::State;
+use std::net::SocketAddr;
+
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use cordon_core::{User, UserId};
 use cordon_protocol::rest::{AuthResponse, Credentials, UserView};
 
+use crate::auth::throttle;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -38,9 +41,15 @@ pub async fn register(
 
 pub async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Json<AuthResponse>, ApiError> {
     let Json(credentials) = body.map_err(invalid_body)?;
+    let keys = throttle::keys(&credentials.username, Some(peer.ip()));
+    state
+        .login_throttle
+        .check(&keys)
+        .map_err(|retry_after| ApiError::TooManyAttempts { retry_after })?;
     let user = state
         .store
         .find_user_by_username(credentials.username.trim())
@@ -52,8 +61,14 @@ pub async fn login(
         .verify(credentials.password, stored_hash)
         .await;
     match user {
-        Some(user) if valid => Ok(Json(issue(&state, &user)?)),
-        _ => Err(ApiError::InvalidCredentials("wrong username or password")),
+        Some(user) if valid => {
+            state.login_throttle.record_success(&keys);
+            Ok(Json(issue(&state, &user)?))
+        }
+        _ => {
+            state.login_throttle.record_failure(&keys);
+            Err(ApiError::InvalidCredentials("wrong username or password"))
+        }
     }
 }
 

@@ -4,7 +4,9 @@ pub mod extract;
 pub mod jwt;
 pub mod password;
 pub mod secret;
+pub mod throttle;
 
 pub use extract::AuthUser;
 pub use jwt::{TokenError, TokenKeys};
 pub use password::PasswordHasher;
+pub use throttle::LoginThrottle;
