@@ -225,7 +225,15 @@ async fn finish_run(
     .execute(&mut *conn)
     .await?;
     if let Some(answer) = &outcome.answer {
-        insert_message(conn, user_id, answer).await?;
+        insert_message(&mut *conn, user_id, answer).await?;
+        // A thread's `updated_at` is its last answer: one update per run
+        // rather than one per message keeps the writer's statement count down.
+        sqlx::query("UPDATE threads SET updated_at = ? WHERE id = ? AND user_id = ?")
+            .bind(to_micros(answer.created_at))
+            .bind(answer.thread_id.as_str())
+            .bind(user_id)
+            .execute(conn)
+            .await?;
     }
     Ok(())
 }
@@ -247,15 +255,9 @@ async fn insert_message(
     .bind(&message.content)
     .bind(message.run_id.as_ref().map(|id| id.as_str()))
     .bind(created_at)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE threads SET updated_at = ? WHERE id = ? AND user_id = ?")
-        .bind(created_at)
-        .bind(message.thread_id.as_str())
-        .bind(user_id)
-        .execute(conn)
-        .await
-        .map(drop)
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 /// Rows per multi-row `INSERT` (6 parameters each, far below SQLite's limit).
