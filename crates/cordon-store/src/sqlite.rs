@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,7 +15,6 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::convert::{backend, from_micros, id, to_micros};
 use crate::writer::{self, EventRow, WriteOp};
@@ -27,8 +26,8 @@ pub const DATABASE_FILE: &str = "cordon.db";
 
 pub struct SqliteStore {
     reads: SqlitePool,
+    /// The writer thread ends when the store (and so this sender) is dropped.
     writes: mpsc::UnboundedSender<WriteOp>,
-    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl SqliteStore {
@@ -53,14 +52,13 @@ impl SqliteStore {
             .run(&reads)
             .await
             .map_err(|error| StoreError::Backend(format!("migration failed: {error}")))?;
-        let conn = options.connect().await.map_err(backend)?;
+        let conn = writer::open(&data_dir.join(DATABASE_FILE))?;
         let (writes, queue) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(writer::run(conn, queue));
-        Ok(Arc::new(Self {
-            reads,
-            writes,
-            writer: Mutex::new(Some(writer)),
-        }))
+        std::thread::Builder::new()
+            .name("cordon-store-writer".into())
+            .spawn(move || writer::run(conn, queue))
+            .map_err(|error| StoreError::Backend(format!("could not start the writer: {error}")))?;
+        Ok(Arc::new(Self { reads, writes }))
     }
 
     fn enqueue(&self, op: WriteOp) -> Result<(), StoreError> {
@@ -393,14 +391,6 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         let _ = self.barrier().await;
-        let writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(writer) = writer {
-            writer.abort();
-        }
         self.reads.close().await;
     }
 }

@@ -1,12 +1,16 @@
-//! The single writer: applies queued writes in group-committed transactions, in order.
+//! The single writer: a dedicated thread that applies queued writes in group-committed transactions, in order.
+//!
+//! It owns its own SQLite connection (rusqlite) and runs every statement of a
+//! batch on its own thread with cached prepared statements: no per-statement
+//! hop to another thread, which was the writer's cost through sqlx.
 
 use std::sync::Arc;
 
 use cordon_core::{LlmCallRecord, Message, RunOutcome, RunRecord, StoreError, Thread, User};
-use sqlx::{Connection, SqliteConnection};
+use rusqlite::{Connection, ErrorCode, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::convert::{backend, to_micros};
+use crate::convert::to_micros;
 
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 1024;
@@ -45,10 +49,24 @@ pub struct EventRow {
     pub payload: Arc<str>,
 }
 
-/// Drains the queue until every sender is gone, committing one batch at a time.
-pub async fn run(mut conn: SqliteConnection, mut queue: mpsc::UnboundedReceiver<WriteOp>) {
+/// Opens the writer's connection to the (already migrated) database.
+pub fn open(path: &std::path::Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(backend)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(backend)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(backend)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Drains the queue until every sender is gone, committing one batch at a
+/// time; runs on its own thread (it blocks).
+pub fn run(mut conn: Connection, mut queue: mpsc::UnboundedReceiver<WriteOp>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.recv().await {
+    while let Some(first) = queue.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -56,28 +74,19 @@ pub async fn run(mut conn: SqliteConnection, mut queue: mpsc::UnboundedReceiver<
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut batch).await;
+        commit_batch(&mut conn, &mut batch);
     }
-    let _ = conn.close().await;
 }
 
-async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<WriteOp>) {
     let mut results = Vec::with_capacity(batch.len());
-    let committed = async {
-        let mut tx = conn.begin().await?;
+    let committed = (|| {
+        let tx = conn.transaction()?;
         for op in batch.iter() {
-            // Events are written together below: one statement per chunk
-            // instead of one round trip to SQLite's thread per event.
-            let result = match op {
-                WriteOp::Event(_) => Ok(()),
-                op => apply(&mut tx, op).await,
-            };
-            results.push(result);
+            results.push(apply(&tx, op));
         }
-        insert_events(&mut tx, batch).await;
-        tx.commit().await
-    }
-    .await;
+        tx.commit()
+    })();
     if let Err(error) = &committed {
         tracing::error!(%error, writes = batch.len(), "a write batch failed to commit");
     }
@@ -87,255 +96,183 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<WriteOp>) {
     {
         let result = match &committed {
             Ok(()) => result,
-            Err(error) => Err(backend_ref(error)),
+            Err(error) => Err(StoreError::Backend(error.to_string())),
         };
         acknowledge(op, result);
     }
 }
 
-fn backend_ref(error: &sqlx::Error) -> StoreError {
+fn backend(error: rusqlite::Error) -> StoreError {
     StoreError::Backend(error.to_string())
 }
 
 fn acknowledge(op: WriteOp, result: Result<(), StoreError>) {
     let ack = match op {
         WriteOp::CreateUser(_, ack) | WriteOp::FinishRun { ack, .. } | WriteOp::Barrier(ack) => ack,
-        WriteOp::Event(_) => {
-            if let Err(error) = result {
-                tracing::error!(%error, "could not store a run event");
-            }
-            return;
+        WriteOp::Event(row) => return log_failure(result, "run event", &row.run_id),
+        WriteOp::LlmCall { call, .. } => {
+            return log_failure(result, "model call's usage", call.run_id.as_str());
         }
-        WriteOp::LlmCall { .. } => {
-            if let Err(error) = result {
-                tracing::error!(%error, "could not store a model call's usage");
-            }
-            return;
-        }
-        WriteOp::CreateThread(thread) => {
-            if let Err(error) = result {
-                tracing::error!(%error, thread_id = %thread.id, "could not store a thread");
-            }
-            return;
-        }
-        WriteOp::BeginRun(run, _) => {
-            if let Err(error) = result {
-                tracing::error!(%error, run_id = %run.id, "could not store a run");
-            }
-            return;
-        }
+        WriteOp::CreateThread(thread) => return log_failure(result, "thread", thread.id.as_str()),
+        WriteOp::BeginRun(run, _) => return log_failure(result, "run", run.id.as_str()),
     };
     let _ = ack.send(result);
 }
 
-async fn apply(conn: &mut SqliteConnection, op: &WriteOp) -> Result<(), StoreError> {
-    match op {
-        WriteOp::CreateUser(user, _) => insert_user(conn, user).await,
-        WriteOp::CreateThread(thread) => insert_thread(conn, thread).await.map_err(backend),
-        WriteOp::BeginRun(run, message) => begin_run(conn, run, message.as_ref())
-            .await
-            .map_err(backend),
+/// Unacknowledged writes have nobody to tell: a failure goes to the log.
+fn log_failure(result: Result<(), StoreError>, what: &str, id: &str) {
+    if let Err(error) = result {
+        tracing::error!(%error, id, "could not store a {what}");
+    }
+}
+
+fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
+    let applied = match op {
+        WriteOp::CreateUser(user, _) => return insert_user(conn, user),
+        WriteOp::CreateThread(thread) => insert_thread(conn, thread),
+        WriteOp::BeginRun(run, message) => begin_run(conn, run, message.as_ref()),
         WriteOp::FinishRun {
             user_id,
             run_id,
             outcome,
             ..
-        } => finish_run(conn, user_id, run_id, outcome)
-            .await
-            .map_err(backend),
-        WriteOp::Event(_) => Ok(()), // written in bulk by `insert_events`
-        WriteOp::LlmCall { user_id, call } => {
-            insert_llm_call(conn, user_id, call).await.map_err(backend)
-        }
+        } => finish_run(conn, user_id, run_id, outcome),
+        WriteOp::Event(row) => insert_event(conn, row),
+        WriteOp::LlmCall { user_id, call } => insert_llm_call(conn, user_id, call),
         WriteOp::Barrier(_) => Ok(()),
-    }
+    };
+    applied.map_err(backend)
 }
 
-async fn insert_user(conn: &mut SqliteConnection, user: &User) -> Result<(), StoreError> {
-    let result = sqlx::query(
-        "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)",
-    )
-    .bind(user.id.as_str())
-    .bind(&user.username)
-    .bind(&user.password_hash)
-    .bind(to_micros(user.created_at))
-    .execute(conn)
-    .await;
+fn insert_user(conn: &Connection, user: &User) -> Result<(), StoreError> {
+    let result = conn
+        .prepare_cached(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut insert| {
+            insert.execute(params![
+                user.id.as_str(),
+                user.username,
+                user.password_hash,
+                to_micros(user.created_at)
+            ])
+        });
     match result {
         Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+        Err(rusqlite::Error::SqliteFailure(failure, _))
+            if failure.code == ErrorCode::ConstraintViolation =>
+        {
             Err(StoreError::UsernameTaken)
         }
         Err(error) => Err(backend(error)),
     }
 }
 
-async fn insert_thread(conn: &mut SqliteConnection, thread: &Thread) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO threads (id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(thread.id.as_str())
-    .bind(thread.user_id.as_str())
-    .bind(&thread.title)
-    .bind(to_micros(thread.created_at))
-    .bind(to_micros(thread.updated_at))
-    .execute(conn)
-    .await
+fn insert_thread(conn: &Connection, thread: &Thread) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO threads (id, user_id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        thread.id.as_str(),
+        thread.user_id.as_str(),
+        thread.title,
+        to_micros(thread.created_at),
+        to_micros(thread.updated_at)
+    ])
     .map(drop)
 }
 
-async fn begin_run(
-    conn: &mut SqliteConnection,
+fn begin_run(
+    conn: &Connection,
     run: &RunRecord,
     message: Option<&Message>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO runs (id, user_id, thread_id, agent, status, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(run.id.as_str())
-    .bind(run.user_id.as_str())
-    .bind(run.thread_id.as_str())
-    .bind(&run.agent)
-    .bind(run.status.as_str())
-    .bind(to_micros(run.created_at))
-    .execute(&mut *conn)
-    .await?;
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO runs (id, user_id, thread_id, agent, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        run.id.as_str(),
+        run.user_id.as_str(),
+        run.thread_id.as_str(),
+        run.agent,
+        run.status.as_str(),
+        to_micros(run.created_at)
+    ])?;
     if let Some(message) = message {
-        insert_message(conn, run.user_id.as_str(), message).await?;
+        insert_message(conn, run.user_id.as_str(), message)?;
     }
     Ok(())
 }
 
-async fn finish_run(
-    conn: &mut SqliteConnection,
+fn finish_run(
+    conn: &Connection,
     user_id: &str,
     run_id: &str,
     outcome: &RunOutcome,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE runs SET status = ?, finished_at = ?, error_code = ?, error_message = ? \
-         WHERE id = ? AND user_id = ?",
-    )
-    .bind(outcome.status.as_str())
-    .bind(to_micros(cordon_core::now()))
-    .bind(&outcome.error_code)
-    .bind(&outcome.error_message)
-    .bind(run_id)
-    .bind(user_id)
-    .execute(&mut *conn)
-    .await?;
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE runs SET status = ?1, finished_at = ?2, error_code = ?3, error_message = ?4 \
+         WHERE id = ?5 AND user_id = ?6",
+    )?
+    .execute(params![
+        outcome.status.as_str(),
+        to_micros(cordon_core::now()),
+        outcome.error_code,
+        outcome.error_message,
+        run_id,
+        user_id
+    ])?;
     if let Some(answer) = &outcome.answer {
-        insert_message(&mut *conn, user_id, answer).await?;
-        // A thread's `updated_at` is its last answer: one update per run
-        // rather than one per message keeps the writer's statement count down.
-        sqlx::query("UPDATE threads SET updated_at = ? WHERE id = ? AND user_id = ?")
-            .bind(to_micros(answer.created_at))
-            .bind(answer.thread_id.as_str())
-            .bind(user_id)
-            .execute(conn)
-            .await?;
+        insert_message(conn, user_id, answer)?;
+        // A thread's `updated_at` is its last answer: one update per run.
+        conn.prepare_cached("UPDATE threads SET updated_at = ?1 WHERE id = ?2 AND user_id = ?3")?
+            .execute(params![
+                to_micros(answer.created_at),
+                answer.thread_id.as_str(),
+                user_id
+            ])?;
     }
     Ok(())
 }
 
-async fn insert_message(
-    conn: &mut SqliteConnection,
-    user_id: &str,
-    message: &Message,
-) -> Result<(), sqlx::Error> {
-    let created_at = to_micros(message.created_at);
-    sqlx::query(
+fn insert_message(conn: &Connection, user_id: &str, message: &Message) -> rusqlite::Result<()> {
+    conn.prepare_cached(
         "INSERT INTO messages (id, user_id, thread_id, role, content, run_id, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(message.id.as_str())
-    .bind(user_id)
-    .bind(message.thread_id.as_str())
-    .bind(message.role.as_str())
-    .bind(&message.content)
-    .bind(message.run_id.as_ref().map(|id| id.as_str()))
-    .bind(created_at)
-    .execute(conn)
-    .await
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        message.id.as_str(),
+        user_id,
+        message.thread_id.as_str(),
+        message.role.as_str(),
+        message.content,
+        message.run_id.as_ref().map(|id| id.as_str()),
+        to_micros(message.created_at)
+    ])
     .map(drop)
 }
 
-/// Rows per multi-row `INSERT` (6 parameters each, far below SQLite's limit).
-const EVENTS_PER_STATEMENT: usize = 128;
-
-/// Inserts every event of the batch, in order, a chunk per statement. A chunk
-/// that fails (a constraint only undoes its own statement in SQLite) is
-/// retried row by row, so one bad row never costs other users their events.
-async fn insert_events(conn: &mut SqliteConnection, batch: &[WriteOp]) {
-    let rows: Vec<&EventRow> = batch
-        .iter()
-        .filter_map(|op| match op {
-            WriteOp::Event(row) => Some(row),
-            _ => None,
-        })
-        .collect();
-    for chunk in rows.chunks(EVENTS_PER_STATEMENT) {
-        let mut insert = sqlx::QueryBuilder::new(
-            "INSERT INTO run_events (user_id, seq, run_id, event_type, ts, payload) ",
-        );
-        insert.push_values(chunk, |mut values, row| {
-            values
-                .push_bind(row.user_id.as_str())
-                .push_bind(row.seq)
-                .push_bind(row.run_id.as_str())
-                .push_bind(row.event_type)
-                .push_bind(row.ts)
-                .push_bind(&*row.payload);
-        });
-        if insert
-            .build()
-            .persistent(false)
-            .execute(&mut *conn)
-            .await
-            .is_ok()
-        {
-            continue;
-        }
-        for row in chunk {
-            if let Err(error) = insert_event(conn, row).await {
-                tracing::error!(%error, seq = row.seq, "could not store a run event");
-            }
-        }
-    }
-}
-
-async fn insert_event(conn: &mut SqliteConnection, row: &EventRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO run_events (user_id, seq, run_id, event_type, ts, payload) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&row.user_id)
-    .bind(row.seq)
-    .bind(&row.run_id)
-    .bind(row.event_type)
-    .bind(row.ts)
-    .bind(&*row.payload)
-    .execute(conn)
-    .await
+fn insert_event(conn: &Connection, row: &EventRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO run_events (user_id, seq, run_id, event_type, ts, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![row.user_id, row.seq, row.run_id, row.event_type, row.ts, &*row.payload])
     .map(drop)
 }
 
-async fn insert_llm_call(
-    conn: &mut SqliteConnection,
-    user_id: &str,
-    call: &LlmCallRecord,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+fn insert_llm_call(conn: &Connection, user_id: &str, call: &LlmCallRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(
         "INSERT INTO llm_calls (user_id, run_id, model, input_tokens, output_tokens, cost_usd, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(user_id)
-    .bind(call.run_id.as_str())
-    .bind(&call.model)
-    .bind(i64::try_from(call.input_tokens).unwrap_or(i64::MAX))
-    .bind(i64::try_from(call.output_tokens).unwrap_or(i64::MAX))
-    .bind(call.cost_usd)
-    .bind(to_micros(cordon_core::now()))
-    .execute(conn)
-    .await
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        user_id,
+        call.run_id.as_str(),
+        call.model,
+        i64::try_from(call.input_tokens).unwrap_or(i64::MAX),
+        i64::try_from(call.output_tokens).unwrap_or(i64::MAX),
+        call.cost_usd,
+        to_micros(cordon_core::now())
+    ])
     .map(drop)
 }
