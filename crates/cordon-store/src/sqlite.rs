@@ -90,6 +90,9 @@ impl SqliteStore {
     }
 
     /// The thread's messages in order; `None` when the thread is not the user's.
+    /// `INDEXED BY`: left to itself the planner picked the by-user index, so
+    /// every history read scanned all of the user's messages and runs slowed
+    /// down as users wrote more (docs/performance.md).
     /// One query: the thread row (so "not yours" and "empty" differ) joined
     /// with its messages; an empty thread yields one row of NULLs.
     async fn thread_messages(
@@ -99,7 +102,8 @@ impl SqliteStore {
     ) -> Result<Option<Vec<Message>>, StoreError> {
         let rows = sqlx::query(
             "SELECT m.id, m.thread_id, m.role, m.content, m.run_id, m.created_at \
-             FROM threads t LEFT JOIN messages m ON m.thread_id = t.id AND m.user_id = t.user_id \
+             FROM threads t LEFT JOIN messages m INDEXED BY messages_by_thread \
+             ON m.thread_id = t.id AND m.user_id = t.user_id \
              WHERE t.id = ? AND t.user_id = ? ORDER BY m.rowid",
         )
         .bind(thread_id.as_str())
