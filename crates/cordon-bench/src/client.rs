@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use cordon_protocol::rest::{AuthResponse, Credentials};
+use cordon_protocol::{ClientFrame, RunEnvelope, ServerFrame};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -48,7 +49,10 @@ pub async fn authenticate(
     username: &str,
     password: &str,
 ) -> Result<String, BenchError> {
-    let body = json!({ "username": username, "password": password });
+    let body = Credentials {
+        username: username.to_owned(),
+        password: password.to_owned(),
+    };
     let registered = http
         .post(format!("{base}/api/auth/register"))
         .json(&body)
@@ -68,11 +72,8 @@ pub async fn authenticate(
             response.status()
         )));
     }
-    let value: Value = response.json().await?;
-    value["token"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| BenchError::Auth(format!("{username}: no token in the answer")))
+    let auth: AuthResponse = response.json().await?;
+    Ok(auth.token)
 }
 
 /// Opens one authenticated socket with small buffers and reads the greeting.
@@ -90,7 +91,14 @@ pub async fn connect(url: &str, token: &str) -> Result<Socket, BenchError> {
         .await
         .map_err(|e| BenchError::Connect(e.to_string()))?;
     match socket.next().await {
-        Some(Ok(Message::Text(text))) if text.contains("connection_established") => Ok(socket),
+        Some(Ok(Message::Text(text)))
+            if matches!(
+                serde_json::from_str(&text),
+                Ok(ServerFrame::ConnectionEstablished { .. })
+            ) =>
+        {
+            Ok(socket)
+        }
         other => Err(BenchError::Connect(format!("no greeting: {other:?}"))),
     }
 }
@@ -127,29 +135,32 @@ pub async fn read_connection(
             Ok(Message::Close(frame)) => return closed_by_server(&user, frame),
             _ => continue,
         };
-        let frame: Value =
+        let frame: ServerFrame =
             serde_json::from_str(&text).map_err(|e| BenchError::Protocol(e.to_string()))?;
-        let kind = frame["type"].as_str().unwrap_or_default();
-        match kind {
-            "ping" => {
-                let _ = writer
-                    .lock()
-                    .await
-                    .send(Message::text(r#"{"type":"pong"}"#))
-                    .await;
+        match &frame {
+            ServerFrame::Ping { .. } => {
+                let _ = send(&writer, &ClientFrame::Pong {}).await;
             }
-            "thread_created" => {
-                let title = frame["title"].as_str().unwrap_or_default();
+            ServerFrame::ThreadCreated {
+                thread_id, title, ..
+            } => {
                 if !title.starts_with(&format!("{} ", user.tag)) {
                     return Err(cross_user(&user, &frame));
                 }
-                threads.insert(frame["thread_id"].as_str().unwrap_or_default().to_owned());
+                threads.insert(thread_id.clone());
             }
-            "error" => return Err(BenchError::Protocol(format!("server error frame: {frame}"))),
-            _ if frame["seq"].is_u64() => {
-                verify_run_event(&user, &frame, &threads, &mut last_seq)?;
+            ServerFrame::Error { .. } => {
+                return Err(BenchError::Protocol(format!(
+                    "server error frame: {frame:?}"
+                )));
+            }
+            _ => {
+                let Some(envelope) = frame.envelope() else {
+                    continue;
+                };
+                verify_run_event(&user, &frame, envelope, &threads, &mut last_seq)?;
                 events.fetch_add(1, Ordering::Relaxed);
-                if let Some(milestone) = milestone(kind, &frame) {
+                if let Some(milestone) = milestone(&frame) {
                     let _ = observations.send(Observation {
                         connection,
                         kind: milestone,
@@ -157,10 +168,23 @@ pub async fn read_connection(
                     });
                 }
             }
-            _ => {}
         }
     }
     Ok(())
+}
+
+/// Serializes and sends one client frame.
+pub async fn send(
+    writer: &tokio::sync::Mutex<Writer>,
+    frame: &ClientFrame,
+) -> Result<(), BenchError> {
+    let text = serde_json::to_string(frame).map_err(|e| BenchError::Protocol(e.to_string()))?;
+    writer
+        .lock()
+        .await
+        .send(Message::text(text))
+        .await
+        .map_err(|e| BenchError::Connect(e.to_string()))
 }
 
 /// The server closing a socket mid-run (slow consumer, token expiry, …) is a
@@ -184,24 +208,22 @@ fn closed_by_server(
 
 fn verify_run_event(
     user: &BenchUser,
-    frame: &Value,
+    frame: &ServerFrame,
+    envelope: &RunEnvelope,
     threads: &HashSet<String>,
     last_seq: &mut u64,
 ) -> Result<(), BenchError> {
-    let thread = frame["thread_id"].as_str().unwrap_or_default();
-    if !threads.contains(thread) {
+    if !threads.contains(&envelope.thread_id) {
         return Err(cross_user(user, frame));
     }
-    let seq = frame["seq"].as_u64().unwrap_or(0);
-    if seq <= *last_seq {
+    if envelope.seq <= *last_seq {
         return Err(BenchError::Protocol(format!(
-            "seq went from {last_seq} to {seq} for {}",
-            user.tag
+            "seq went from {last_seq} to {} for {}",
+            envelope.seq, user.tag
         )));
     }
-    *last_seq = seq;
-    if frame["type"] == "agent_completed" {
-        let answer = frame["answer"].as_str().unwrap_or_default();
+    *last_seq = envelope.seq;
+    if let ServerFrame::AgentCompleted { answer, .. } = frame {
         let value: Option<u64> = answer
             .rsplit(" = ")
             .next()
@@ -213,20 +235,20 @@ fn verify_run_event(
     Ok(())
 }
 
-fn milestone(kind: &str, frame: &Value) -> Option<RunMilestone> {
-    match kind {
-        "agent_started" => Some(RunMilestone::Started),
-        "agent_completed" => Some(RunMilestone::Completed),
-        "agent_error" => Some(RunMilestone::Failed(
-            frame["code"].as_str().unwrap_or("unknown").to_owned(),
-        )),
+fn milestone(frame: &ServerFrame) -> Option<RunMilestone> {
+    match frame {
+        ServerFrame::AgentStarted { .. } => Some(RunMilestone::Started),
+        ServerFrame::AgentCompleted { .. } => Some(RunMilestone::Completed),
+        ServerFrame::AgentError { code, .. } => {
+            Some(RunMilestone::Failed(code.as_str().to_owned()))
+        }
         _ => None,
     }
 }
 
-fn cross_user(user: &BenchUser, frame: &Value) -> BenchError {
+fn cross_user(user: &BenchUser, frame: &ServerFrame) -> BenchError {
     BenchError::CrossUser(format!(
-        "{} received a frame that is not theirs: {frame}",
+        "{} received a frame that is not theirs: {frame:?}",
         user.tag
     ))
 }
@@ -248,15 +270,12 @@ pub async fn ask(
     observations: &mut mpsc::UnboundedReceiver<Observation>,
     timeout: Duration,
 ) -> RunTiming {
-    let frame = json!({ "type": "user_message", "content": user.question(m) }).to_string();
+    let frame = ClientFrame::UserMessage {
+        thread_id: None,
+        content: user.question(m),
+    };
     let sent = Instant::now();
-    if writer
-        .lock()
-        .await
-        .send(Message::text(frame))
-        .await
-        .is_err()
-    {
+    if send(writer, &frame).await.is_err() {
         return RunTiming {
             to_started: None,
             to_end: sent.elapsed(),

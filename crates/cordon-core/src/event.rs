@@ -107,14 +107,6 @@ impl RunEventKind {
             RunEventKind::AgentError { .. } => "agent_error",
         }
     }
-
-    /// Terminal events end a run: nothing follows them for that run.
-    pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            RunEventKind::AgentCompleted { .. } | RunEventKind::AgentError { .. }
-        )
-    }
 }
 
 /// One event of one run, stamped with the user's next `seq`.

@@ -151,10 +151,6 @@ impl UserExecutionEngine {
         }
     }
 
-    pub fn active_runs(&self) -> usize {
-        self.lock().active.len()
-    }
-
     pub fn stats(&self) -> EngineStats {
         self.lock().stats
     }

@@ -44,19 +44,15 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     if !KNOWN_TYPES.contains(&kind.as_str()) {
         return Err(FrameError::new(
             "unknown_type",
-            format!("unknown frame type `{}`", truncate(&kind, 40)),
+            format!(
+                "unknown frame type `{}`",
+                cordon_core::text::truncate_chars(&kind, 40)
+            ),
         ));
     }
     serde_json::from_value(value).map_err(|error| {
         FrameError::new("invalid_frame", format!("invalid `{kind}` frame: {error}"))
     })
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => &text[..cut],
-        None => text,
-    }
 }
 
 #[cfg(test)]
