@@ -89,13 +89,24 @@ impl ExecutionEngineFactory {
         &self,
         ctx: &UserExecutionContext,
     ) -> Result<Arc<UserExecutionEngine>, FactoryError> {
-        if let Some(engine) = self.existing(ctx.user_id()) {
+        self.engine_of(ctx.user_id()).await
+    }
+
+    /// Builds the user's engine ahead of their first message. A socket opening
+    /// means messages are coming; building here moves the store read of the
+    /// user's last `seq` off the path to `agent_started`.
+    pub async fn prepare(&self, user_id: &UserId) -> Result<(), FactoryError> {
+        self.engine_of(user_id).await.map(drop)
+    }
+
+    async fn engine_of(&self, user_id: &UserId) -> Result<Arc<UserExecutionEngine>, FactoryError> {
+        if let Some(engine) = self.existing(user_id) {
             return Ok(engine);
         }
-        let last_seq = self.deps.store.last_event_seq(ctx.user_id()).await?;
-        let sink = self.sinks.for_user(ctx.user_id());
+        let last_seq = self.deps.store.last_event_seq(user_id).await?;
+        let sink = self.sinks.for_user(user_id);
         let engine = Arc::new(UserExecutionEngine::new(
-            ctx.user_id().clone(),
+            user_id.clone(),
             self.deps.clone(),
             Arc::clone(&self.config),
             UserEventEmitter::new(sink, last_seq),
@@ -104,7 +115,7 @@ impl ExecutionEngineFactory {
         let mut engines = self.lock();
         // Another request of the same user may have won the race; keep one engine.
         let engine = engines
-            .entry(ctx.user_id().clone())
+            .entry(user_id.clone())
             .or_insert_with(|| {
                 self.engines_created.fetch_add(1, Ordering::Relaxed);
                 engine

@@ -84,6 +84,10 @@ fn describe() {
         "cordon_limit_rejections_total",
         "Runs refused by a limit, by reason."
     );
+    metrics::describe_counter!(
+        "cordon_engines_created_total",
+        "Per-user engines built (on a user's first socket or message)."
+    );
     metrics::describe_counter!("cordon_engines_cleaned_total", "Idle engines dropped.");
     metrics::describe_histogram!(EVENT_SEND_SECONDS, "Event publish-to-socket-write latency.");
 }
@@ -94,6 +98,7 @@ pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("cordon_connections_active").set(state.hub.connection_count() as f64);
     metrics::gauge!("cordon_engines_active").set(counts.active_engines as f64);
     metrics::gauge!("cordon_runs_active").set(counts.active_runs as f64);
+    metrics::counter!("cordon_engines_created_total").absolute(counts.engines_created);
     metrics::counter!("cordon_engines_cleaned_total").absolute(counts.engines_cleaned);
     if let Some(rss) = resident_memory_bytes() {
         metrics::gauge!("cordon_process_resident_memory_bytes").set(rss as f64);

@@ -74,6 +74,7 @@ pub async fn run_session(session: Session, socket: WebSocket) {
     if send(&mut outgoing, &greeting).await.is_err() {
         return;
     }
+    session.prepare_engine().await;
     let mut heartbeat = tokio::time::interval_at(
         Instant::now() + config.heartbeat_interval,
         config.heartbeat_interval,
@@ -116,6 +117,14 @@ pub async fn run_session(session: Session, socket: WebSocket) {
 }
 
 impl Session {
+    /// Builds the user's engine while the client reads the greeting; a failure
+    /// here is retried on the first message, which reports it.
+    async fn prepare_engine(&self) {
+        if let Err(error) = self.state.factory.prepare(&self.user.user_id).await {
+            tracing::warn!(%error, "could not prepare the user's engine");
+        }
+    }
+
     /// Handles one inbound message; `Some` ends the session.
     async fn on_message(&self, message: Message, outgoing: &mut Outgoing) -> Option<Close> {
         let reply = match message {
