@@ -70,6 +70,17 @@ struct EngineState {
     retired: bool,
 }
 
+/// A run that passed admission and was announced, handed to its task.
+struct AdmittedRun {
+    ctx: UserExecutionContext,
+    message: String,
+    /// Whether the run and its message were queued for the store.
+    recorded: Result<(), RunFailure>,
+    token: CancellationToken,
+    permit: OwnedSemaphorePermit,
+    started: Instant,
+}
+
 /// Shared process-wide admission state, handed to every engine by the factory.
 pub(crate) struct Admission {
     pub global: Arc<Semaphore>,
@@ -131,12 +142,31 @@ impl UserExecutionEngine {
             }
             Err(other) => return Err(other),
         };
+        // `agent_started` is emitted here, not in the spawned task: under a
+        // burst of messages the task may wait behind other runs' work, and the
+        // user should see their run acknowledged as soon as it is admitted.
+        let started = Instant::now();
+        self.emitter.emit(
+            &ctx,
+            RunEventKind::AgentStarted {
+                agent: SUPERVISOR.to_owned(),
+            },
+        );
+        let recorded = self.record_start(&ctx, &message);
+        let run = AdmittedRun {
+            ctx,
+            message,
+            recorded,
+            token,
+            permit,
+            started,
+        };
         let engine = Arc::clone(self);
-        let run_id = ctx.run_id().clone();
+        let run_id = run.ctx.run_id().clone();
         let done = self
             .admission
             .tracker
-            .spawn(async move { engine.execute(ctx, message, token, permit).await });
+            .spawn(async move { engine.execute(run).await });
         Ok(RunHandle { run_id, done })
     }
 
@@ -231,21 +261,16 @@ impl UserExecutionEngine {
         self.emit_failure(ctx, &failure);
     }
 
-    async fn execute(
-        self: Arc<Self>,
-        ctx: UserExecutionContext,
-        message: String,
-        token: CancellationToken,
-        permit: OwnedSemaphorePermit,
-    ) -> RunStatus {
-        let started = Instant::now();
-        self.emitter.emit(
-            &ctx,
-            RunEventKind::AgentStarted {
-                agent: SUPERVISOR.to_owned(),
-            },
-        );
-        let result = match self.record_start(&ctx, &message) {
+    async fn execute(self: Arc<Self>, run: AdmittedRun) -> RunStatus {
+        let AdmittedRun {
+            ctx,
+            message,
+            recorded,
+            token,
+            permit,
+            started,
+        } = run;
+        let result = match recorded {
             Ok(()) => tokio::select! {
                 biased;
                 () = token.cancelled() => Err(RunFailure::new(ErrorCode::Cancelled, "the run was cancelled")),
