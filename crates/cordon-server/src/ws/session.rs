@@ -17,7 +17,10 @@ use crate::auth::AuthUser;
 use crate::metrics::EVENT_SEND_SECONDS;
 use crate::state::AppState;
 use crate::ws::frames::{self, FrameError};
-use crate::ws::hub::{Registration, encode};
+use crate::ws::hub::{Outbound, Registration, encode};
+
+/// Most frames written per flush, so one busy user cannot hold the socket's task for long.
+const WRITE_BATCH: usize = 32;
 
 /// Longest thread title taken from the first message, in characters.
 const TITLE_CHARS: usize = 60;
@@ -85,11 +88,10 @@ pub async fn run_session(session: Session, socket: WebSocket) {
             biased;
             () = session.state.close_sessions.cancelled() => break close(1001, "server shutting down"),
             () = too_slow.cancelled() => break close(1013, "outbound queue full; reconnect and resume"),
-            Some((published, text)) = queue.recv() => {
-                if outgoing.send(Message::Text(text)).await.is_err() {
+            Some(first) = queue.recv() => {
+                if write_queued(&mut outgoing, &mut queue, first).await.is_err() {
                     break Close(None);
                 }
-                metrics::histogram!(EVENT_SEND_SECONDS).record(published.elapsed().as_secs_f64());
             }
             message = incoming.next() => {
                 let Some(Ok(message)) = message else { break Close(None) };
@@ -258,6 +260,32 @@ impl Session {
             Err(not_found())
         }
     }
+}
+
+/// Writes `first` and whatever else is already queued with one flush: a run
+/// emits several events at once, and one write per frame costs a syscall each.
+async fn write_queued(
+    outgoing: &mut Outgoing,
+    queue: &mut mpsc::Receiver<Outbound>,
+    first: Outbound,
+) -> Result<(), axum::Error> {
+    let mut published = Vec::with_capacity(WRITE_BATCH);
+    let mut next = Some(first);
+    while let Some((at, text)) = next {
+        outgoing.feed(Message::Text(text)).await?;
+        published.push(at);
+        next = if published.len() < WRITE_BATCH {
+            queue.try_recv().ok()
+        } else {
+            None
+        };
+    }
+    outgoing.flush().await?;
+    let histogram = metrics::histogram!(EVENT_SEND_SECONDS);
+    for at in published {
+        histogram.record(at.elapsed().as_secs_f64());
+    }
+    Ok(())
 }
 
 async fn send(outgoing: &mut Outgoing, frame: &ServerFrame) -> Result<(), axum::Error> {
