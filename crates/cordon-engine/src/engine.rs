@@ -270,6 +270,11 @@ impl UserExecutionEngine {
             permit,
             started,
         } = run;
+        // Let the messages that arrived with this one be acknowledged before
+        // this run's pipeline takes the worker: a new task would otherwise run
+        // first (tokio's LIFO slot) and a burst's last `agent_started` waits
+        // for every earlier pipeline.
+        tokio::task::yield_now().await;
         let result = match recorded {
             Ok(()) => tokio::select! {
                 biased;
