@@ -8,8 +8,20 @@ use crate::ids::{RunId, ThreadId};
 
 /// Stable machine-readable reasons a run can end badly. The strings are part
 /// of the public protocol (`agent_error.code`), so never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     /// The user already has the maximum number of runs in flight.
     UserConcurrencyLimit,
@@ -35,20 +47,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::UserConcurrencyLimit => "user_concurrency_limit",
-            ErrorCode::GlobalConcurrencyLimit => "global_concurrency_limit",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Cancelled => "cancelled",
-            ErrorCode::ShuttingDown => "shutting_down",
-            ErrorCode::StepLimit => "step_limit",
-            ErrorCode::LlmError => "llm_error",
-            ErrorCode::LlmRateLimited => "llm_rate_limited",
-            ErrorCode::LlmUnavailable => "llm_unavailable",
-            ErrorCode::LlmBadRequest => "llm_bad_request",
-            ErrorCode::LlmAuth => "llm_auth",
-            ErrorCode::Internal => "internal",
-        }
+        self.into()
     }
 }
 

@@ -24,8 +24,22 @@ pub struct Thread {
     pub updated_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Who wrote a message. The strings (serde and `as_str`, both from the
+/// variant names) are stored and sent on the wire.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     User,
     Assistant,
@@ -33,18 +47,11 @@ pub enum Role {
 
 impl Role {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        }
+        self.into()
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "user" => Some(Role::User),
-            "assistant" => Some(Role::Assistant),
-            _ => None,
-        }
+        value.parse().ok()
     }
 }
 
@@ -59,8 +66,11 @@ pub struct Message {
 }
 
 /// Where a run is in its life. Terminal states never change again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RunStatus {
     Running,
     Completed,
@@ -72,27 +82,7 @@ pub enum RunStatus {
 
 impl RunStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Completed => "completed",
-            RunStatus::Failed => "failed",
-            RunStatus::Cancelled => "cancelled",
-            RunStatus::TimedOut => "timed_out",
-            RunStatus::Rejected => "rejected",
-        }
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        [
-            RunStatus::Running,
-            RunStatus::Completed,
-            RunStatus::Failed,
-            RunStatus::Cancelled,
-            RunStatus::TimedOut,
-            RunStatus::Rejected,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == value)
+        self.into()
     }
 
     /// The status a run ends in when it fails with `code`.
@@ -125,7 +115,10 @@ pub struct RunRecord {
 impl std::str::FromStr for RunStatus {
     type Err = UnknownStatus;
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Self::parse(value).ok_or(UnknownStatus)
+        use strum::IntoEnumIterator;
+        Self::iter()
+            .find(|status| status.as_str() == value)
+            .ok_or(UnknownStatus)
     }
 }
 

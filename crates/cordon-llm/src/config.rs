@@ -17,8 +17,9 @@ use crate::pricing::{ModelPrice, PriceTable};
 use crate::retry::RetryPolicy;
 
 /// Which provider answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum ProviderKind {
     /// The built-in deterministic model: no network, no key.
     #[default]
@@ -31,11 +32,7 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Offline => "offline",
-            ProviderKind::Openai => "openai",
-            ProviderKind::Anthropic => "anthropic",
-        }
+        self.into()
     }
 
     pub fn default_model(self) -> &'static str {
