@@ -2,15 +2,17 @@
 //!
 //! Counters and histograms are recorded where things happen (runs in the
 //! engine, event latency in the session); gauges that are cheap to read
-//! (connections, engines, runs in flight, resident memory) are set when
-//! `/metrics` is scraped, so the hot path pays nothing for them.
+//! (connections, engines, runs in flight, and the process's memory, CPU time,
+//! file descriptors and threads) are set when `/metrics` is scraped, so the
+//! hot path pays nothing for them.
 
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_process::Collector;
 
 use crate::state::AppState;
 
@@ -22,6 +24,10 @@ const EVENT_SEND_BUCKETS: &[f64] = &[
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The standard Prometheus process metrics (`cordon_process_resident_memory_bytes`,
+/// `cordon_process_cpu_seconds_total`, `cordon_process_open_fds`, ...).
+static PROCESS: LazyLock<Collector> = LazyLock::new(|| Collector::new("cordon_"));
 
 /// Installs the process-wide Prometheus recorder once; later calls reuse it.
 /// `None` if another recorder was installed first (metrics then go there).
@@ -67,10 +73,6 @@ fn describe() {
     metrics::describe_gauge!("cordon_connections_active", "Open WebSocket connections.");
     metrics::describe_gauge!("cordon_engines_active", "Live per-user execution engines.");
     metrics::describe_gauge!("cordon_runs_active", "Runs in flight.");
-    metrics::describe_gauge!(
-        "cordon_process_resident_memory_bytes",
-        "Resident set size of the server."
-    );
     metrics::describe_counter!("cordon_runs_started_total", "Runs admitted.");
     metrics::describe_counter!(
         "cordon_runs_completed_total",
@@ -90,6 +92,7 @@ fn describe() {
     );
     metrics::describe_counter!("cordon_engines_cleaned_total", "Idle engines dropped.");
     metrics::describe_histogram!(EVENT_SEND_SECONDS, "Event publish-to-socket-write latency.");
+    PROCESS.describe();
 }
 
 /// `GET /metrics` in the Prometheus text format.
@@ -100,22 +103,7 @@ pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("cordon_runs_active").set(counts.active_runs as f64);
     metrics::counter!("cordon_engines_created_total").absolute(counts.engines_created);
     metrics::counter!("cordon_engines_cleaned_total").absolute(counts.engines_cleaned);
-    if let Some(rss) = resident_memory_bytes() {
-        metrics::gauge!("cordon_process_resident_memory_bytes").set(rss as f64);
-    }
+    PROCESS.collect();
     let body = install().map(|handle| handle.render()).unwrap_or_default();
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], body)
-}
-
-/// VmRSS of this process from `/proc/self/status` (Linux), in bytes.
-pub fn resident_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    parse_vm_rss(&status)
-}
-
-/// The `VmRSS:` line of a `/proc/<pid>/status` file, in bytes.
-pub fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }

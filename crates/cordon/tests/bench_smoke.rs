@@ -58,6 +58,10 @@ async fn fifty_users_complete_every_run_with_no_cross_user_event() {
         "cordon_runs_started_total",
         "cordon_runs_completed_total",
         "cordon_event_send_seconds_bucket",
+        "cordon_process_resident_memory_bytes",
+        "cordon_process_cpu_seconds_total",
+        "cordon_process_open_fds",
+        "cordon_process_threads",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
