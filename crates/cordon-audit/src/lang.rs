@@ -35,6 +35,15 @@ impl Lang {
         }
     }
 
+    /// The grammar whose node kinds stand for the whole family when code is
+    /// compared: TSX is TypeScript plus JSX, with the same kind names.
+    pub(crate) fn canonical(self) -> Lang {
+        match self {
+            Lang::Tsx => Lang::TypeScript,
+            other => other,
+        }
+    }
+
     pub(crate) fn index(self) -> usize {
         self as usize
     }

@@ -21,6 +21,8 @@ pub struct BodyFingerprint {
 // Sentinels outside the u16 kind-id range used by real grammar symbols.
 const ID: u32 = 1 << 16;
 const LIT: u32 = (1 << 16) + 1;
+/// Offset for kinds the canonical grammar lacks (JSX nodes in TSX).
+const OWN_KIND: u32 = 1 << 17;
 
 /// How a node kind tokenizes; looked up by kind id so the hot loop avoids string compares.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,15 +45,34 @@ fn class_of(name: &str, named: bool) -> Class {
     }
 }
 
-fn table(lang: Lang) -> &'static [Class] {
-    static TABLES: [OnceLock<Vec<Class>>; 4] = [const { OnceLock::new() }; 4];
+/// A node kind's class and the token it hashes to when it is a plain leaf.
+#[derive(Clone, Copy)]
+struct Kind {
+    class: Class,
+    token: u32,
+}
+
+/// Per kind id of `lang`'s grammar. Leaf tokens are the ids of the family's
+/// canonical grammar (TSX kinds map to TypeScript's by name), so the same code
+/// in a `.ts` and a `.tsx` file fingerprints the same.
+fn table(lang: Lang) -> &'static [Kind] {
+    static TABLES: [OnceLock<Vec<Kind>>; 4] = [const { OnceLock::new() }; 4];
     TABLES[lang.index()].get_or_init(|| {
         let grammar = lang.grammar();
+        let canonical = lang.canonical().grammar();
         (0..grammar.node_kind_count())
             .map(|id| {
                 let id = id as u16;
                 let name = grammar.node_kind_for_id(id).unwrap_or("");
-                class_of(name, grammar.node_kind_is_named(id))
+                let named = grammar.node_kind_is_named(id);
+                let token = match canonical.id_for_node_kind(name, named) {
+                    0 => OWN_KIND + u32::from(id),
+                    shared => u32::from(shared),
+                };
+                Kind {
+                    class: class_of(name, named),
+                    token,
+                }
             })
             .collect()
     })
@@ -86,23 +107,22 @@ pub fn fingerprint(lang: Lang, node: Node) -> BodyFingerprint {
     let mut cursor = node.walk();
     loop {
         let n = cursor.node();
-        let token = match classes
-            .get(usize::from(n.kind_id()))
-            .copied()
-            .unwrap_or(Class::Plain)
-        {
+        let kind = classes.get(usize::from(n.kind_id())).copied();
+        let class = kind.map_or(Class::Plain, |k| k.class);
+        let token = match class {
             Class::Skip => None,
             Class::Identifier => Some(ID),
             Class::Literal => Some(LIT),
-            Class::Plain if n.child_count() == 0 => Some(u32::from(n.kind_id())),
+            Class::Plain if n.child_count() == 0 => {
+                Some(kind.map_or(OWN_KIND + u32::from(n.kind_id()), |k| k.token))
+            }
             Class::Plain => None,
         };
         if let Some(t) = token {
             t.hash(&mut hasher);
             tokens += 1;
         }
-        let descend =
-            token.is_none() && classes.get(usize::from(n.kind_id())) != Some(&Class::Skip);
+        let descend = token.is_none() && class != Class::Skip;
         // Descend when the node has tokens below it, otherwise move on.
         let moved = (descend && cursor.goto_first_child()) || advance(&mut cursor);
         if !moved {

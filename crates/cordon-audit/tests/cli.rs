@@ -93,7 +93,7 @@ fn sarif_has_the_schema_required_fields() {
         ]
     );
     let results = run0["results"].as_array().expect("results");
-    assert_eq!(results.len(), 8);
+    assert_eq!(results.len(), 9);
     for r in results {
         assert!(rule_ids.contains(&r["ruleId"].as_str().expect("ruleId")));
         assert!(["warning", "note"].contains(&r["level"].as_str().expect("level")));

@@ -59,11 +59,13 @@ fn typescript_fixture_finds_exactly_the_planted_violations() {
         ("import-fragmentation", "src/b/y.ts", 2),
         ("file-size", "src/big.ts", 41),
         ("function-size", "src/ui/Panel.tsx", 4),
+        // The same body in a .tsx file: TSX node kinds map to TypeScript's.
+        ("duplicate-implementation", "src/ui/PriceTag.tsx", 4),
     ]);
     assert_eq!(found(&outcome), expected);
     assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
-    // 10 files + 7 production functions.
-    assert_compliance(&outcome, 17, 7.25, 57.3529);
+    // 11 files + 9 production functions; 8 × 1.0 + 1 × 0.25.
+    assert_compliance(&outcome, 20, 8.25, 58.75);
 }
 
 #[test]

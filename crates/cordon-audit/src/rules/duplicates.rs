@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::config::Duplicates;
-use crate::lang::Lang;
 use crate::model::{Rule, Violation};
 use crate::normalize::BodyFingerprint;
 use crate::parse::{FileFacts, TypeDef, Unit};
@@ -77,14 +76,17 @@ type Member<'a> = (&'a str, &'a Unit);
 
 pub fn by_body(files: &[FileFacts], cfg: &Duplicates) -> Vec<Violation> {
     // Hash buckets keep this linear in the number of units (no pairwise comparison).
-    let mut buckets: HashMap<(Lang, BodyFingerprint), Vec<Member>> = HashMap::new();
+    let mut buckets: HashMap<(&str, BodyFingerprint), Vec<Member>> = HashMap::new();
     for f in files.iter().filter(|f| !f.is_test) {
         for u in &f.units {
             let Some(fp) = u.body.filter(|fp| fp.tokens as usize >= cfg.min_tokens) else {
                 continue;
             };
             if !u.in_test && u.lines() >= cfg.min_lines {
-                buckets.entry((f.lang, fp)).or_default().push((&f.rel, u));
+                buckets
+                    .entry((f.lang.family(), fp))
+                    .or_default()
+                    .push((&f.rel, u));
             }
         }
     }
