@@ -78,6 +78,9 @@ export async function authenticate(kind, username, password) {
 
 export const listThreads = (token) => request("GET", "/api/threads", { token });
 
+/** `POST /api/auth/logout`: ends this token and every other one of the user, on every device. */
+export const logout = (token) => request("POST", "/api/auth/logout", { token });
+
 export const listMessages = (token, threadId) =>
   request("GET", `/api/threads/${encodeURIComponent(threadId)}/messages`, { token });
 

@@ -9,6 +9,7 @@ import {
   listRunEvents,
   listThreads,
   loadSession,
+  logout,
   saveSession,
   sessionExpired,
 } from "./api.js";
@@ -43,6 +44,7 @@ const ui = {
 };
 
 const EXPIRED = "Your session expired. Please sign in again.";
+const SIGNED_OUT_ELSEWHERE = "You signed out on another device or tab. Please sign in again.";
 const CONNECTION_LABELS = {
   connecting: "Connecting…",
   connected: "Connected",
@@ -125,7 +127,12 @@ ui.authForm.addEventListener("submit", async (event) => {
   }
 });
 
-ui.signOut.addEventListener("click", () => signOut(""));
+ui.signOut.addEventListener("click", () => {
+  const token = state.session && state.session.token;
+  signOut("");
+  // Server side too, so the token stops working everywhere it was copied to.
+  if (token) logout(token).catch(() => {});
+});
 
 /** A failed API call: an expired session goes back to sign-in; anything else is a notice. */
 function handleApiError(error) {
@@ -156,7 +163,7 @@ function enterChat(session) {
       }
       resync();
     },
-    onExpired: () => signOut(EXPIRED),
+    onExpired: (reason) => signOut(reason === "signed out" ? SIGNED_OUT_ELSEWHERE : EXPIRED),
     onHandshakeFailed: () => {
       if (sessionExpired(session)) {
         signOut(EXPIRED);

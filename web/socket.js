@@ -12,7 +12,7 @@ export function backoffDelay(attempt) {
 export class ChatSocket {
   /**
    * handlers: onFrame(frame), onState("connecting"|"connected"|"reconnecting"|"offline"),
-   * onConnected(isReconnect), onExpired(), onHandshakeFailed()
+   * onConnected(isReconnect), onExpired(reason), onHandshakeFailed()
    */
   constructor(token, handlers) {
     this.token = token;
@@ -110,7 +110,7 @@ export class ChatSocket {
       clearTimeout(this.watchdog);
       if (this.stopped) return;
       if (event.code === 1008) {
-        this.handlers.onExpired();
+        this.handlers.onExpired(event.reason);
         return;
       }
       if (!opened) this.handlers.onHandshakeFailed();

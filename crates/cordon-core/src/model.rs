@@ -13,6 +13,8 @@ pub struct User {
     pub username: String,
     pub password_hash: String,
     pub created_at: OffsetDateTime,
+    /// Tokens issued in an older generation are no longer accepted.
+    pub token_generation: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

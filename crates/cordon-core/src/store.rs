@@ -81,6 +81,9 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: &User) -> Result<(), StoreError>;
     async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
     async fn get_user(&self, user_id: &UserId) -> Result<Option<User>, StoreError>;
+    /// Ends every token issued to the user so far (sign-out everywhere);
+    /// returns the new token generation, or `None` for an unknown user.
+    async fn revoke_tokens(&self, user_id: &UserId) -> Result<Option<u32>, StoreError>;
 
     /// Queues a new thread without waiting for it to commit: later writes are
     /// applied after it, and reads of threads see it.

@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::api::{auth, health, runs, threads, usage};
 use crate::auth::password::PasswordError;
 use crate::auth::secret::{self, SecretError};
-use crate::auth::{LoginThrottle, PasswordHasher, TokenKeys};
+use crate::auth::{LoginThrottle, PasswordHasher, TokenGenerations, TokenKeys};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics;
@@ -50,6 +50,7 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
         .route("/threads", get(threads::list_threads))
         .route("/threads/{id}/messages", get(threads::list_messages))
         .route("/runs/{id}", get(runs::get_run))
@@ -162,6 +163,7 @@ impl Server {
         let hash_permits = std::thread::available_parallelism().map_or(2, usize::from);
         Ok(AppState {
             tokens: Arc::new(TokenKeys::new(&secret, config.token_ttl)),
+            generations: Arc::new(TokenGenerations::default()),
             passwords: PasswordHasher::new(hash_permits)?,
             login_throttle: Arc::new(LoginThrottle::default()),
             config: Arc::new(config),

@@ -7,7 +7,7 @@ use cordon_engine::ExecutionEngineFactory;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{LoginThrottle, PasswordHasher, TokenKeys};
+use crate::auth::{LoginThrottle, PasswordHasher, TokenGenerations, TokenKeys};
 use crate::config::ServerConfig;
 use crate::ws::hub::ConnectionHub;
 
@@ -18,6 +18,8 @@ pub struct AppState {
     pub factory: Arc<ExecutionEngineFactory>,
     pub hub: Arc<ConnectionHub>,
     pub tokens: Arc<TokenKeys>,
+    /// Each user's current token generation (bumped by sign-out).
+    pub generations: Arc<TokenGenerations>,
     pub passwords: PasswordHasher,
     pub login_throttle: Arc<LoginThrottle>,
     /// Live WebSocket sessions, so shutdown can wait for their close frames.

@@ -157,7 +157,9 @@ impl Store for SqliteStore {
     }
 
     async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        sqlx::query("SELECT id, username, password_hash, created_at FROM users WHERE username = ?")
+        sqlx::query(
+            "SELECT id, username, password_hash, created_at, token_generation FROM users WHERE username = ?",
+        )
             .bind(username)
             .fetch_optional(&self.reads)
             .await
@@ -167,13 +169,24 @@ impl Store for SqliteStore {
     }
 
     async fn get_user(&self, user_id: &UserId) -> Result<Option<User>, StoreError> {
-        sqlx::query("SELECT id, username, password_hash, created_at FROM users WHERE id = ?")
+        sqlx::query(
+            "SELECT id, username, password_hash, created_at, token_generation FROM users WHERE id = ?",
+        )
             .bind(user_id.as_str())
             .fetch_optional(&self.reads)
             .await
             .map_err(backend)?
             .map(user_of)
             .transpose()
+    }
+
+    async fn revoke_tokens(&self, user_id: &UserId) -> Result<Option<u32>, StoreError> {
+        let id = user_id.as_str().to_owned();
+        self.write(|ack| WriteOp::RevokeTokens(id, ack)).await?;
+        Ok(self
+            .get_user(user_id)
+            .await?
+            .map(|user| user.token_generation))
     }
 
     fn create_thread(&self, thread: &Thread) -> Result<(), StoreError> {
@@ -412,6 +425,7 @@ fn user_of(row: SqliteRow) -> Result<User, StoreError> {
         username: row.try_get("username").map_err(backend)?,
         password_hash: row.try_get("password_hash").map_err(backend)?,
         created_at: from_micros(row.try_get("created_at").map_err(backend)?)?,
+        token_generation: row.try_get("token_generation").map_err(backend)?,
     })
 }
 

@@ -20,6 +20,8 @@ pub type Ack = oneshot::Sender<Result<(), StoreError>>;
 /// One queued write. Variants with an `ack` are awaited by their caller.
 pub enum WriteOp {
     CreateUser(User, Ack),
+    /// Bumps the user's token generation (by id).
+    RevokeTokens(String, Ack),
     /// Not acknowledged: reads of threads wait on the queue instead.
     CreateThread(Thread),
     /// Not acknowledged: reads of runs wait on the queue instead.
@@ -112,7 +114,10 @@ fn backend(error: rusqlite::Error) -> StoreError {
 
 fn acknowledge(op: WriteOp, result: Result<(), StoreError>) {
     let ack = match op {
-        WriteOp::CreateUser(_, ack) | WriteOp::FinishRun { ack, .. } | WriteOp::Barrier(ack) => ack,
+        WriteOp::CreateUser(_, ack)
+        | WriteOp::RevokeTokens(_, ack)
+        | WriteOp::FinishRun { ack, .. }
+        | WriteOp::Barrier(ack) => ack,
         WriteOp::Event(row) => return log_failure(result, "run event", &row.run_id),
         WriteOp::LlmCall { call, .. } => {
             return log_failure(result, "model call's usage", call.run_id.as_str());
@@ -133,6 +138,7 @@ fn log_failure(result: Result<(), StoreError>, what: &str, id: &str) {
 fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
     let applied = match op {
         WriteOp::CreateUser(user, _) => return insert_user(conn, user),
+        WriteOp::RevokeTokens(user_id, _) => revoke_tokens(conn, user_id),
         WriteOp::CreateThread(thread) => insert_thread(conn, thread),
         WriteOp::BeginRun(run, message) => begin_run(conn, run, message.as_ref()),
         WriteOp::FinishRun {
@@ -146,6 +152,12 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
         WriteOp::Barrier(_) => Ok(()),
     };
     applied.map_err(backend)
+}
+
+fn revoke_tokens(conn: &Connection, user_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE users SET token_generation = token_generation + 1 WHERE id = ?1")?
+        .execute(params![user_id])
+        .map(drop)
 }
 
 fn insert_user(conn: &Connection, user: &User) -> Result<(), StoreError> {

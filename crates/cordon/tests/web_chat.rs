@@ -201,8 +201,15 @@ async fn sign_up_run_a_tool_see_it_live_and_after_a_reload() {
     let mobile = page.screenshot().await.unwrap();
     std::fs::write(target_file("web-chat-mobile.png"), &mobile).unwrap();
 
-    // Sign out returns to the sign-in form.
+    // Sign out returns to the sign-in form and ends the token on the server.
     page.set_window_size(1280, 900).await.unwrap();
+    let token = page
+        .js(
+            "return JSON.parse(localStorage.getItem('cordon.session')).token;",
+            vec![],
+        )
+        .await;
+    let token = token.as_str().unwrap().to_owned();
     page.find(fantoccini::Locator::Id("sign-out"))
         .await
         .unwrap()
@@ -216,6 +223,25 @@ async fn sign_up_run_a_tool_see_it_live_and_after_a_reload() {
              && document.getElementById('chat-view').hidden;",
     )
     .await;
+    let revoked = async {
+        loop {
+            let status = server
+                .http
+                .get(server.url("/api/threads"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status == 401 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, revoked)
+        .await
+        .expect("the signed-out token is refused");
     page.close().await;
 }
 

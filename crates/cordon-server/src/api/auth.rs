@@ -1,4 +1,4 @@
-//! `POST /api/auth/register` and `POST /api/auth/login`.
+//! `POST /api/auth/register`, `POST /api/auth/login` and `POST /api/auth/logout`.
 
 use axum::Json;
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use cordon_core::{User, UserId};
 use cordon_protocol::rest::{AuthResponse, Credentials, UserView};
 
-use crate::auth::throttle;
+use crate::auth::{AuthUser, throttle};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -33,6 +33,7 @@ pub async fn register(
         username,
         password_hash,
         created_at: cordon_core::now(),
+        token_generation: 0,
     };
     state.store.create_user(&user).await?;
     tracing::info!(user_id = %user.id, "user registered");
@@ -72,10 +73,24 @@ pub async fn login(
     }
 }
 
+/// Signs the caller out everywhere: every token issued to them so far stops
+/// working, on every request and socket, and their open sockets close (1008).
+pub async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<StatusCode, ApiError> {
+    let generation = state
+        .store
+        .revoke_tokens(&user.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    state.generations.record(&user.user_id, generation);
+    let closed = state.hub.sign_out(&user.user_id);
+    tracing::info!(user_id = %user.user_id, closed, "signed out");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 fn issue(state: &AppState, user: &User) -> Result<AuthResponse, ApiError> {
     let (token, expires_at) = state
         .tokens
-        .issue(&user.id)
+        .issue(&user.id, user.token_generation)
         .map_err(|error| ApiError::Internal(error.to_string()))?;
     Ok(AuthResponse {
         token,

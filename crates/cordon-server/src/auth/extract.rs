@@ -14,6 +14,8 @@ use crate::state::AppState;
 pub struct AuthUser {
     pub user_id: UserId,
     pub expires_at: OffsetDateTime,
+    /// The token generation the caller's token was issued in.
+    pub generation: u32,
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -30,9 +32,19 @@ impl FromRequestParts<AppState> for AuthUser {
             .tokens
             .verify(&token)
             .map_err(|_| ApiError::Unauthorized)?;
+        // A signed-out token, or one of a user who no longer exists, is as
+        // invalid as a forged one.
+        let current = state
+            .generations
+            .accepts(state.store.as_ref(), &verified.user_id, verified.generation)
+            .await?;
+        if !current {
+            return Err(ApiError::Unauthorized);
+        }
         Ok(AuthUser {
             user_id: verified.user_id,
             expires_at: verified.expires_at,
+            generation: verified.generation,
         })
     }
 }

@@ -18,6 +18,10 @@ struct Claims {
     aud: String,
     iat: i64,
     exp: i64,
+    /// The user's token generation at issue; tokens from before a sign-out
+    /// carry an older one. Absent in tokens issued before it existed (0).
+    #[serde(default, rename = "gen")]
+    generation: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +37,7 @@ pub enum TokenError {
 pub struct VerifiedToken {
     pub user_id: UserId,
     pub expires_at: OffsetDateTime,
+    pub generation: u32,
 }
 
 /// The signing and verifying keys, plus the validation rules, built once.
@@ -58,8 +63,12 @@ impl TokenKeys {
         }
     }
 
-    /// A token for `user_id`, and when it expires.
-    pub fn issue(&self, user_id: &UserId) -> Result<(String, OffsetDateTime), TokenError> {
+    /// A token for `user_id` in its current token `generation`, and when it expires.
+    pub fn issue(
+        &self,
+        user_id: &UserId,
+        generation: u32,
+    ) -> Result<(String, OffsetDateTime), TokenError> {
         let now = cordon_core::now();
         let expires_at = now + self.ttl;
         let claims = Claims {
@@ -68,6 +77,7 @@ impl TokenKeys {
             aud: AUDIENCE.into(),
             iat: now.unix_timestamp(),
             exp: expires_at.unix_timestamp(),
+            generation,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| TokenError::Signing)?;
@@ -84,6 +94,7 @@ impl TokenKeys {
         Ok(VerifiedToken {
             user_id,
             expires_at,
+            generation: data.claims.generation,
         })
     }
 }
@@ -98,8 +109,9 @@ mod tests {
     fn issued_tokens_verify_and_tampered_ones_do_not() {
         let keys = TokenKeys::new(SECRET, Duration::from_secs(60));
         let user = UserId::generate();
-        let (token, _) = keys.issue(&user).unwrap();
-        assert_eq!(keys.verify(&token).unwrap().user_id, user);
+        let (token, _) = keys.issue(&user, 3).unwrap();
+        let verified = keys.verify(&token).unwrap();
+        assert_eq!((verified.user_id, verified.generation), (user, 3));
         let other = TokenKeys::new(b"another-secret-another-secret-xx", Duration::from_secs(60));
         assert!(other.verify(&token).is_err());
         assert!(keys.verify(&format!("{token}x")).is_err());
@@ -116,6 +128,7 @@ mod tests {
             aud: AUDIENCE.into(),
             iat: now - 3600,
             exp: now - 600,
+            generation: 0,
         };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),

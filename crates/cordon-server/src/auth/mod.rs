@@ -1,12 +1,14 @@
-//! Authentication: passwords (argon2id), tokens (HS256 JWT) and the extractor that yields the caller.
+//! Authentication: passwords (argon2id), tokens (HS256 JWT), their revocation, and the extractor that yields the caller.
 
 pub mod extract;
 pub mod jwt;
 pub mod password;
+pub mod revocation;
 pub mod secret;
 pub mod throttle;
 
 pub use extract::AuthUser;
 pub use jwt::{TokenError, TokenKeys};
 pub use password::PasswordHasher;
+pub use revocation::TokenGenerations;
 pub use throttle::LoginThrottle;

@@ -1,7 +1,7 @@
 //! The connection hub: each user's live connections, and the per-user sink that fans events out to them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
@@ -14,12 +14,41 @@ use tokio_util::sync::CancellationToken;
 /// so the session can record the publish-to-write latency.
 pub type Outbound = (Instant, Utf8Bytes);
 
+/// Why the hub ended a session; the session turns it into a close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Its outbound queue was full: the client must reconnect and resume.
+    TooSlow,
+    /// The user signed out: the token the socket was opened with is void.
+    SignedOut,
+}
+
+/// The hub's switch to end one session, with the reason; the first reason wins.
+#[derive(Clone, Default)]
+pub struct EndSignal {
+    fired: CancellationToken,
+    why: Arc<OnceLock<Ended>>,
+}
+
+impl EndSignal {
+    pub fn end(&self, why: Ended) {
+        let _ = self.why.set(why);
+        self.fired.cancel();
+    }
+
+    /// Resolves once `end` was called, with its reason.
+    pub async fn ended(&self) -> Ended {
+        self.fired.cancelled().await;
+        self.why.get().copied().unwrap_or(Ended::TooSlow)
+    }
+}
+
 /// One live connection as the hub sees it: its bounded outbound queue, and
-/// the switch that closes it when it cannot keep up.
+/// the switch that closes it.
 struct Connection {
     id: ConnectionId,
     outbound: mpsc::Sender<Outbound>,
-    too_slow: CancellationToken,
+    end: EndSignal,
 }
 
 /// One user's connections. It is that user's `EventSink`: it can reach those
@@ -49,7 +78,7 @@ impl UserChannel {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(connection_id = %conn.id, "outbound queue full; closing slow connection");
-                conn.too_slow.cancel();
+                conn.end.end(Ended::TooSlow);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -65,6 +94,15 @@ impl UserChannel {
 
     pub fn connection_count(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Ends and forgets every connection of the user; returns how many.
+    fn end_all(&self, why: Ended) -> usize {
+        let ended: Vec<Connection> = self.lock().drain(..).collect();
+        for conn in &ended {
+            conn.end.end(why);
+        }
+        ended.len()
     }
 }
 
@@ -144,19 +182,25 @@ impl ConnectionHub {
         user_id: &UserId,
         connection_id: ConnectionId,
         outbound: mpsc::Sender<Outbound>,
-        too_slow: CancellationToken,
+        end: EndSignal,
     ) -> Registration {
         let channel = self.channel(user_id);
         channel.lock().push(Connection {
             id: connection_id.clone(),
             outbound,
-            too_slow,
+            end,
         });
         Registration {
             hub: Arc::clone(self),
             channel,
             connection_id,
         }
+    }
+
+    /// Closes every socket of a user who signed out; returns how many.
+    pub fn sign_out(&self, user_id: &UserId) -> usize {
+        let channel = self.lock().get(user_id).cloned();
+        channel.map_or(0, |channel| channel.end_all(Ended::SignedOut))
     }
 
     /// Total live connections, for metrics.

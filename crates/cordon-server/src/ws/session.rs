@@ -11,13 +11,12 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::auth::AuthUser;
 use crate::metrics::EVENT_SEND_SECONDS;
 use crate::state::AppState;
 use crate::ws::frames::{self, FrameError};
-use crate::ws::hub::{Outbound, Registration, encode};
+use crate::ws::hub::{EndSignal, Ended, Outbound, Registration, encode};
 
 /// Most frames written per flush, so one busy user cannot hold the socket's task for long.
 const WRITE_BATCH: usize = 32;
@@ -58,12 +57,12 @@ impl Session {
 pub async fn run_session(session: Session, socket: WebSocket) {
     let (mut outgoing, mut incoming) = socket.split();
     let (queue_tx, mut queue) = mpsc::channel(session.state.config.outbound_queue);
-    let too_slow = CancellationToken::new();
+    let end = EndSignal::default();
     let _registration: Registration = session.state.hub.register(
         &session.user.user_id,
         session.connection_id.clone(),
         queue_tx,
-        too_slow.clone(),
+        end.clone(),
     );
     tracing::debug!(connection_id = %session.connection_id, user_id = %session.user.user_id, "socket opened");
     let config = &session.state.config;
@@ -87,7 +86,10 @@ pub async fn run_session(session: Session, socket: WebSocket) {
         tokio::select! {
             biased;
             () = session.state.close_sessions.cancelled() => break close(1001, "server shutting down"),
-            () = too_slow.cancelled() => break close(1013, "outbound queue full; reconnect and resume"),
+            why = end.ended() => break match why {
+                Ended::TooSlow => close(1013, "outbound queue full; reconnect and resume"),
+                Ended::SignedOut => close(1008, "signed out"),
+            },
             Some(first) = queue.recv() => {
                 if write_queued(&mut outgoing, &mut queue, first).await.is_err() {
                     break Close(None);
@@ -104,6 +106,9 @@ pub async fn run_session(session: Session, socket: WebSocket) {
                 if session.user.expires_at <= cordon_core::now() {
                     break close(1008, "token expired");
                 }
+                if session.signed_out() {
+                    break close(1008, "signed out");
+                }
                 if send(&mut outgoing, &ServerFrame::Ping { ts: cordon_core::now() }).await.is_err() {
                     break Close(None);
                 }
@@ -119,6 +124,16 @@ pub async fn run_session(session: Session, socket: WebSocket) {
 }
 
 impl Session {
+    /// Whether the user signed out since this socket's token was issued (the
+    /// hub closes such sockets at once; this catches one that registered
+    /// while the sign-out ran).
+    fn signed_out(&self) -> bool {
+        self.state
+            .generations
+            .current(&self.user.user_id)
+            .is_some_and(|current| current != self.user.generation)
+    }
+
     /// Builds the user's engine while the client reads the greeting; a failure
     /// here is retried on the first message, which reports it.
     async fn prepare_engine(&self) {

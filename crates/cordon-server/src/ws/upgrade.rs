@@ -25,10 +25,8 @@ pub async fn ws_handler(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    // `AuthUser` already checked that the user exists and has not signed out.
     check_origin(&headers, &state.config.allowed_origins)?;
-    if state.store.get_user(&user.user_id).await?.is_none() {
-        return Err(ApiError::Unauthorized);
-    }
     let session = Session::new(state.clone(), user, ConnectionId::generate());
     let sessions = state.sessions.clone();
     Ok(upgrade

@@ -1,0 +1,68 @@
+//! `TokenGenerations`: which token generation is current for each user; tokens of an older one were signed out.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use cordon_core::{Store, StoreError, UserId};
+
+/// The store holds each user's generation; this cache keeps the check off the
+/// store on every request. It is filled on first sight of a user and updated
+/// by sign-out, so it is exact for a single server process.
+#[derive(Default)]
+pub struct TokenGenerations {
+    current: Mutex<HashMap<UserId, u32>>,
+}
+
+impl TokenGenerations {
+    /// Whether a token of `generation` is still good: the user exists and has
+    /// not signed out since it was issued.
+    pub async fn accepts(
+        &self,
+        store: &dyn Store,
+        user_id: &UserId,
+        generation: u32,
+    ) -> Result<bool, StoreError> {
+        if let Some(current) = self.current(user_id) {
+            return Ok(generation == current);
+        }
+        let Some(user) = store.get_user(user_id).await? else {
+            return Ok(false);
+        };
+        Ok(generation == self.record(user_id, user.token_generation))
+    }
+
+    /// The cached generation, if the user was seen since start-up.
+    pub fn current(&self, user_id: &UserId) -> Option<u32> {
+        self.lock().get(user_id).copied()
+    }
+
+    /// Records a generation read or set in the store; a newer one always wins,
+    /// so a slow read racing a sign-out cannot bring an old generation back.
+    /// Returns the generation now current.
+    pub fn record(&self, user_id: &UserId, generation: u32) -> u32 {
+        let mut current = self.lock();
+        let entry = current.entry(user_id.clone()).or_insert(generation);
+        *entry = (*entry).max(generation);
+        *entry
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<UserId, u32>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_generation_is_never_replaced_by_an_older_one() {
+        let generations = TokenGenerations::default();
+        let alice = UserId::generate();
+        assert_eq!(generations.current(&alice), None);
+        assert_eq!(generations.record(&alice, 2), 2);
+        assert_eq!(generations.record(&alice, 1), 2, "a stale read loses");
+        assert_eq!(generations.record(&alice, 3), 3);
+        assert_eq!(generations.current(&UserId::generate()), None);
+    }
+}
