@@ -44,7 +44,14 @@ const ui = {
 };
 
 const EXPIRED = "Your session expired. Please sign in again.";
-const SIGNED_OUT_ELSEWHERE = "You signed out on another device or tab. Please sign in again.";
+const SIGNED_OUT_ELSEWHERE = "You were signed out (on another device or tab). Please sign in again.";
+const LOGOUT_UNREACHED =
+  "Signed out here, but cordon could not be reached to end the session on your other devices.";
+
+/** Why the server refused the token (401): ended by a sign-out, or no longer valid. */
+function refusedMessage(error) {
+  return error.code === "signed_out" ? SIGNED_OUT_ELSEWHERE : EXPIRED;
+}
 const CONNECTION_LABELS = {
   connecting: "Connecting…",
   connected: "Connected",
@@ -131,13 +138,18 @@ ui.signOut.addEventListener("click", () => {
   const token = state.session && state.session.token;
   signOut("");
   // Server side too, so the token stops working everywhere it was copied to.
-  if (token) logout(token).catch(() => {});
+  // A 401 means it had already ended; anything else leaves it alive, so say so.
+  if (token) {
+    logout(token).catch((error) => {
+      if (!(error instanceof ApiError && error.status === 401)) ui.authError.textContent = LOGOUT_UNREACHED;
+    });
+  }
 });
 
 /** A failed API call: an expired session goes back to sign-in; anything else is a notice. */
 function handleApiError(error) {
   if (error instanceof ApiError && error.status === 401) {
-    signOut(EXPIRED);
+    signOut(refusedMessage(error));
     return;
   }
   showNotice(error.message || "Request failed.");
@@ -171,7 +183,7 @@ function enterChat(session) {
       }
       // The handshake hides its status from scripts: ask the REST API whether the token still holds.
       listThreads(session.token).catch((error) => {
-        if (error instanceof ApiError && error.status === 401) signOut(EXPIRED);
+        if (error instanceof ApiError && error.status === 401) signOut(refusedMessage(error));
       });
     },
   });

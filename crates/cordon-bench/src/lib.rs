@@ -17,6 +17,7 @@ mod run;
 mod stats;
 
 pub use args::BenchArgs;
+pub use memory::parse_gauge;
 pub use report::BenchReport;
 pub use run::{BenchError, run};
 

@@ -7,8 +7,8 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The value of an unlabelled gauge in a Prometheus text exposition.
-fn parse_gauge(exposition: &str, name: &str) -> Option<f64> {
+/// The value of an unlabelled gauge or counter in a Prometheus text exposition.
+pub fn parse_gauge(exposition: &str, name: &str) -> Option<f64> {
     exposition
         .lines()
         .filter(|line| !line.starts_with('#'))

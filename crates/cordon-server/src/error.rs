@@ -12,6 +12,9 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     #[error("missing, invalid or expired token")]
     Unauthorized,
+    /// A genuine token that a sign-out (`POST /api/auth/logout`) ended.
+    #[error("this session was signed out; sign in again")]
+    SignedOut,
     #[error("{0}")]
     InvalidCredentials(&'static str),
     /// Too many failed logins; try again after the given time.
@@ -42,6 +45,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::SignedOut => (StatusCode::UNAUTHORIZED, "signed_out"),
             ApiError::InvalidCredentials(_) => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             ApiError::TooManyAttempts { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")

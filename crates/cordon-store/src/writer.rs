@@ -163,14 +163,16 @@ fn revoke_tokens(conn: &Connection, user_id: &str) -> rusqlite::Result<()> {
 fn insert_user(conn: &Connection, user: &User) -> Result<(), StoreError> {
     let result = conn
         .prepare_cached(
-            "INSERT INTO users (id, username, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO users (id, username, password_hash, created_at, token_generation) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .and_then(|mut insert| {
             insert.execute(params![
                 user.id.as_str(),
                 user.username,
                 user.password_hash,
-                to_micros(user.created_at)
+                to_micros(user.created_at),
+                user.token_generation
             ])
         });
     match result {

@@ -16,5 +16,5 @@ mod server;
 mod ws;
 
 pub use browser::{Browser, BrowserSession};
-pub use server::{Account, TestServer};
+pub use server::{Account, PASSWORD, TestServer};
 pub use ws::WsClient;

@@ -14,6 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::ws::WsClient;
 
+/// The password every test account is registered with.
+pub const PASSWORD: &str = "correct horse battery";
+
 /// A registered user of a test server.
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -124,16 +127,25 @@ impl TestServer {
         format!("ws://{}/ws", self.addr)
     }
 
-    /// Registers `username` with a fixed test password.
+    /// Registers `username` with the fixed test password.
     pub async fn register(&self, username: &str) -> Account {
+        self.authenticate("/api/auth/register", username, 201).await
+    }
+
+    /// Signs a registered `username` in again: a second token, as from another device.
+    pub async fn login(&self, username: &str) -> Account {
+        self.authenticate("/api/auth/login", username, 200).await
+    }
+
+    async fn authenticate(&self, path: &str, username: &str, expected: u16) -> Account {
         let response = self
             .http
-            .post(self.url("/api/auth/register"))
-            .json(&json!({ "username": username, "password": "correct horse battery" }))
+            .post(self.url(path))
+            .json(&json!({ "username": username, "password": PASSWORD }))
             .send()
             .await
-            .expect("register request");
-        assert_eq!(response.status(), 201, "register {username}");
+            .expect("auth request");
+        assert_eq!(response.status(), expected, "{path} as {username}");
         let auth: AuthResponse = response.json().await.expect("auth response");
         Account {
             username: username.to_owned(),

@@ -19,12 +19,8 @@ async fn metric(server: &TestServer, name: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    body.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+    cordon_bench::parse_gauge(&body, name)
         .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{body}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// A session reads client frames only once the engine is built: a pong proves it is.

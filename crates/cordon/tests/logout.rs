@@ -4,9 +4,10 @@
     reason = "a test should panic loudly on a broken assumption"
 )]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use cordon_test_support::{Account, TestServer};
+use cordon_test_support::{PASSWORD, TestServer};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
 
@@ -30,20 +31,6 @@ async fn logout(server: &TestServer, token: &str) -> u16 {
     status_with(server, reqwest::Method::POST, "/api/auth/logout", token).await
 }
 
-/// A second token for the same account, as from another device.
-async fn login(server: &TestServer, account: &Account) -> String {
-    let response = server
-        .http
-        .post(server.url("/api/auth/login"))
-        .json(&json!({"username": account.username, "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
-}
-
 async fn upgrade_status(server: &TestServer, token: &str) -> u16 {
     let url = format!("{}?token={token}", server.ws_url());
     match tokio_tungstenite::connect_async(url).await {
@@ -59,7 +46,7 @@ async fn logout_ends_every_token_and_socket_of_the_user_and_nobody_elses() {
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
     let laptop = alice.token.clone();
-    let phone = login(&server, &alice).await;
+    let phone = server.login("alice").await.token;
     let mut laptop_socket = server.connect(&alice).await;
     let mut bob_socket = server.connect(&bob).await;
 
@@ -71,6 +58,13 @@ async fn logout_ends_every_token_and_socket_of_the_user_and_nobody_elses() {
         assert_eq!(upgrade_status(&server, token).await, 401);
         assert_eq!(logout(&server, token).await, 401);
     }
+    // The refusal says why, so a client can tell its user.
+    let (status, body) = server.get_json(&alice, "/api/threads").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("signed_out"))
+    );
+
     // Her open socket is closed with 1008 and the reason.
     let closed = laptop_socket.closed(Duration::from_secs(5)).await;
     assert_eq!(closed, Some((1008, "signed out".to_owned())));
@@ -81,12 +75,8 @@ async fn logout_ends_every_token_and_socket_of_the_user_and_nobody_elses() {
     assert_eq!(threads_status(&server, &bob.token).await, 200);
 
     // Signing in again gives a token that works everywhere.
-    let fresh = login(&server, &alice).await;
-    assert_eq!(threads_status(&server, &fresh).await, 200);
-    let alice_again = Account {
-        token: fresh,
-        ..alice.clone()
-    };
+    let alice_again = server.login("alice").await;
+    assert_eq!(threads_status(&server, &alice_again.token).await, 200);
     let mut socket = server.connect(&alice_again).await;
     socket
         .send_json(&json!({"type": "user_message", "content": "What is 2 + 2?"}))
@@ -118,6 +108,102 @@ async fn logout_needs_a_valid_token_and_survives_a_restart() {
     // The revocation is in the store, not only in the old process's memory.
     let server = TestServer::start_in(data_dir, |_| {}).await;
     assert_eq!(threads_status(&server, &carol.token).await, 401);
-    let fresh = login(&server, &carol).await;
-    assert_eq!(threads_status(&server, &fresh).await, 200);
+    let fresh = server.login(&carol.username).await;
+    assert_eq!(threads_status(&server, &fresh.token).await, 200);
+}
+
+/// Opens 40 sockets with `token` while signing it out; every socket that got
+/// through the upgrade must be closed with 1008 (`None` when one stays open).
+async fn sockets_racing_a_logout(server: &TestServer, token: &str) -> Option<usize> {
+    let url = format!("{}?token={token}", server.ws_url());
+    let openers: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(tokio_tungstenite::connect_async(url.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(logout(server, token).await, 204);
+    let mut upgraded = 0;
+    for opener in openers {
+        // Refused at the upgrade (401), or upgraded and then closed with 1008.
+        let Ok((mut socket, _)) = opener.await.unwrap() else {
+            continue;
+        };
+        upgraded += 1;
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(message)) = socket.next().await {
+                if let tungstenite::Message::Close(frame) = message {
+                    return frame.map(|f| u16::from(f.code));
+                }
+            }
+            None
+        })
+        .await
+        .ok()?;
+        assert_eq!(closed, Some(1008));
+    }
+    Some(upgraded)
+}
+
+#[tokio::test]
+async fn sockets_opening_while_a_logout_runs_are_closed_too() {
+    // No heartbeat within the test: only the check right after registering can close them.
+    let server = TestServer::start_with(|c| c.heartbeat_interval = Duration::from_secs(120)).await;
+    let mut token = server.register("erin").await.token;
+    for round in 0..10 {
+        let upgraded = sockets_racing_a_logout(&server, &token).await;
+        assert!(
+            upgraded.is_some(),
+            "round {round}: a socket opened with a signed-out token stayed open"
+        );
+        token = server.login("erin").await.token;
+    }
+}
+
+/// Starts a login of `username`, then signs out with `old_token` while the
+/// login is still hashing. Returns the login's token, or `None` when the login
+/// answered first (the race did not happen).
+async fn login_racing_a_logout(
+    server: &TestServer,
+    username: &str,
+    old_token: &str,
+) -> Option<String> {
+    let http = server.http.clone();
+    let url = server.url("/api/auth/login");
+    let body = json!({"username": username, "password": PASSWORD});
+    let login = tokio::spawn(async move {
+        let response = http.post(url).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        (body["token"].as_str().unwrap().to_owned(), Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert_eq!(logout(server, old_token).await, 204);
+    let logged_out = Instant::now();
+    let (token, logged_in) = login.await.unwrap();
+    (logged_in > logged_out).then_some(token)
+}
+
+#[tokio::test]
+async fn a_login_that_overlaps_a_logout_gets_a_working_token() {
+    let server = TestServer::start().await;
+    let mut token = server.register("frank").await.token;
+    let mut raced = 0;
+    for _ in 0..5 {
+        let Some(fresh) = login_racing_a_logout(&server, "frank", &token).await else {
+            // The login answered before the logout: its token is rightly void; try again.
+            token = server.login("frank").await.token;
+            continue;
+        };
+        raced += 1;
+        assert_eq!(threads_status(&server, &token).await, 401);
+        assert_eq!(
+            threads_status(&server, &fresh).await,
+            200,
+            "a login that finishes after a logout must give a working token"
+        );
+        token = fresh;
+    }
+    assert!(
+        raced > 0,
+        "the logout never landed during a login's hashing"
+    );
 }

@@ -10,10 +10,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cordon_test_support::{Account, Browser, BrowserSession, TestServer, WsClient};
+use cordon_test_support::{Browser, BrowserSession, PASSWORD, TestServer, WsClient};
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "correct horse battery";
 const WAIT: Duration = Duration::from_secs(20);
 const ENTER: &str = "\u{E007}";
 const SHIFT: &str = "\u{E008}";
@@ -426,21 +425,7 @@ async fn after_a_server_restart_the_page_reconnects_and_the_thread_is_complete()
 
     // Back on the same port; a run happens in the thread from another client right away.
     let server = TestServer::start_on(addr, data_dir, |_| {}).await;
-    let login: Value = server
-        .http
-        .post(server.url("/api/auth/login"))
-        .json(&json!({ "username": "dave", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let dave = Account {
-        username: "dave".into(),
-        user_id: login["user_id"].as_str().unwrap().into(),
-        token: login["token"].as_str().unwrap().into(),
-    };
+    let dave = server.login("dave").await;
     let mut other = WsClient::connect(&server.ws_url(), &dave.token).await;
     other
         .send_json(

@@ -82,15 +82,18 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<Sta
         .await?
         .ok_or(ApiError::Unauthorized)?;
     state.generations.record(&user.user_id, generation);
-    let closed = state.hub.sign_out(&user.user_id);
+    let closed = state.hub.sign_out(&user.user_id, generation);
     tracing::info!(user_id = %user.user_id, closed, "signed out");
     Ok(StatusCode::NO_CONTENT)
 }
 
 fn issue(state: &AppState, user: &User) -> Result<AuthResponse, ApiError> {
+    // The user row was read before the password check; a sign-out that
+    // finished meanwhile is in the cache, and its generation must win.
+    let generation = state.generations.record(&user.id, user.token_generation);
     let (token, expires_at) = state
         .tokens
-        .issue(&user.id, user.token_generation)
+        .issue(&user.id, generation)
         .map_err(|error| ApiError::Internal(error.to_string()))?;
     Ok(AuthResponse {
         token,

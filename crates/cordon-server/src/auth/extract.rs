@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 use cordon_core::UserId;
 use time::OffsetDateTime;
 
+use crate::auth::revocation::TokenStanding;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -32,14 +33,16 @@ impl FromRequestParts<AppState> for AuthUser {
             .tokens
             .verify(&token)
             .map_err(|_| ApiError::Unauthorized)?;
-        // A signed-out token, or one of a user who no longer exists, is as
-        // invalid as a forged one.
-        let current = state
+        // A token of a user who no longer exists is as invalid as a forged
+        // one; a signed-out one says so, so a client can tell the user why.
+        let standing = state
             .generations
-            .accepts(state.store.as_ref(), &verified.user_id, verified.generation)
+            .check(state.store.as_ref(), &verified.user_id, verified.generation)
             .await?;
-        if !current {
-            return Err(ApiError::Unauthorized);
+        match standing {
+            TokenStanding::Current => {}
+            TokenStanding::SignedOut => return Err(ApiError::SignedOut),
+            TokenStanding::UnknownUser => return Err(ApiError::Unauthorized),
         }
         Ok(AuthUser {
             user_id: verified.user_id,

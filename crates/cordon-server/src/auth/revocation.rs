@@ -5,6 +5,16 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use cordon_core::{Store, StoreError, UserId};
 
+/// What a signature-valid token is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenStanding {
+    Current,
+    /// Issued before the user's last sign-out.
+    SignedOut,
+    /// Its user does not exist (any more).
+    UnknownUser,
+}
+
 /// The store holds each user's generation; this cache keeps the check off the
 /// store on every request. It is filled on first sight of a user and updated
 /// by sign-out, so it is exact for a single server process.
@@ -16,19 +26,24 @@ pub struct TokenGenerations {
 impl TokenGenerations {
     /// Whether a token of `generation` is still good: the user exists and has
     /// not signed out since it was issued.
-    pub async fn accepts(
+    pub async fn check(
         &self,
         store: &dyn Store,
         user_id: &UserId,
         generation: u32,
-    ) -> Result<bool, StoreError> {
-        if let Some(current) = self.current(user_id) {
-            return Ok(generation == current);
-        }
-        let Some(user) = store.get_user(user_id).await? else {
-            return Ok(false);
+    ) -> Result<TokenStanding, StoreError> {
+        let current = match self.current(user_id) {
+            Some(current) => current,
+            None => match store.get_user(user_id).await? {
+                Some(user) => self.record(user_id, user.token_generation),
+                None => return Ok(TokenStanding::UnknownUser),
+            },
         };
-        Ok(generation == self.record(user_id, user.token_generation))
+        Ok(if generation == current {
+            TokenStanding::Current
+        } else {
+            TokenStanding::SignedOut
+        })
     }
 
     /// The cached generation, if the user was seen since start-up.

@@ -47,6 +47,8 @@ impl EndSignal {
 /// the switch that closes it.
 struct Connection {
     id: ConnectionId,
+    /// The token generation the socket was opened with.
+    generation: u32,
     outbound: mpsc::Sender<Outbound>,
     end: EndSignal,
 }
@@ -96,13 +98,19 @@ impl UserChannel {
         self.lock().len()
     }
 
-    /// Ends and forgets every connection of the user; returns how many.
-    fn end_all(&self, why: Ended) -> usize {
-        let ended: Vec<Connection> = self.lock().drain(..).collect();
-        for conn in &ended {
-            conn.end.end(why);
-        }
-        ended.len()
+    /// Ends and forgets every connection opened with a token older than
+    /// `generation`; returns how many.
+    fn end_older_than(&self, generation: u32, why: Ended) -> usize {
+        let mut ended = 0;
+        self.lock().retain(|conn| {
+            let keep = conn.generation >= generation;
+            if !keep {
+                conn.end.end(why);
+                ended += 1;
+            }
+            keep
+        });
+        ended
     }
 }
 
@@ -180,6 +188,7 @@ impl ConnectionHub {
     pub fn register(
         self: &Arc<Self>,
         user_id: &UserId,
+        generation: u32,
         connection_id: ConnectionId,
         outbound: mpsc::Sender<Outbound>,
         end: EndSignal,
@@ -187,6 +196,7 @@ impl ConnectionHub {
         let channel = self.channel(user_id);
         channel.lock().push(Connection {
             id: connection_id.clone(),
+            generation,
             outbound,
             end,
         });
@@ -197,10 +207,13 @@ impl ConnectionHub {
         }
     }
 
-    /// Closes every socket of a user who signed out; returns how many.
-    pub fn sign_out(&self, user_id: &UserId) -> usize {
+    /// Closes the sockets a user opened before signing out (tokens older than
+    /// `generation`); one opened since with a new token stays. Returns how many.
+    pub fn sign_out(&self, user_id: &UserId, generation: u32) -> usize {
         let channel = self.lock().get(user_id).cloned();
-        channel.map_or(0, |channel| channel.end_all(Ended::SignedOut))
+        channel.map_or(0, |channel| {
+            channel.end_older_than(generation, Ended::SignedOut)
+        })
     }
 
     /// Total live connections, for metrics.

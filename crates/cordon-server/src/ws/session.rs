@@ -60,10 +60,19 @@ pub async fn run_session(session: Session, socket: WebSocket) {
     let end = EndSignal::default();
     let _registration: Registration = session.state.hub.register(
         &session.user.user_id,
+        session.user.generation,
         session.connection_id.clone(),
         queue_tx,
         end.clone(),
     );
+    // A sign-out between the token check and the registration above did not
+    // see this socket; the generation it recorded first does.
+    if session.signed_out() {
+        let _ = outgoing
+            .send(Message::Close(Some(signed_out_frame())))
+            .await;
+        return;
+    }
     tracing::debug!(connection_id = %session.connection_id, user_id = %session.user.user_id, "socket opened");
     let config = &session.state.config;
     let greeting = ServerFrame::ConnectionEstablished {
@@ -88,7 +97,7 @@ pub async fn run_session(session: Session, socket: WebSocket) {
             () = session.state.close_sessions.cancelled() => break close(1001, "server shutting down"),
             why = end.ended() => break match why {
                 Ended::TooSlow => close(1013, "outbound queue full; reconnect and resume"),
-                Ended::SignedOut => close(1008, "signed out"),
+                Ended::SignedOut => Close(Some(signed_out_frame())),
             },
             Some(first) = queue.recv() => {
                 if write_queued(&mut outgoing, &mut queue, first).await.is_err() {
@@ -107,7 +116,7 @@ pub async fn run_session(session: Session, socket: WebSocket) {
                     break close(1008, "token expired");
                 }
                 if session.signed_out() {
-                    break close(1008, "signed out");
+                    break Close(Some(signed_out_frame()));
                 }
                 if send(&mut outgoing, &ServerFrame::Ping { ts: cordon_core::now() }).await.is_err() {
                     break Close(None);
@@ -124,9 +133,10 @@ pub async fn run_session(session: Session, socket: WebSocket) {
 }
 
 impl Session {
-    /// Whether the user signed out since this socket's token was issued (the
-    /// hub closes such sockets at once; this catches one that registered
-    /// while the sign-out ran).
+    /// Whether the user signed out since this socket's token was issued. The
+    /// hub closes registered sockets at once; this covers one that registered
+    /// while the sign-out ran (checked right after registering) and is
+    /// re-checked at every heartbeat.
     fn signed_out(&self) -> bool {
         self.state
             .generations
@@ -307,6 +317,13 @@ async fn send(outgoing: &mut Outgoing, frame: &ServerFrame) -> Result<(), axum::
     match encode(frame) {
         Some(text) => outgoing.send(Message::Text(text)).await,
         None => Ok(()),
+    }
+}
+
+fn signed_out_frame() -> CloseFrame {
+    CloseFrame {
+        code: 1008,
+        reason: Utf8Bytes::from_static("signed out"),
     }
 }
 
