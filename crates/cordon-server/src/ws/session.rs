@@ -7,7 +7,7 @@ use cordon_core::{ConnectionId, RequestId, RunId, Thread, ThreadId, UserExecutio
 use cordon_engine::{StartError, SubmitError};
 use cordon_protocol::ws::MAX_MESSAGE_BYTES;
 use cordon_protocol::{ClientFrame, ServerFrame};
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -31,6 +31,7 @@ pub struct Session {
 }
 
 type Outgoing = SplitSink<WebSocket, Message>;
+type Incoming = SplitStream<WebSocket>;
 
 /// Why the loop ended, and the close frame to send, if any.
 struct Close(Option<CloseFrame>);
@@ -53,10 +54,10 @@ impl Session {
 }
 
 /// Drives one connection until the peer leaves, goes idle, falls behind, its
-/// token expires, or the server shuts down.
+/// token expires or is signed out, or the server shuts down.
 pub async fn run_session(session: Session, socket: WebSocket) {
-    let (mut outgoing, mut incoming) = socket.split();
-    let (queue_tx, mut queue) = mpsc::channel(session.state.config.outbound_queue);
+    let (mut outgoing, incoming) = socket.split();
+    let (queue_tx, queue) = mpsc::channel(session.state.config.outbound_queue);
     let end = EndSignal::default();
     let _registration: Registration = session.state.hub.register(
         &session.user.user_id,
@@ -65,65 +66,13 @@ pub async fn run_session(session: Session, socket: WebSocket) {
         queue_tx,
         end.clone(),
     );
+    tracing::debug!(connection_id = %session.connection_id, user_id = %session.user.user_id, "socket opened");
     // A sign-out between the token check and the registration above did not
     // see this socket; the generation it recorded first does.
-    if session.signed_out() {
-        let _ = outgoing
-            .send(Message::Close(Some(signed_out_frame())))
-            .await;
-        return;
-    }
-    tracing::debug!(connection_id = %session.connection_id, user_id = %session.user.user_id, "socket opened");
-    let config = &session.state.config;
-    let greeting = ServerFrame::ConnectionEstablished {
-        connection_id: session.connection_id.to_string(),
-        user_id: session.user.user_id.to_string(),
-        heartbeat_interval_ms: millis(config.heartbeat_interval),
-        idle_timeout_ms: millis(config.idle_timeout),
-        ts: cordon_core::now(),
-    };
-    if send(&mut outgoing, &greeting).await.is_err() {
-        return;
-    }
-    session.prepare_engine().await;
-    let mut heartbeat = tokio::time::interval_at(
-        Instant::now() + config.heartbeat_interval,
-        config.heartbeat_interval,
-    );
-    let mut last_seen = Instant::now();
-    let Close(frame) = loop {
-        tokio::select! {
-            biased;
-            () = session.state.close_sessions.cancelled() => break close(1001, "server shutting down"),
-            why = end.ended() => break match why {
-                Ended::TooSlow => close(1013, "outbound queue full; reconnect and resume"),
-                Ended::SignedOut => Close(Some(signed_out_frame())),
-            },
-            Some(first) = queue.recv() => {
-                if write_queued(&mut outgoing, &mut queue, first).await.is_err() {
-                    break Close(None);
-                }
-            }
-            message = incoming.next() => {
-                let Some(Ok(message)) = message else { break Close(None) };
-                last_seen = Instant::now();
-                if let Some(end) = session.on_message(message, &mut outgoing).await {
-                    break end;
-                }
-            }
-            _ = heartbeat.tick() => {
-                if session.user.expires_at <= cordon_core::now() {
-                    break close(1008, "token expired");
-                }
-                if session.signed_out() {
-                    break Close(Some(signed_out_frame()));
-                }
-                if send(&mut outgoing, &ServerFrame::Ping { ts: cordon_core::now() }).await.is_err() {
-                    break Close(None);
-                }
-            }
-            () = tokio::time::sleep_until(last_seen + config.idle_timeout) => break close(1000, "idle timeout"),
-        }
+    let Close(frame) = if session.signed_out() {
+        Close(Some(signed_out_frame()))
+    } else {
+        session.serve(&mut outgoing, incoming, queue, &end).await
     };
     if let Some(frame) = frame {
         let _ = outgoing.send(Message::Close(Some(frame))).await;
@@ -133,6 +82,80 @@ pub async fn run_session(session: Session, socket: WebSocket) {
 }
 
 impl Session {
+    /// Greets the client, then handles its frames, the user's queued events
+    /// and the timers until one of them ends the session.
+    async fn serve(
+        &self,
+        outgoing: &mut Outgoing,
+        mut incoming: Incoming,
+        mut queue: mpsc::Receiver<Outbound>,
+        end: &EndSignal,
+    ) -> Close {
+        if send(outgoing, &self.greeting()).await.is_err() {
+            return Close(None);
+        }
+        self.prepare_engine().await;
+        let config = &self.state.config;
+        let mut heartbeat = tokio::time::interval_at(
+            Instant::now() + config.heartbeat_interval,
+            config.heartbeat_interval,
+        );
+        let mut last_seen = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                () = self.state.close_sessions.cancelled() => return close(1001, "server shutting down"),
+                why = end.ended() => return match why {
+                    Ended::TooSlow => close(1013, "outbound queue full; reconnect and resume"),
+                    Ended::SignedOut => Close(Some(signed_out_frame())),
+                },
+                Some(first) = queue.recv() => {
+                    if write_queued(outgoing, &mut queue, first).await.is_err() {
+                        return Close(None);
+                    }
+                }
+                message = incoming.next() => {
+                    let Some(Ok(message)) = message else { return Close(None) };
+                    last_seen = Instant::now();
+                    if let Some(end) = self.on_message(message, outgoing).await {
+                        return end;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if let Some(end) = self.on_heartbeat(outgoing).await {
+                        return end;
+                    }
+                }
+                () = tokio::time::sleep_until(last_seen + config.idle_timeout) => return close(1000, "idle timeout"),
+            }
+        }
+    }
+
+    fn greeting(&self) -> ServerFrame {
+        let config = &self.state.config;
+        ServerFrame::ConnectionEstablished {
+            connection_id: self.connection_id.to_string(),
+            user_id: self.user.user_id.to_string(),
+            heartbeat_interval_ms: millis(config.heartbeat_interval),
+            idle_timeout_ms: millis(config.idle_timeout),
+            ts: cordon_core::now(),
+        }
+    }
+
+    /// Re-checks the token and pings the client; `Some` ends the session.
+    async fn on_heartbeat(&self, outgoing: &mut Outgoing) -> Option<Close> {
+        if self.user.expires_at <= cordon_core::now() {
+            return Some(close(1008, "token expired"));
+        }
+        if self.signed_out() {
+            return Some(Close(Some(signed_out_frame())));
+        }
+        let ping = ServerFrame::Ping {
+            ts: cordon_core::now(),
+        };
+        send(outgoing, &ping).await.err().map(|_| Close(None))
+    }
+
     /// Whether the user signed out since this socket's token was issued. The
     /// hub closes registered sockets at once; this covers one that registered
     /// while the sign-out ran (checked right after registering) and is
