@@ -154,6 +154,18 @@ impl TestServer {
         }
     }
 
+    /// The `/metrics` exposition (Prometheus text).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     /// Opens an authenticated socket and consumes `connection_established`.
     pub async fn connect(&self, account: &Account) -> WsClient {
         WsClient::connect(&self.ws_url(), &account.token).await

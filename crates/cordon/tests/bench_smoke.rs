@@ -43,15 +43,7 @@ async fn fifty_users_complete_every_run_with_no_cross_user_event() {
         "RSS read from /metrics"
     );
 
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     for name in [
         "cordon_connections_active",
         "cordon_engines_active",

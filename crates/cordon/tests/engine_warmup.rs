@@ -10,15 +10,7 @@ use serde_json::json;
 
 /// The value of an unlabelled metric in the server's `/metrics` text.
 async fn metric(server: &TestServer, name: &str) -> f64 {
-    let body = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = server.metrics_text().await;
     cordon_bench::parse_gauge(&body, name)
         .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{body}"))
 }
