@@ -262,28 +262,20 @@ impl UserExecutionEngine {
     }
 
     async fn execute(self: Arc<Self>, run: AdmittedRun) -> RunStatus {
-        let AdmittedRun {
-            ctx,
-            message,
-            recorded,
-            token,
-            permit,
-            started,
-        } = run;
         // Let the messages that arrived with this one be acknowledged before
         // this run's pipeline takes the worker: a new task would otherwise run
         // first (tokio's LIFO slot) and a burst's last `agent_started` waits
         // for every earlier pipeline.
         tokio::task::yield_now().await;
-        let result = match recorded {
+        let result = match run.recorded {
             Ok(()) => tokio::select! {
                 biased;
-                () = token.cancelled() => Err(RunFailure::new(ErrorCode::Cancelled, "the run was cancelled")),
-                result = run_pipeline(&self.deps, &self.emitter, &self.config, &ctx, &message) => result,
+                () = run.token.cancelled() => Err(RunFailure::new(ErrorCode::Cancelled, "the run was cancelled")),
+                result = run_pipeline(&self.deps, &self.emitter, &self.config, &run.ctx, &run.message) => result,
             },
             Err(failure) => Err(failure),
         };
-        self.finish(&ctx, result, started, permit).await
+        self.finish(&run.ctx, result, run.started, run.permit).await
     }
 
     /// Queues the run and its user message; the pipeline need not wait for
