@@ -142,12 +142,14 @@ pub async fn read_connection(
                 let _ = send(&writer, &ClientFrame::Pong {}).await;
             }
             ServerFrame::ThreadCreated {
-                thread_id, title, ..
+                envelope, title, ..
             } => {
                 if !title.starts_with(&format!("{} ", user.tag)) {
                     return Err(cross_user(&user, &frame));
                 }
-                threads.insert(thread_id.clone());
+                threads.insert(envelope.thread_id.clone());
+                verify_run_event(&user, &frame, envelope, &threads, &mut last_seq)?;
+                events.fetch_add(1, Ordering::Relaxed);
             }
             ServerFrame::Error { .. } => {
                 return Err(BenchError::Protocol(format!(
@@ -158,7 +160,10 @@ pub async fn read_connection(
                 let Some(envelope) = frame.envelope() else {
                     continue;
                 };
-                verify_run_event(&user, &frame, envelope, &threads, &mut last_seq)?;
+                // `seq` 0 is a refusal sent to this connection only, not a log event.
+                if envelope.seq != 0 {
+                    verify_run_event(&user, &frame, envelope, &threads, &mut last_seq)?;
+                }
                 events.fetch_add(1, Ordering::Relaxed);
                 if let Some(milestone) = milestone(&frame) {
                     let _ = observations.send(Observation {
@@ -273,6 +278,8 @@ pub async fn ask(
     let frame = ClientFrame::UserMessage {
         thread_id: None,
         content: user.question(m),
+        client_request_id: None,
+        multitask: None,
     };
     let sent = Instant::now();
     if send(writer, &frame).await.is_err() {

@@ -41,6 +41,14 @@ pub enum ErrorCode {
     LlmUnavailable,
     LlmBadRequest,
     LlmAuth,
+    /// The server restarted (or crashed) while the run was in flight.
+    Interrupted,
+    /// The thread already has a run in progress and the message asked for `reject`.
+    ThreadBusy,
+    /// Storage cannot keep up; the run was refused before anything was stored.
+    Overloaded,
+    /// A write of the run failed; what the run did after it was not stored.
+    StorageFailed,
     /// Anything else; details are in the server log, not the message.
     Internal,
 }
@@ -54,8 +62,14 @@ impl ErrorCode {
 /// What happened, without the envelope (`seq`, `ts`, ids) every event carries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEventKind {
+    /// A message without a thread created one; the first event of that run.
+    ThreadCreated { title: String },
+    /// The run waits behind others on its thread; `position` 1 is next.
+    RunQueued { position: u32 },
     AgentStarted {
         agent: String,
+        /// Echoed from the message that started the run, so a client can match it.
+        client_request_id: Option<String>,
     },
     AgentThinking {
         agent: String,
@@ -63,10 +77,7 @@ pub enum RunEventKind {
         text: String,
     },
     /// Answer text streamed by the model, in order; batched over a few milliseconds.
-    AgentDelta {
-        agent: String,
-        text: String,
-    },
+    AgentDelta { agent: String, text: String },
     ToolExecuting {
         agent: String,
         call_id: String,
@@ -97,6 +108,8 @@ impl RunEventKind {
     /// The wire name of this event (`type` in the protocol).
     pub fn type_name(&self) -> &'static str {
         match self {
+            RunEventKind::ThreadCreated { .. } => "thread_created",
+            RunEventKind::RunQueued { .. } => "run_queued",
             RunEventKind::AgentStarted { .. } => "agent_started",
             RunEventKind::AgentThinking { .. } => "agent_thinking",
             RunEventKind::AgentDelta { .. } => "agent_delta",
@@ -105,6 +118,14 @@ impl RunEventKind {
             RunEventKind::AgentCompleted { .. } => "agent_completed",
             RunEventKind::AgentError { .. } => "agent_error",
         }
+    }
+
+    /// Whether this event ends its run (nothing of the run follows it).
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            RunEventKind::AgentCompleted { .. } | RunEventKind::AgentError { .. }
+        )
     }
 }
 

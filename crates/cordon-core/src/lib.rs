@@ -4,7 +4,8 @@
 //! [`UserExecutionContext`] that scopes every piece of work to one user, the
 //! domain records (threads, messages, runs), the run events an engine emits,
 //! and the port traits adapters implement: [`LlmProvider`], [`Store`],
-//! [`EventSink`] and [`Tool`]. It does no I/O and knows nothing of HTTP,
+//! [`EventSink`], [`EventEncoder`] and [`Tool`], and
+//! [`UserStore`], the store bound to one user that work runs with. It does no I/O and knows nothing of HTTP,
 //! WebSocket frames or SQL.
 
 pub mod context;
@@ -16,6 +17,7 @@ pub mod sink;
 pub mod store;
 pub mod text;
 pub mod tool;
+pub mod user_store;
 
 pub use context::{ContextError, UserExecutionContext};
 pub use event::{ErrorCode, RunEvent, RunEventKind};
@@ -24,12 +26,17 @@ pub use llm::{
     IgnoreStream, LlmError, LlmObserver, LlmProvider, LlmRequest, LlmResponse, LlmTurn, ToolCall,
     ToolSpec, Usage,
 };
-pub use model::{Message, Role, RunRecord, RunStatus, Thread, User};
-pub use sink::{EventSink, EventSinks};
+pub use model::{Message, Multitask, Role, RunRecord, RunStatus, Thread, User};
+pub use sink::{EventEncoder, EventSink, EventSinks};
 pub use store::{
-    LlmCallRecord, ModelUsage, RunOutcome, Store, StoreError, StoredEvent, UsageTotals,
+    LlmCallRecord, LogBounds, ModelUsage, RunFilter, RunOutcome, Store, StoreError, StoredEvent,
+    UsageTotals,
 };
 pub use tool::{Tool, ToolContext, ToolError};
+pub use user_store::UserStore;
+
+/// Largest message `content` a user may send, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 
 /// Current UTC time; the one clock every record and event is stamped with.
 pub fn now() -> time::OffsetDateTime {

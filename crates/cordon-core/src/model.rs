@@ -74,12 +74,16 @@ pub struct Message {
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum RunStatus {
+    /// Accepted, waiting for the run before it on the same thread.
+    Queued,
     Running,
     Completed,
     Failed,
     Cancelled,
     TimedOut,
     Rejected,
+    /// The server stopped (crash, kill, restart) while the run was in flight.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -87,13 +91,21 @@ impl RunStatus {
         self.into()
     }
 
+    /// Whether the run is over (its status never changes again).
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+
     /// The status a run ends in when it fails with `code`.
     pub fn for_error(code: ErrorCode) -> Self {
         match code {
             ErrorCode::Timeout => RunStatus::TimedOut,
             ErrorCode::Cancelled => RunStatus::Cancelled,
+            ErrorCode::Interrupted => RunStatus::Interrupted,
             ErrorCode::UserConcurrencyLimit
             | ErrorCode::GlobalConcurrencyLimit
+            | ErrorCode::ThreadBusy
+            | ErrorCode::Overloaded
             | ErrorCode::ShuttingDown => RunStatus::Rejected,
             _ => RunStatus::Failed,
         }
@@ -128,3 +140,29 @@ impl std::str::FromStr for RunStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("unknown run status")]
 pub struct UnknownStatus;
+
+/// What a message to a thread that already has a run in progress does
+/// ("double texting"). The strings are part of the protocol.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Multitask {
+    /// Refuse it with `thread_busy`; nothing of it is stored.
+    #[default]
+    Reject,
+    /// Run it after the runs before it on the thread, in arrival order.
+    Enqueue,
+    /// Stop the running run (it ends `interrupted`, partial output kept), then run this one.
+    Interrupt,
+}

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use crate::event::RunEvent;
 use crate::ids::{RunId, ThreadId, UserId};
 use crate::model::{Message, RunRecord, RunStatus, Thread, User};
+use crate::sink::EventSink;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -24,7 +25,24 @@ pub struct StoredEvent {
     pub seq: u64,
     pub run_id: RunId,
     pub event_type: String,
-    pub payload: String,
+    pub payload: Arc<str>,
+}
+
+/// Which of a user's runs `list_runs` returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    pub thread_id: Option<ThreadId>,
+    /// Most runs returned, newest first.
+    pub limit: u32,
+}
+
+/// The user's event log bounds: `floor` is the highest `seq` retention has
+/// deleted (0 when none), `head` the highest `seq` stored or deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogBounds {
+    pub floor: u64,
+    pub head: u64,
 }
 
 /// How a run ended, written once when it finishes.
@@ -112,6 +130,8 @@ pub trait Store: Send + Sync + 'static {
     /// Queues a new run and the user message that started it, without waiting:
     /// the run's later writes are applied after it, and reads of runs wait on the queue.
     fn begin_run(&self, run: &RunRecord, message: Option<&Message>) -> Result<(), StoreError>;
+    /// Queues the switch of a `queued` run to `running` (its turn came).
+    fn start_queued_run(&self, user_id: &UserId, run_id: &RunId) -> Result<(), StoreError>;
     async fn finish_run(
         &self,
         user_id: &UserId,
@@ -124,8 +144,29 @@ pub trait Store: Send + Sync + 'static {
         run_id: &RunId,
     ) -> Result<Option<RunRecord>, StoreError>;
 
-    /// Queues an event for storage without waiting (group commit); order is kept.
-    fn append_event(&self, user_id: &UserId, event: &RunEvent, payload: Arc<str>);
+    /// Queues an event for storage without waiting (group commit); order is
+    /// kept. Once its transaction has committed, `subscriber` gets it: nothing
+    /// is published that is not stored.
+    fn append_event(
+        &self,
+        user_id: &UserId,
+        event: &RunEvent,
+        payload: Arc<str>,
+        subscriber: Arc<dyn EventSink>,
+    ) -> Result<(), StoreError>;
+    /// The user's log after `after_seq`, in `seq` order, at most `limit` events;
+    /// sees every event already published.
+    async fn list_events(
+        &self,
+        user_id: &UserId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// What retention has deleted of the user's log, and its highest `seq`.
+    async fn log_bounds(&self, user_id: &UserId) -> Result<LogBounds, StoreError>;
+    /// Deletes every event older than `before` (whole prefixes of each user's
+    /// log); returns how many.
+    async fn prune_events(&self, before: time::OffsetDateTime) -> Result<u64, StoreError>;
     /// Events of one of the user's runs with `seq > after_seq`, in order; sees every
     /// event appended before the call.
     async fn list_run_events(
@@ -134,8 +175,30 @@ pub trait Store: Send + Sync + 'static {
         run_id: &RunId,
         after_seq: u64,
     ) -> Result<Vec<StoredEvent>, StoreError>;
-    /// The highest `seq` stored for the user (0 when none), to continue numbering after a restart.
-    async fn last_event_seq(&self, user_id: &UserId) -> Result<u64, StoreError>;
+    /// The highest `seq` ever used for the user (0 when none), to continue
+    /// numbering after a restart; retention never lowers it.
+    async fn last_event_seq(&self, user_id: &UserId) -> Result<u64, StoreError> {
+        Ok(self.log_bounds(user_id).await?.head)
+    }
+
+    /// The user's runs matching `filter`, newest first.
+    async fn list_runs(
+        &self,
+        user_id: &UserId,
+        filter: &RunFilter,
+    ) -> Result<Vec<RunRecord>, StoreError>;
+    /// Every run of every user that is not over (`queued` or `running`): the
+    /// runs a crashed process left behind. Only recovery at start-up calls it.
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError>;
+    /// Ends a run left behind by a crash: stores its terminal `event` and its
+    /// outcome in one transaction, so a second crash cannot end it twice.
+    async fn end_abandoned_run(
+        &self,
+        user_id: &UserId,
+        event: &RunEvent,
+        payload: Arc<str>,
+        outcome: &RunOutcome,
+    ) -> Result<(), StoreError>;
 
     /// Queues one model call's usage without waiting (group commit); it is
     /// committed before the run's outcome, which is written after it.
@@ -148,6 +211,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<ModelUsage>, StoreError>;
     /// The user's usage summed over all of their runs.
     async fn usage_totals(&self, user_id: &UserId) -> Result<UsageTotals, StoreError>;
+
+    /// Resolves once every write queued before the call is committed.
+    async fn sync(&self) -> Result<(), StoreError>;
 
     /// Flushes queued writes; called on shutdown.
     async fn close(&self);

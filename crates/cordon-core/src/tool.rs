@@ -1,12 +1,10 @@
 //! `Tool`: something an agent can call, and the user-scoped context it runs in.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::context::UserExecutionContext;
-use crate::store::Store;
+use crate::user_store::UserStore;
 
 /// Why a tool call failed. The message is shown to the model and the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,12 +17,12 @@ pub enum ToolError {
     Unknown(String),
 }
 
-/// What a tool may use while it runs: the caller's context (so every lookup is
-/// scoped to that user) and the store.
+/// What a tool may use while it runs: the caller's context and the store
+/// bound to that same user.
 #[derive(Clone)]
 pub struct ToolContext {
     pub ctx: UserExecutionContext,
-    pub store: Arc<dyn Store>,
+    pub store: UserStore,
 }
 
 #[async_trait]

@@ -7,7 +7,7 @@ use std::time::Instant;
 use cordon_core::{RunEventKind, Tool, ToolCall, ToolContext, ToolError, ToolSpec};
 use serde_json::{Value, json};
 
-use crate::emitter::UserEventEmitter;
+use crate::log::RunEvents;
 
 /// The registered tools. Immutable after start-up.
 #[derive(Default)]
@@ -54,11 +54,11 @@ impl ToolDispatcher {
     pub async fn dispatch(
         &self,
         cx: &ToolContext,
-        emitter: &UserEventEmitter,
+        events: &RunEvents,
         agent: &str,
         call: &ToolCall,
     ) -> ToolOutcome {
-        emitter.emit(
+        events.emit(
             &cx.ctx,
             RunEventKind::ToolExecuting {
                 agent: agent.to_owned(),
@@ -78,7 +78,7 @@ impl ToolDispatcher {
                 is_error: true,
             },
         };
-        emitter.emit(
+        events.emit(
             &cx.ctx,
             RunEventKind::ToolCompleted {
                 agent: agent.to_owned(),

@@ -1,32 +1,37 @@
-//! `UserExecutionEngine`: one user's runs: admission, execution, cancellation, history and stats.
+//! `UserExecutionEngine`: one user's runs: admission, a lane per busy thread (double texting), execution, stopping, history and stats.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use cordon_core::{
-    ErrorCode, Message, MessageId, Role, RunEventKind, RunId, RunOutcome, RunRecord, RunStatus,
-    ThreadId, UserExecutionContext, UserId,
+    ErrorCode, Message, MessageId, Multitask, Role, RunEventKind, RunId, RunOutcome, RunStatus,
+    StoreError, ThreadId, UserExecutionContext, UserId, UserStore,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::EngineConfig;
 use crate::dispatcher::elapsed_ms;
-use crate::emitter::UserEventEmitter;
 use crate::factory::EngineDeps;
+use crate::log::{RunEvents, UserEventLog};
 use crate::registry::RunFailure;
 use crate::supervisor::{SUPERVISOR, run_pipeline};
+
+/// Most runs that may wait behind the running one on one thread.
+pub const MAX_WAITING_PER_THREAD: usize = 16;
 
 /// Why a message was not turned into a run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
-    /// Refused by a limit; an `agent_error` with this code was already emitted.
+    /// Refused by a limit or the thread's policy; nothing of it was stored.
     #[error("run rejected: {}", .0.as_str())]
     Rejected(ErrorCode),
+    /// The run could not be recorded.
+    #[error("the run could not be recorded: {0}")]
+    Storage(StoreError),
     /// The context belongs to another user: a bug in the caller, never served.
     #[error("the context belongs to another user")]
     WrongUser,
@@ -35,20 +40,56 @@ pub enum SubmitError {
     Retired,
 }
 
-/// A run that was admitted: its id and the task executing it.
-#[derive(Debug)]
-pub struct RunHandle {
+impl From<StoreError> for SubmitError {
+    fn from(error: StoreError) -> Self {
+        SubmitError::Storage(error)
+    }
+}
+
+/// A message to turn into a run, already validated by the service.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// Names the new run and its thread.
+    pub ctx: UserExecutionContext,
+    pub content: String,
+    /// `Some(title)`: the thread is new and is created with this title.
+    pub new_thread_title: Option<String>,
+    /// Echoed in `agent_started`.
+    pub client_request_id: Option<String>,
+    pub multitask: Multitask,
+}
+
+/// A message that became a run: its ids and the `seq` of its first event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
     pub run_id: RunId,
-    pub done: JoinHandle<RunStatus>,
+    pub thread_id: ThreadId,
+    /// `seq` of the run's first event (`thread_created`, `agent_started` or `run_queued`).
+    pub seq: u64,
+    /// `Some(position)` when the run waits behind others on its thread.
+    pub queued: Option<u32>,
+}
+
+/// What `cancel` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The run was running; it is being stopped and will end `cancelled`.
+    Stopping,
+    /// The run was waiting on its thread; it ended `cancelled` without starting.
+    Dequeued,
+    /// No such run in progress (finished, another user's, or unknown).
+    NotInProgress,
 }
 
 /// Counters of one engine's life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
     pub runs_started: u64,
+    pub runs_queued: u64,
     pub runs_completed: u64,
     pub runs_failed: u64,
     pub runs_cancelled: u64,
+    pub runs_interrupted: u64,
     pub runs_timed_out: u64,
     pub runs_rejected: u64,
 }
@@ -62,23 +103,64 @@ pub struct RunSummary {
     pub duration: Duration,
 }
 
+/// Stops one run, with the reason; the first reason wins.
+#[derive(Clone, Default)]
+struct StopSignal {
+    token: CancellationToken,
+    why: Arc<OnceLock<ErrorCode>>,
+}
+
+impl StopSignal {
+    fn stop(&self, why: ErrorCode) {
+        let _ = self.why.set(why);
+        self.token.cancel();
+    }
+
+    async fn stopped(&self) -> RunFailure {
+        self.token.cancelled().await;
+        match self.why.get().copied().unwrap_or(ErrorCode::Cancelled) {
+            ErrorCode::Interrupted => RunFailure::new(
+                ErrorCode::Interrupted,
+                "a newer message on this thread interrupted the run",
+            ),
+            code => RunFailure::new(code, "the run was cancelled"),
+        }
+    }
+}
+
+/// A run that waits for its thread.
+struct PendingRun {
+    ctx: UserExecutionContext,
+    content: String,
+    client_request_id: Option<String>,
+}
+
+/// A thread with a run in progress: that run, and the runs waiting behind it.
+struct Lane {
+    running: RunId,
+    waiting: VecDeque<PendingRun>,
+}
+
 struct EngineState {
-    active: HashMap<RunId, CancellationToken>,
+    /// Runs executing now, by id.
+    running: HashMap<RunId, StopSignal>,
+    /// Threads with a run in progress.
+    lanes: HashMap<ThreadId, Lane>,
     history: VecDeque<RunSummary>,
     stats: EngineStats,
     last_activity: Instant,
     retired: bool,
 }
 
-/// A run that passed admission and was announced, handed to its task.
-struct AdmittedRun {
+/// A run handed to its task.
+struct StartedRun {
     ctx: UserExecutionContext,
-    message: String,
-    /// Whether the run and its message were queued for the store.
-    recorded: Result<(), RunFailure>,
-    token: CancellationToken,
+    content: String,
+    stop: StopSignal,
     permit: OwnedSemaphorePermit,
     started: Instant,
+    /// Set when the run must end at once without its pipeline.
+    preset: Option<RunFailure>,
 }
 
 /// Shared process-wide admission state, handed to every engine by the factory.
@@ -89,30 +171,31 @@ pub(crate) struct Admission {
 }
 
 pub struct UserExecutionEngine {
-    user_id: UserId,
     deps: EngineDeps,
+    store: UserStore,
     config: Arc<EngineConfig>,
-    emitter: UserEventEmitter,
+    log: Arc<UserEventLog>,
     admission: Arc<Admission>,
     state: Mutex<EngineState>,
 }
 
 impl UserExecutionEngine {
     pub(crate) fn new(
-        user_id: UserId,
         deps: EngineDeps,
+        store: UserStore,
         config: Arc<EngineConfig>,
-        emitter: UserEventEmitter,
+        log: UserEventLog,
         admission: Arc<Admission>,
     ) -> Self {
         Self {
-            user_id,
             deps,
+            store,
             config,
-            emitter,
+            log: Arc::new(log),
             admission,
             state: Mutex::new(EngineState {
-                active: HashMap::new(),
+                running: HashMap::new(),
+                lanes: HashMap::new(),
                 history: VecDeque::new(),
                 stats: EngineStats::default(),
                 last_activity: Instant::now(),
@@ -122,62 +205,188 @@ impl UserExecutionEngine {
     }
 
     pub fn user_id(&self) -> &UserId {
-        &self.user_id
+        self.store.user_id()
     }
 
-    /// Admits and starts a run for `message`, or rejects it (emitting `agent_error`).
-    pub fn submit(
-        self: &Arc<Self>,
-        ctx: UserExecutionContext,
-        message: String,
-    ) -> Result<RunHandle, SubmitError> {
-        if ctx.user_id() != &self.user_id {
+    /// Admits, queues or refuses a message, atomically for its thread: two
+    /// messages racing on one thread can never both start.
+    pub fn submit(self: &Arc<Self>, request: RunRequest) -> Result<Accepted, SubmitError> {
+        if request.ctx.user_id() != self.user_id() {
             return Err(SubmitError::WrongUser);
         }
-        let (permit, token) = match self.admit(&ctx) {
-            Ok(admitted) => admitted,
-            Err(SubmitError::Rejected(code)) => {
-                self.reject(&ctx, code);
-                return Err(SubmitError::Rejected(code));
-            }
-            Err(other) => return Err(other),
-        };
-        // `agent_started` is emitted here, not in the spawned task: under a
-        // burst of messages the task may wait behind other runs' work, and the
-        // user should see their run acknowledged as soon as it is admitted.
-        let started = Instant::now();
-        self.emitter.emit(
-            &ctx,
-            RunEventKind::AgentStarted {
-                agent: SUPERVISOR.to_owned(),
-            },
-        );
-        let recorded = self.record_start(&ctx, &message);
-        let run = AdmittedRun {
-            ctx,
-            message,
-            recorded,
-            token,
-            permit,
-            started,
-        };
-        let engine = Arc::clone(self);
-        let run_id = run.ctx.run_id().clone();
-        let done = self
-            .admission
-            .tracker
-            .spawn(async move { engine.execute(run).await });
-        Ok(RunHandle { run_id, done })
+        let mut state = self.lock();
+        if state.retired {
+            return Err(SubmitError::Retired);
+        }
+        state.last_activity = Instant::now();
+        let admitted = self.admit(&mut state, request);
+        if let Err(SubmitError::Rejected(code)) = &admitted {
+            state.stats.runs_rejected += 1;
+            metrics::counter!("cordon_limit_rejections_total", "reason" => code.as_str())
+                .increment(1);
+        }
+        admitted
     }
 
-    /// Cancels one of this user's runs; false when no such run is in flight.
-    pub fn cancel(&self, run_id: &RunId) -> bool {
-        match self.lock().active.get(run_id) {
-            Some(token) => {
-                token.cancel();
-                true
+    fn admit(
+        self: &Arc<Self>,
+        state: &mut EngineState,
+        request: RunRequest,
+    ) -> Result<Accepted, SubmitError> {
+        if !self.admission.accepting.load(Ordering::Acquire) {
+            return Err(SubmitError::Rejected(ErrorCode::ShuttingDown));
+        }
+        if state.lanes.contains_key(request.ctx.thread_id()) {
+            return self.queue_behind(state, request);
+        }
+        if state.running.len() >= self.config.max_runs_per_user {
+            return Err(SubmitError::Rejected(ErrorCode::UserConcurrencyLimit));
+        }
+        let permit = Arc::clone(&self.admission.global)
+            .try_acquire_owned()
+            .map_err(|_| SubmitError::Rejected(ErrorCode::GlobalConcurrencyLimit))?;
+        let ctx = request.ctx.clone();
+        let first_seq = self.record_new_run(&request)?;
+        let started_seq = self.announce_start(&ctx, request.client_request_id)?;
+        let stop = StopSignal::default();
+        state.running.insert(ctx.run_id().clone(), stop.clone());
+        state.lanes.insert(
+            ctx.thread_id().clone(),
+            Lane {
+                running: ctx.run_id().clone(),
+                waiting: VecDeque::new(),
+            },
+        );
+        state.stats.runs_started += 1;
+        let accepted = Accepted {
+            run_id: ctx.run_id().clone(),
+            thread_id: ctx.thread_id().clone(),
+            seq: first_seq.unwrap_or(started_seq),
+            queued: None,
+        };
+        self.spawn(StartedRun {
+            ctx,
+            content: request.content,
+            stop,
+            permit,
+            started: Instant::now(),
+            preset: None,
+        });
+        Ok(accepted)
+    }
+
+    /// The thread is busy: refuse, or queue the run (at the back, or at the
+    /// front after stopping the running one).
+    fn queue_behind(
+        &self,
+        state: &mut EngineState,
+        request: RunRequest,
+    ) -> Result<Accepted, SubmitError> {
+        let Some(lane) = state.lanes.get_mut(request.ctx.thread_id()) else {
+            return Err(SubmitError::Rejected(ErrorCode::Internal));
+        };
+        if request.multitask == Multitask::Reject || lane.waiting.len() >= MAX_WAITING_PER_THREAD {
+            return Err(SubmitError::Rejected(ErrorCode::ThreadBusy));
+        }
+        let ctx = request.ctx;
+        self.store.begin_run(
+            ctx.run_id(),
+            ctx.thread_id(),
+            SUPERVISOR,
+            RunStatus::Queued,
+            Some(&new_message(&ctx, Role::User, request.content.clone())),
+        )?;
+        let pending = PendingRun {
+            ctx: ctx.clone(),
+            content: request.content,
+            client_request_id: request.client_request_id,
+        };
+        let position = if request.multitask == Multitask::Interrupt {
+            if let Some(stop) = state.running.get(&lane.running) {
+                stop.stop(ErrorCode::Interrupted);
             }
-            None => false,
+            lane.waiting.push_front(pending);
+            1
+        } else {
+            lane.waiting.push_back(pending);
+            lane.waiting.len()
+        };
+        let position = u32::try_from(position).unwrap_or(u32::MAX);
+        let seq = self.log.emit(&ctx, RunEventKind::RunQueued { position })?;
+        state.stats.runs_queued += 1;
+        Ok(Accepted {
+            run_id: ctx.run_id().clone(),
+            thread_id: ctx.thread_id().clone(),
+            seq,
+            queued: Some(position),
+        })
+    }
+
+    /// Stores a new thread (announcing it) and the run with its message;
+    /// returns the `seq` of `thread_created` if there was one.
+    fn record_new_run(&self, request: &RunRequest) -> Result<Option<u64>, SubmitError> {
+        let ctx = &request.ctx;
+        let thread_seq = match &request.new_thread_title {
+            Some(title) => {
+                self.store.create_thread(ctx.thread_id(), title)?;
+                let created = RunEventKind::ThreadCreated {
+                    title: title.clone(),
+                };
+                Some(self.log.emit(ctx, created)?)
+            }
+            None => None,
+        };
+        let message = new_message(ctx, Role::User, request.content.clone());
+        self.store.begin_run(
+            ctx.run_id(),
+            ctx.thread_id(),
+            SUPERVISOR,
+            RunStatus::Running,
+            Some(&message),
+        )?;
+        Ok(thread_seq)
+    }
+
+    /// `agent_started` is emitted at admission, not in the spawned task: under
+    /// a burst the task may wait behind other runs' work, and the user should
+    /// see their run acknowledged as soon as it is admitted.
+    fn announce_start(
+        &self,
+        ctx: &UserExecutionContext,
+        client_request_id: Option<String>,
+    ) -> Result<u64, StoreError> {
+        metrics::counter!("cordon_runs_started_total").increment(1);
+        self.log.emit(
+            ctx,
+            RunEventKind::AgentStarted {
+                agent: SUPERVISOR.to_owned(),
+                client_request_id,
+            },
+        )
+    }
+
+    /// Stops one of this user's runs, or takes it out of its thread's queue.
+    pub fn cancel(self: &Arc<Self>, run_id: &RunId) -> CancelOutcome {
+        let mut state = self.lock();
+        if let Some(stop) = state.running.get(run_id) {
+            stop.stop(ErrorCode::Cancelled);
+            return CancelOutcome::Stopping;
+        }
+        let dequeued = state.lanes.values_mut().find_map(|lane| {
+            let position = lane.waiting.iter().position(|p| p.ctx.run_id() == run_id)?;
+            lane.waiting.remove(position)
+        });
+        drop(state);
+        match dequeued {
+            Some(pending) => {
+                let engine = Arc::clone(self);
+                let failure = RunFailure::new(ErrorCode::Cancelled, "the run was cancelled");
+                self.admission.tracker.spawn(async move {
+                    engine.end_unstarted(&pending.ctx, failure).await;
+                });
+                CancelOutcome::Dequeued
+            }
+            None => CancelOutcome::NotInProgress,
         }
     }
 
@@ -193,15 +402,15 @@ impl UserExecutionEngine {
     /// Retires the engine if it has been idle for `ttl`; a retired engine admits nothing.
     pub(crate) fn retire_if_idle(&self, ttl: Duration) -> bool {
         let mut state = self.lock();
-        if state.active.is_empty() && state.last_activity.elapsed() >= ttl {
+        if state.lanes.is_empty() && state.last_activity.elapsed() >= ttl {
             state.retired = true;
         }
         state.retired
     }
 
     pub(crate) fn cancel_all(&self) {
-        for token in self.lock().active.values() {
-            token.cancel();
+        for stop in self.lock().running.values() {
+            stop.stop(ErrorCode::Cancelled);
         }
     }
 
@@ -209,156 +418,143 @@ impl UserExecutionEngine {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn admit(
-        &self,
-        ctx: &UserExecutionContext,
-    ) -> Result<(OwnedSemaphorePermit, CancellationToken), SubmitError> {
-        let mut state = self.lock();
-        if state.retired {
-            return Err(SubmitError::Retired);
-        }
-        state.last_activity = Instant::now();
-        if !self.admission.accepting.load(Ordering::Acquire) {
-            return Err(SubmitError::Rejected(ErrorCode::ShuttingDown));
-        }
-        if state.active.len() >= self.config.max_runs_per_user {
-            return Err(SubmitError::Rejected(ErrorCode::UserConcurrencyLimit));
-        }
-        let permit = Arc::clone(&self.admission.global)
-            .try_acquire_owned()
-            .map_err(|_| SubmitError::Rejected(ErrorCode::GlobalConcurrencyLimit))?;
-        let token = CancellationToken::new();
-        state.active.insert(ctx.run_id().clone(), token.clone());
-        state.stats.runs_started += 1;
-        metrics::counter!("cordon_runs_started_total").increment(1);
-        Ok((permit, token))
+    fn spawn(self: &Arc<Self>, run: StartedRun) {
+        let engine = Arc::clone(self);
+        self.admission
+            .tracker
+            .spawn(async move { engine.execute(run).await });
     }
 
-    fn reject(&self, ctx: &UserExecutionContext, code: ErrorCode) {
-        self.lock().stats.runs_rejected += 1;
-        metrics::counter!("cordon_limit_rejections_total", "reason" => code.as_str()).increment(1);
-        let message = match code {
-            ErrorCode::UserConcurrencyLimit => format!(
-                "you already have {} runs in progress; wait for one to finish",
-                self.config.max_runs_per_user
-            ),
-            ErrorCode::GlobalConcurrencyLimit => {
-                "the server is at capacity; try again shortly".into()
-            }
-            _ => "the server is shutting down".into(),
-        };
-        let failure = RunFailure::new(code, message);
-        let record = self.run_record(ctx, RunStatus::Rejected);
-        let store = Arc::clone(&self.deps.store);
-        let outcome = failure_outcome(&failure);
-        let user_id = self.user_id.clone();
-        if let Err(error) = store.begin_run(&record, None) {
-            tracing::warn!(%error, "could not record a rejected run");
-        }
-        tokio::spawn(async move {
-            let _ = store.finish_run(&user_id, &record.id, &outcome).await;
-        });
-        self.emit_failure(ctx, &failure);
-    }
-
-    async fn execute(self: Arc<Self>, run: AdmittedRun) -> RunStatus {
+    async fn execute(self: Arc<Self>, run: StartedRun) -> RunStatus {
         // Let the messages that arrived with this one be acknowledged before
         // this run's pipeline takes the worker: a new task would otherwise run
         // first (tokio's LIFO slot) and a burst's last `agent_started` waits
         // for every earlier pipeline.
         tokio::task::yield_now().await;
-        let result = match run.recorded {
-            Ok(()) => tokio::select! {
+        let events = RunEvents::new(Arc::clone(&self.log));
+        let result = match run.preset {
+            Some(failure) => Err(failure),
+            None => tokio::select! {
                 biased;
-                () = run.token.cancelled() => Err(RunFailure::new(ErrorCode::Cancelled, "the run was cancelled")),
-                result = run_pipeline(&self.deps, &self.emitter, &self.config, &run.ctx, &run.message) => result,
+                failure = run.stop.stopped() => Err(failure),
+                result = run_pipeline(&self.deps, &self.store, &events, &self.config, &run.ctx, &run.content) => result,
             },
-            Err(failure) => Err(failure),
         };
-        self.finish(&run.ctx, result, run.started, run.permit).await
+        let status = self
+            .finish(&run.ctx, result, &events.streamed_text(), run.started)
+            .await;
+        self.pass_lane_on(&run.ctx, run.permit);
+        status
     }
 
-    /// Queues the run and its user message; the pipeline need not wait for
-    /// the commit (the assistant's history read falls back to the message).
-    fn record_start(&self, ctx: &UserExecutionContext, message: &str) -> Result<(), RunFailure> {
-        let record = self.run_record(ctx, RunStatus::Running);
-        let user_message = new_message(ctx, Role::User, message.to_owned());
-        self.deps
-            .store
-            .begin_run(&record, Some(&user_message))
-            .map_err(|error| {
-                tracing::error!(%error, run_id = %ctx.run_id(), "could not record the run");
-                RunFailure::new(ErrorCode::Internal, "the run could not be recorded")
-            })
-    }
-
-    /// Stores the outcome, frees the run's slot, then emits the terminal event,
-    /// so a client that reacts to it sees the run finished everywhere.
+    /// Stores the outcome, then emits the terminal event, so a client that
+    /// reacts to it sees the run finished everywhere. An outcome that could
+    /// not be stored is reported as `storage_failed`, never as success.
     async fn finish(
         &self,
         ctx: &UserExecutionContext,
         result: Result<String, RunFailure>,
+        streamed: &str,
         started: Instant,
-        permit: OwnedSemaphorePermit,
     ) -> RunStatus {
-        let outcome = match &result {
-            Ok(answer) => RunOutcome {
-                status: RunStatus::Completed,
-                error_code: None,
-                error_message: None,
-                answer: Some(new_message(ctx, Role::Assistant, answer.clone())),
-            },
-            Err(failure) => failure_outcome(failure),
-        };
-        if let Err(error) = self
-            .deps
-            .store
-            .finish_run(&self.user_id, ctx.run_id(), &outcome)
-            .await
-        {
-            tracing::error!(%error, run_id = %ctx.run_id(), "could not record the run's outcome");
-        }
-        self.record_finish(
-            ctx,
-            outcome.status,
-            outcome.error_code.as_deref(),
-            started.elapsed(),
-        );
-        drop(permit);
-        match result {
-            Ok(answer) => {
-                self.emitter.emit(
-                    ctx,
-                    RunEventKind::AgentCompleted {
-                        agent: SUPERVISOR.to_owned(),
-                        answer,
-                        duration_ms: elapsed_ms(started),
-                    },
-                );
+        let outcome = outcome_of(ctx, &result, streamed);
+        let result = match self.store.finish_run(ctx.run_id(), &outcome).await {
+            Ok(()) => result,
+            Err(error) => {
+                tracing::error!(%error, run_id = %ctx.run_id(), "could not record the run's outcome");
+                Err(RunFailure::new(
+                    ErrorCode::StorageFailed,
+                    "the run's outcome could not be stored",
+                ))
             }
-            Err(failure) => self.emit_failure(ctx, &failure),
-        }
-        outcome.status
+        };
+        let status = match &result {
+            Ok(_) => RunStatus::Completed,
+            Err(failure) => RunStatus::for_error(failure.code),
+        };
+        self.record_finish(ctx, status, started.elapsed());
+        let terminal = match result {
+            Ok(answer) => RunEventKind::AgentCompleted {
+                agent: SUPERVISOR.to_owned(),
+                answer,
+                duration_ms: elapsed_ms(started),
+            },
+            Err(failure) => failure_event(&failure),
+        };
+        RunEvents::new(Arc::clone(&self.log)).emit(ctx, terminal);
+        status
     }
 
-    fn record_finish(
-        &self,
-        ctx: &UserExecutionContext,
-        status: RunStatus,
-        outcome_code: Option<&str>,
-        duration: Duration,
-    ) {
+    /// Ends a run that never started (cancelled while queued, or its turn
+    /// came during shutdown).
+    async fn end_unstarted(&self, ctx: &UserExecutionContext, failure: RunFailure) {
+        self.finish(ctx, Err(failure), "", Instant::now()).await;
+    }
+
+    /// The run's thread goes to the next waiting run (which inherits the
+    /// finished run's global slot), or becomes free.
+    fn pass_lane_on(self: &Arc<Self>, ctx: &UserExecutionContext, permit: OwnedSemaphorePermit) {
         let mut state = self.lock();
-        state.active.remove(ctx.run_id());
+        state.running.remove(ctx.run_id());
         state.last_activity = Instant::now();
-        record_metrics(status, outcome_code);
+        let thread_id = ctx.thread_id();
+        let Some(next) = state
+            .lanes
+            .get_mut(thread_id)
+            .and_then(|lane| lane.waiting.pop_front())
+        else {
+            state.lanes.remove(thread_id);
+            return;
+        };
+        let stop = StopSignal::default();
+        state
+            .running
+            .insert(next.ctx.run_id().clone(), stop.clone());
+        if let Some(lane) = state.lanes.get_mut(thread_id) {
+            lane.running = next.ctx.run_id().clone();
+        }
+        drop(state);
+        let preset = self.start_queued(&next);
+        self.spawn(StartedRun {
+            ctx: next.ctx,
+            content: next.content,
+            stop,
+            permit,
+            started: Instant::now(),
+            preset,
+        });
+    }
+
+    /// Marks a queued run as started and announces it; during shutdown it
+    /// ends as `interrupted` instead.
+    fn start_queued(&self, next: &PendingRun) -> Option<RunFailure> {
+        if !self.admission.accepting.load(Ordering::Acquire) {
+            return Some(RunFailure::new(
+                ErrorCode::Interrupted,
+                "the server shut down before the run's turn came",
+            ));
+        }
+        let started = self
+            .store
+            .start_queued_run(next.ctx.run_id())
+            .and_then(|()| self.announce_start(&next.ctx, next.client_request_id.clone()));
+        started.err().map(|error| {
+            tracing::error!(%error, "could not start a queued run");
+            RunFailure::new(ErrorCode::StorageFailed, "the run could not be started")
+        })
+    }
+
+    fn record_finish(&self, ctx: &UserExecutionContext, status: RunStatus, duration: Duration) {
+        let mut state = self.lock();
+        record_metrics(status);
         let stats = &mut state.stats;
         match status {
             RunStatus::Completed => stats.runs_completed += 1,
             RunStatus::Cancelled => stats.runs_cancelled += 1,
+            RunStatus::Interrupted => stats.runs_interrupted += 1,
             RunStatus::TimedOut => stats.runs_timed_out += 1,
             RunStatus::Rejected => stats.runs_rejected += 1,
-            RunStatus::Failed | RunStatus::Running => stats.runs_failed += 1,
+            RunStatus::Failed | RunStatus::Running | RunStatus::Queued => stats.runs_failed += 1,
         }
         if state.history.len() >= self.config.run_history_limit {
             state.history.pop_front();
@@ -370,49 +566,50 @@ impl UserExecutionEngine {
             duration,
         });
     }
+}
 
-    fn emit_failure(&self, ctx: &UserExecutionContext, failure: &RunFailure) {
-        self.emitter.emit(
-            ctx,
-            RunEventKind::AgentError {
-                agent: SUPERVISOR.to_owned(),
-                code: failure.code,
-                message: failure.message.clone(),
-            },
-        );
+/// Run counters for `/metrics`: completed, or failed by reason (the status).
+fn record_metrics(status: RunStatus) {
+    if status == RunStatus::Completed {
+        metrics::counter!("cordon_runs_completed_total").increment(1);
+    } else {
+        metrics::counter!("cordon_runs_failed_total", "reason" => status.as_str()).increment(1);
     }
+}
 
-    fn run_record(&self, ctx: &UserExecutionContext, status: RunStatus) -> RunRecord {
-        RunRecord {
-            id: ctx.run_id().clone(),
-            user_id: self.user_id.clone(),
-            thread_id: ctx.thread_id().clone(),
-            agent: SUPERVISOR.to_owned(),
-            status,
-            created_at: cordon_core::now(),
-            finished_at: None,
+/// How a run ended, as stored. A stopped run keeps the answer text it had
+/// streamed so far.
+fn outcome_of(
+    ctx: &UserExecutionContext,
+    result: &Result<String, RunFailure>,
+    streamed: &str,
+) -> RunOutcome {
+    match result {
+        Ok(answer) => RunOutcome {
+            status: RunStatus::Completed,
             error_code: None,
             error_message: None,
+            answer: Some(new_message(ctx, Role::Assistant, answer.clone())),
+        },
+        Err(failure) => {
+            let status = RunStatus::for_error(failure.code);
+            let partial = matches!(status, RunStatus::Cancelled | RunStatus::Interrupted)
+                && !streamed.trim().is_empty();
+            RunOutcome {
+                status,
+                error_code: Some(failure.code.as_str().to_owned()),
+                error_message: Some(failure.message.clone()),
+                answer: partial.then(|| new_message(ctx, Role::Assistant, streamed.to_owned())),
+            }
         }
     }
 }
 
-/// Run counters for `/metrics`: completed, or failed by reason (the error code).
-fn record_metrics(status: RunStatus, code: Option<&str>) {
-    if status == RunStatus::Completed {
-        metrics::counter!("cordon_runs_completed_total").increment(1);
-    } else {
-        let reason = code.unwrap_or("unknown").to_owned();
-        metrics::counter!("cordon_runs_failed_total", "reason" => reason).increment(1);
-    }
-}
-
-fn failure_outcome(failure: &RunFailure) -> RunOutcome {
-    RunOutcome {
-        status: RunStatus::for_error(failure.code),
-        error_code: Some(failure.code.as_str().to_owned()),
-        error_message: Some(failure.message.clone()),
-        answer: None,
+pub(crate) fn failure_event(failure: &RunFailure) -> RunEventKind {
+    RunEventKind::AgentError {
+        agent: SUPERVISOR.to_owned(),
+        code: failure.code,
+        message: failure.message.clone(),
     }
 }
 

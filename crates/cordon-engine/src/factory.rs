@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use cordon_core::{EventSinks, LlmProvider, Store, StoreError, UserExecutionContext, UserId};
+use cordon_core::{
+    EventEncoder, EventSinks, LlmProvider, Store, StoreError, UserExecutionContext, UserId,
+    UserStore,
+};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -13,8 +16,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::EngineConfig;
 use crate::dispatcher::ToolDispatcher;
-use crate::emitter::UserEventEmitter;
-use crate::engine::{Admission, RunHandle, SubmitError, UserExecutionEngine};
+use crate::engine::{Accepted, Admission, RunRequest, SubmitError, UserExecutionEngine};
+use crate::log::UserEventLog;
 use crate::registry::AgentRegistry;
 
 /// The shared, immutable dependencies every engine is built with.
@@ -23,7 +26,10 @@ pub struct EngineDeps {
     pub registry: Arc<AgentRegistry>,
     pub llm: Arc<dyn LlmProvider>,
     pub tools: Arc<ToolDispatcher>,
+    /// The unbound store: the factory binds it to each engine's user.
     pub store: Arc<dyn Store>,
+    /// The wire form of events, computed once per event and stored as is.
+    pub encoder: Arc<dyn EventEncoder>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +38,7 @@ pub enum FactoryError {
     Store(#[from] StoreError),
 }
 
-/// Why `start_run` did not start a run.
+/// Why `submit` did not accept a message.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -104,12 +110,18 @@ impl ExecutionEngineFactory {
             return Ok(engine);
         }
         let last_seq = self.deps.store.last_event_seq(user_id).await?;
-        let sink = self.sinks.for_user(user_id);
+        let store = UserStore::new(user_id.clone(), Arc::clone(&self.deps.store));
+        let log = UserEventLog::new(
+            store.clone(),
+            Arc::clone(&self.deps.encoder),
+            self.sinks.for_user(user_id),
+            last_seq,
+        );
         let engine = Arc::new(UserExecutionEngine::new(
-            user_id.clone(),
             self.deps.clone(),
+            store,
             Arc::clone(&self.config),
-            UserEventEmitter::new(sink, last_seq),
+            log,
             Arc::clone(&self.admission),
         ));
         let mut engines = self.lock();
@@ -124,16 +136,12 @@ impl ExecutionEngineFactory {
         Ok(engine)
     }
 
-    /// Starts a run through the user's engine, rebuilding the engine if the
+    /// Hands a message to the user's engine, rebuilding the engine if the
     /// idle cleanup retired it between lookup and admission.
-    pub async fn start_run(
-        &self,
-        ctx: UserExecutionContext,
-        message: String,
-    ) -> Result<RunHandle, StartError> {
+    pub async fn submit(&self, request: RunRequest) -> Result<Accepted, StartError> {
         loop {
-            let engine = self.engine_for(&ctx).await?;
-            match engine.submit(ctx.clone(), message.clone()) {
+            let engine = self.engine_for(&request.ctx).await?;
+            match engine.submit(request.clone()) {
                 Err(SubmitError::Retired) => {
                     self.lock().retain(|_, live| !Arc::ptr_eq(live, &engine));
                 }

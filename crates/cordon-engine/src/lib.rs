@@ -6,24 +6,33 @@
 //! run limits. An engine owns its user's run history, stats, in-flight runs
 //! and event sequence; it holds no reference to any other user's state.
 //!
-//! A run goes: engine → [`supervisor`] → the registry's pipeline of
-//! [`agents`] → the LLM and the [`ToolDispatcher`], with every step reported
-//! through the user's [`UserEventEmitter`].
+//! A message goes: [`RunService::submit_message`] (validation, the thread) →
+//! the user's engine (admission, the thread's double-texting lane) →
+//! [`supervisor`] → the registry's pipeline of [`agents`] → the LLM and the
+//! [`ToolDispatcher`], with every step appended to the user's
+//! [`UserEventLog`], which the store publishes to the user's sink once
+//! committed. [`end_abandoned_runs`] ends, at start-up, the runs a crash left.
 
 pub mod agents;
 pub mod config;
 pub mod dispatcher;
-pub mod emitter;
 pub mod engine;
 pub mod factory;
+pub mod log;
+pub mod recovery;
 pub mod registry;
+pub mod service;
 pub mod supervisor;
 pub mod tools;
 mod usage;
 
 pub use config::EngineConfig;
 pub use dispatcher::ToolDispatcher;
-pub use emitter::UserEventEmitter;
-pub use engine::{EngineStats, RunHandle, RunSummary, SubmitError, UserExecutionEngine};
+pub use engine::{
+    Accepted, CancelOutcome, EngineStats, RunRequest, RunSummary, SubmitError, UserExecutionEngine,
+};
 pub use factory::{EngineDeps, ExecutionEngineFactory, FactoryCounts, FactoryError, StartError};
+pub use log::{RunEvents, UserEventLog};
+pub use recovery::end_abandoned_runs;
 pub use registry::{Agent, AgentContext, AgentRegistry, RunFailure};
+pub use service::{NewMessage, RunService, ServiceError};

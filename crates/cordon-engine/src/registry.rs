@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cordon_core::{ErrorCode, LlmProvider, Store, UserExecutionContext};
+use cordon_core::{ErrorCode, LlmProvider, UserExecutionContext, UserStore};
 
 use crate::dispatcher::ToolDispatcher;
-use crate::emitter::UserEventEmitter;
+use crate::log::RunEvents;
 
 /// Why a run ended without an answer: a stable code and a message safe to show the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,8 +32,9 @@ pub struct AgentContext<'a> {
     pub ctx: &'a UserExecutionContext,
     pub llm: &'a dyn LlmProvider,
     pub tools: &'a ToolDispatcher,
-    pub store: &'a Arc<dyn Store>,
-    pub emitter: &'a UserEventEmitter,
+    /// The store bound to the run's user.
+    pub store: &'a UserStore,
+    pub events: &'a RunEvents,
     pub max_steps: u32,
 }
 

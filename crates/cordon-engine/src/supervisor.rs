@@ -1,10 +1,10 @@
 //! The supervisor: runs the registry's pipeline for one message, each agent in a child context under a timeout.
 
-use cordon_core::{ErrorCode, RunId, UserExecutionContext};
+use cordon_core::{ErrorCode, RunId, UserExecutionContext, UserStore};
 
 use crate::config::EngineConfig;
-use crate::emitter::UserEventEmitter;
 use crate::factory::EngineDeps;
+use crate::log::RunEvents;
 use crate::registry::{AgentContext, AgentInput, RunFailure};
 use crate::usage::MeteredLlm;
 
@@ -14,7 +14,8 @@ pub const SUPERVISOR: &str = "supervisor";
 /// Runs every agent of the pipeline in order and returns the last one's conclusion.
 pub async fn run_pipeline(
     deps: &EngineDeps,
-    emitter: &UserEventEmitter,
+    store: &UserStore,
+    events: &RunEvents,
     config: &EngineConfig,
     ctx: &UserExecutionContext,
     message: &str,
@@ -23,12 +24,7 @@ pub async fn run_pipeline(
         message: message.to_owned(),
         notes: Vec::new(),
     };
-    let llm = MeteredLlm::new(
-        deps.llm.clone(),
-        deps.store.clone(),
-        ctx.user_id().clone(),
-        ctx.root_run_id().clone(),
-    );
+    let llm = MeteredLlm::new(deps.llm.clone(), store.clone(), ctx.root_run_id().clone());
     let mut conclusion = String::new();
     for agent in deps.registry.pipeline() {
         let child = ctx
@@ -38,8 +34,8 @@ pub async fn run_pipeline(
             ctx: &child,
             llm: &llm,
             tools: &deps.tools,
-            store: &deps.store,
-            emitter,
+            store,
+            events,
             max_steps: config.max_steps,
         };
         conclusion = tokio::time::timeout(config.agent_timeout, agent.run(&cx, &input))

@@ -4,30 +4,23 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cordon_core::{
-    LlmCallRecord, LlmError, LlmObserver, LlmProvider, LlmRequest, LlmResponse, RunId, Store,
-    Usage, UserId,
+    LlmCallRecord, LlmError, LlmObserver, LlmProvider, LlmRequest, LlmResponse, RunId, Usage,
+    UserStore,
 };
 
 /// Wraps the shared provider for one run of one user. Usage is queued to the
 /// store as each call returns, so it is committed before the run's outcome.
 pub(crate) struct MeteredLlm {
     inner: Arc<dyn LlmProvider>,
-    store: Arc<dyn Store>,
-    user_id: UserId,
+    store: UserStore,
     run_id: RunId,
 }
 
 impl MeteredLlm {
-    pub(crate) fn new(
-        inner: Arc<dyn LlmProvider>,
-        store: Arc<dyn Store>,
-        user_id: UserId,
-        run_id: RunId,
-    ) -> Self {
+    pub(crate) fn new(inner: Arc<dyn LlmProvider>, store: UserStore, run_id: RunId) -> Self {
         Self {
             inner,
             store,
-            user_id,
             run_id,
         }
     }
@@ -64,16 +57,13 @@ impl LlmProvider for MeteredLlm {
             cost_usd,
             "model call"
         );
-        self.store.record_llm_call(
-            &self.user_id,
-            &LlmCallRecord {
-                run_id: self.run_id.clone(),
-                model: self.inner.model().to_owned(),
-                input_tokens: usage.input_tokens,
-                output_tokens: usage.output_tokens,
-                cost_usd,
-            },
-        );
+        self.store.record_llm_call(&LlmCallRecord {
+            run_id: self.run_id.clone(),
+            model: self.inner.model().to_owned(),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost_usd,
+        });
         Ok(response)
     }
 }

@@ -9,51 +9,96 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cordon_core::{
-    ErrorCode, EventSink, EventSinks, LlmError, LlmObserver, LlmProvider, LlmRequest, LlmResponse,
-    RequestId, RunEvent, RunEventKind, RunId, RunStatus, Store, Thread, ThreadId,
+    ErrorCode, EventEncoder, EventSink, EventSinks, LlmError, LlmObserver, LlmProvider, LlmRequest,
+    LlmResponse, Multitask, RequestId, RunEvent, RunEventKind, RunId, Store, Thread, ThreadId,
     UserExecutionContext, UserId,
 };
 use cordon_engine::{
-    AgentRegistry, EngineConfig, EngineDeps, ExecutionEngineFactory, StartError, SubmitError,
-    ToolDispatcher,
+    AgentRegistry, EngineConfig, EngineDeps, ExecutionEngineFactory, RunRequest, StartError,
+    SubmitError, ToolDispatcher,
 };
 use cordon_store::SqliteStore;
+use serde_json::{Value, json};
 
-/// Records every event per user, and which user's sink each event went to.
+/// Records every committed event per user, and which user's sink each went to.
 #[derive(Default)]
 struct RecordingSinks {
-    events: Mutex<Vec<(UserId, RunEvent)>>,
+    events: Mutex<Vec<(UserId, Value)>>,
+}
+
+impl RecordingSinks {
+    fn events(&self) -> Vec<(UserId, Value)> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` runs have ended (terminal events committed and published).
+    async fn wait_for_terminal(&self, n: usize) {
+        for _ in 0..500 {
+            let ended = self
+                .events()
+                .iter()
+                .filter(|(_, e)| e["type"] == "agent_completed" || e["type"] == "agent_error")
+                .count();
+            if ended >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("runs did not end: {:?}", self.events());
+    }
 }
 
 struct RecordingSink {
     user_id: UserId,
     all: Arc<RecordingSinks>,
-    store: Arc<dyn Store>,
 }
 
 impl EventSink for RecordingSink {
     fn user_id(&self) -> &UserId {
         &self.user_id
     }
-    fn publish(&self, event: &RunEvent) {
-        self.store
-            .append_event(&self.user_id, event, Arc::from("{}"));
+    fn publish(&self, _seq: u64, payload: &Arc<str>) {
+        let value = serde_json::from_str(payload).unwrap();
         self.all
             .events
             .lock()
             .unwrap()
-            .push((self.user_id.clone(), event.clone()));
+            .push((self.user_id.clone(), value));
     }
 }
 
-struct SinksHandle(Arc<RecordingSinks>, Arc<dyn Store>);
+struct SinksHandle(Arc<RecordingSinks>);
 impl EventSinks for SinksHandle {
     fn for_user(&self, user_id: &UserId) -> Arc<dyn EventSink> {
         Arc::new(RecordingSink {
             user_id: user_id.clone(),
             all: Arc::clone(&self.0),
-            store: Arc::clone(&self.1),
         })
+    }
+}
+
+/// Enough of an event to check ownership and order.
+struct TestEncoder;
+impl EventEncoder for TestEncoder {
+    fn encode(&self, event: &RunEvent) -> Arc<str> {
+        let answer = match &event.kind {
+            RunEventKind::AgentCompleted { answer, .. } => answer.clone(),
+            _ => String::new(),
+        };
+        let code = match &event.kind {
+            RunEventKind::AgentError { code, .. } => code.as_str(),
+            _ => "",
+        };
+        Arc::from(
+            json!({
+                "type": event.kind.type_name(),
+                "run_id": event.run_id.as_str(),
+                "seq": event.seq,
+                "answer": answer,
+                "code": code,
+            })
+            .to_string(),
+        )
     }
 }
 
@@ -100,10 +145,11 @@ async fn fixture(config: EngineConfig, delay: Duration) -> Fixture {
         llm: model.clone(),
         tools: Arc::new(ToolDispatcher::builtin()),
         store: Arc::clone(&store),
+        encoder: Arc::new(TestEncoder),
     };
     let factory = Arc::new(ExecutionEngineFactory::new(
         deps,
-        Arc::new(SinksHandle(sinks.clone(), Arc::clone(&store))),
+        Arc::new(SinksHandle(sinks.clone())),
         config,
     ));
     Fixture {
@@ -134,28 +180,33 @@ async fn context(store: &Arc<dyn Store>, user: &str) -> UserExecutionContext {
     )
 }
 
+fn request(ctx: &UserExecutionContext, content: &str) -> RunRequest {
+    RunRequest {
+        ctx: ctx.clone(),
+        content: content.into(),
+        new_thread_title: None,
+        client_request_id: None,
+        multitask: Multitask::Reject,
+    }
+}
+
 #[tokio::test]
 async fn engines_use_the_injected_model_and_sink_of_their_own_user() {
     let f = fixture(EngineConfig::default(), Duration::ZERO).await;
     let alice = context(&f.store, "alice").await;
     let bob = context(&f.store, "bob").await;
-    let a = f
-        .factory
-        .start_run(alice.clone(), "hello".into())
-        .await
-        .unwrap();
-    let b = f.factory.start_run(bob.clone(), "hi".into()).await.unwrap();
-    assert_eq!(a.done.await.unwrap(), RunStatus::Completed);
-    assert_eq!(b.done.await.unwrap(), RunStatus::Completed);
+    f.factory.submit(request(&alice, "hello")).await.unwrap();
+    f.factory.submit(request(&bob, "hi")).await.unwrap();
+    f.sinks.wait_for_terminal(2).await;
 
     assert_eq!(
         *f.model.calls.lock().unwrap(),
         2,
         "the injected model answered both runs"
     );
-    let events = f.sinks.events.lock().unwrap().clone();
+    let events = f.sinks.events();
     for (sink_user, event) in &events {
-        let owner = if event.run_id == *alice.run_id() {
+        let owner = if event["run_id"] == alice.run_id().as_str() {
             alice.user_id()
         } else {
             bob.user_id()
@@ -164,10 +215,8 @@ async fn engines_use_the_injected_model_and_sink_of_their_own_user() {
     }
     let completed: Vec<_> = events
         .iter()
-        .filter_map(|(_, e)| match &e.kind {
-            RunEventKind::AgentCompleted { answer, .. } => Some(answer.as_str()),
-            _ => None,
-        })
+        .filter(|(_, e)| e["type"] == "agent_completed")
+        .map(|(_, e)| e["answer"].as_str().unwrap())
         .collect();
     assert_eq!(completed, ["injected answer", "injected answer"]);
 
@@ -180,12 +229,13 @@ async fn engines_use_the_injected_model_and_sink_of_their_own_user() {
         Arc::ptr_eq(&engine_a, &f.factory.engine_for(&alice).await.unwrap()),
         "one engine per user"
     );
+    // The terminal event is published after the engine recorded the run.
     assert_eq!(engine_a.stats().runs_completed, 1);
     assert_eq!(engine_a.history().len(), 1);
     assert_eq!(engine_a.history()[0].run_id, *alice.run_id());
     // An engine refuses a context of another user outright.
     assert_eq!(
-        engine_a.submit(bob, "x".into()).unwrap_err(),
+        engine_a.submit(request(&bob, "x")).unwrap_err(),
         SubmitError::WrongUser
     );
 }
@@ -199,35 +249,35 @@ async fn per_user_and_global_limits_reject_with_their_codes() {
     };
     let f = fixture(config, Duration::from_millis(300)).await;
     let first = context(&f.store, "u1").await;
-    let _running = f
-        .factory
-        .start_run(first.clone(), "a".into())
-        .await
-        .unwrap();
-    let mut second = context(&f.store, "u1").await;
-    second = UserExecutionContext::new(
-        second.user_id().clone(),
+    f.factory.submit(request(&first, "a")).await.unwrap();
+    // Same thread: refused by the thread's policy before any limit.
+    let same_thread = UserExecutionContext::new(
+        first.user_id().clone(),
         first.thread_id().clone(),
         RunId::generate(),
         RequestId::generate(),
         None,
     );
-    let error = f.factory.start_run(second, "b".into()).await.unwrap_err();
+    let error = f
+        .factory
+        .submit(request(&same_thread, "b"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        StartError::Submit(SubmitError::Rejected(ErrorCode::ThreadBusy))
+    ));
+    let second = context(&f.store, "u1").await;
+    let error = f.factory.submit(request(&second, "b")).await.unwrap_err();
     assert!(matches!(
         error,
         StartError::Submit(SubmitError::Rejected(ErrorCode::UserConcurrencyLimit))
     ));
 
-    let _other = f
-        .factory
-        .start_run(context(&f.store, "u2").await, "c".into())
-        .await
-        .unwrap();
-    let error = f
-        .factory
-        .start_run(context(&f.store, "u3").await, "d".into())
-        .await
-        .unwrap_err();
+    let other = context(&f.store, "u2").await;
+    f.factory.submit(request(&other, "c")).await.unwrap();
+    let third = context(&f.store, "u3").await;
+    let error = f.factory.submit(request(&third, "d")).await.unwrap_err();
     assert!(matches!(
         error,
         StartError::Submit(SubmitError::Rejected(ErrorCode::GlobalConcurrencyLimit))
@@ -243,12 +293,10 @@ async fn idle_engines_are_cleaned_up_and_rebuilt_with_their_seq() {
     };
     let f = fixture(config, Duration::ZERO).await;
     let ctx = context(&f.store, "carol").await;
-    let run = f
-        .factory
-        .start_run(ctx.clone(), "hello".into())
-        .await
-        .unwrap();
-    run.done.await.unwrap();
+    f.factory.submit(request(&ctx, "hello")).await.unwrap();
+    f.sinks.wait_for_terminal(1).await;
+    // The lane is freed just after the terminal event is published.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(f.factory.counts().active_engines, 1);
     assert_eq!(f.factory.cleanup_idle(), 0, "not idle long enough yet");
 
@@ -258,7 +306,7 @@ async fn idle_engines_are_cleaned_up_and_rebuilt_with_their_seq() {
     assert_eq!((counts.active_engines, counts.engines_cleaned), (0, 1));
 
     // A rebuilt engine continues the user's seq from the stored log.
-    let last = f.sinks.events.lock().unwrap().last().unwrap().1.seq;
+    let last = f.sinks.events().last().unwrap().1["seq"].as_u64().unwrap();
     assert_eq!(f.store.last_event_seq(ctx.user_id()).await.unwrap(), last);
     let next = UserExecutionContext::new(
         ctx.user_id().clone(),
@@ -267,19 +315,14 @@ async fn idle_engines_are_cleaned_up_and_rebuilt_with_their_seq() {
         RequestId::generate(),
         None,
     );
-    f.factory
-        .start_run(next, "again".into())
-        .await
-        .unwrap()
-        .done
-        .await
-        .unwrap();
+    f.factory.submit(request(&next, "again")).await.unwrap();
+    f.sinks.wait_for_terminal(2).await;
     assert_eq!(f.factory.counts().engines_created, 2);
-    let events = f.sinks.events.lock().unwrap().clone();
-    let first_after = events.iter().find(|(_, e)| e.seq > last).unwrap();
-    assert_eq!(first_after.1.seq, last + 1);
-    assert!(matches!(
-        first_after.1.kind,
-        RunEventKind::AgentStarted { .. }
-    ));
+    let events = f.sinks.events();
+    let first_after = events
+        .iter()
+        .find(|(_, e)| e["seq"].as_u64().unwrap() > last)
+        .unwrap();
+    assert_eq!(first_after.1["seq"], last + 1);
+    assert_eq!(first_after.1["type"], "agent_started");
 }

@@ -8,7 +8,7 @@
 pub mod rest;
 pub mod ws;
 
-pub use ws::{ClientFrame, RunEnvelope, ServerFrame};
+pub use ws::{ClientFrame, FrameEncoder, RunEnvelope, ServerFrame};
 
 /// Timestamps on the wire are RFC 3339 in UTC.
 pub mod timestamp {

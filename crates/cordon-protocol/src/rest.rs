@@ -1,7 +1,45 @@
 //! Bodies of the REST API under `/api`.
 
+use cordon_core::Multitask;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+/// `POST /api/messages` and `POST /api/threads/{id}/messages`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    pub content: String,
+    /// Only on `POST /api/messages`: the thread to post to (none: a new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
+    /// Default `reject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multitask: Option<Multitask>,
+}
+
+/// `202 Accepted`: the message is stored and its run started or queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptedView {
+    pub run_id: String,
+    pub thread_id: String,
+    /// `seq` of the run's first event in your log.
+    pub seq: u64,
+    /// `running` or `queued`.
+    pub status: String,
+    /// For a queued run: its place on the thread (1 runs next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+}
+
+/// `POST /api/runs/{id}/cancel`: `cancelling` (it was running and is being
+/// stopped) or `cancelled` (it was queued and ended without starting).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelView {
+    pub run_id: String,
+    pub status: String,
+}
 
 /// `POST /api/auth/register` and `POST /api/auth/login`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,4 +151,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiErrorResponse {
     pub error: ErrorBody,
+    /// With `410 cursor_expired`: the oldest `seq` still in the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_seq: Option<u64>,
 }

@@ -1,6 +1,6 @@
 //! Frames of the `/ws` protocol: JSON text frames tagged by `type`.
 
-use cordon_core::{ErrorCode, RunEvent, RunEventKind};
+use cordon_core::{ErrorCode, Multitask, RunEvent, RunEventKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 /// Largest text frame a client may send, in bytes.
 pub const MAX_CLIENT_FRAME_BYTES: usize = 64 * 1024;
 /// Largest `user_message.content`, in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+pub use cordon_core::MAX_MESSAGE_BYTES;
 
 /// What a client may send.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +19,16 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         thread_id: Option<String>,
         content: String,
+        /// Echoed in the run's `agent_started` (and in a refusal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_request_id: Option<String>,
+        /// What to do when the thread already has a run in progress (default `reject`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        multitask: Option<Multitask>,
+    },
+    /// Replay every event of yours with `seq > after_seq` from the log, then continue live.
+    Resume {
+        after_seq: u64,
     },
     /// Stop one of your runs.
     Cancel {
@@ -51,16 +61,24 @@ pub enum ServerFrame {
         #[serde(with = "crate::timestamp")]
         ts: OffsetDateTime,
     },
+    /// The first event of a run whose message started a new thread.
     ThreadCreated {
-        thread_id: String,
+        #[serde(flatten)]
+        envelope: RunEnvelope,
         title: String,
-        #[serde(with = "crate::timestamp")]
-        ts: OffsetDateTime,
+    },
+    /// The run waits behind others on its thread; `position` 1 runs next.
+    RunQueued {
+        #[serde(flatten)]
+        envelope: RunEnvelope,
+        position: u32,
     },
     AgentStarted {
         #[serde(flatten)]
         envelope: RunEnvelope,
         agent: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_request_id: Option<String>,
     },
     AgentThinking {
         #[serde(flatten)]
@@ -107,9 +125,18 @@ pub enum ServerFrame {
         agent: String,
         code: ErrorCode,
         message: String,
+        /// Set on a refusal (`seq` 0, not in the log) of a message that carried one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_request_id: Option<String>,
     },
     /// A frame the server could not act on; the connection stays open.
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+        /// With `cursor_expired`: the oldest `seq` still in the log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oldest_seq: Option<u64>,
+    },
     Ping {
         #[serde(with = "crate::timestamp")]
         ts: OffsetDateTime,
@@ -126,6 +153,7 @@ impl ServerFrame {
         match self {
             ServerFrame::ConnectionEstablished { .. } => "connection_established",
             ServerFrame::ThreadCreated { .. } => "thread_created",
+            ServerFrame::RunQueued { .. } => "run_queued",
             ServerFrame::AgentStarted { .. } => "agent_started",
             ServerFrame::AgentThinking { .. } => "agent_thinking",
             ServerFrame::AgentDelta { .. } => "agent_delta",
@@ -142,7 +170,9 @@ impl ServerFrame {
     /// The run envelope, for run events.
     pub fn envelope(&self) -> Option<&RunEnvelope> {
         match self {
-            ServerFrame::AgentStarted { envelope, .. }
+            ServerFrame::ThreadCreated { envelope, .. }
+            | ServerFrame::RunQueued { envelope, .. }
+            | ServerFrame::AgentStarted { envelope, .. }
             | ServerFrame::AgentThinking { envelope, .. }
             | ServerFrame::AgentDelta { envelope, .. }
             | ServerFrame::ToolExecuting { envelope, .. }
@@ -158,7 +188,13 @@ impl ServerFrame {
         ServerFrame::Error {
             code: code.to_owned(),
             message: message.into(),
+            oldest_seq: None,
         }
+    }
+
+    /// The serialized frame; `None` only if serde fails, which the types rule out.
+    pub fn to_json(&self) -> Option<String> {
+        serde_json::to_string(self).ok()
     }
 }
 
@@ -171,7 +207,16 @@ impl From<&RunEvent> for ServerFrame {
             ts: event.ts,
         };
         match event.kind.clone() {
-            RunEventKind::AgentStarted { agent } => ServerFrame::AgentStarted { envelope, agent },
+            RunEventKind::ThreadCreated { title } => ServerFrame::ThreadCreated { envelope, title },
+            RunEventKind::RunQueued { position } => ServerFrame::RunQueued { envelope, position },
+            RunEventKind::AgentStarted {
+                agent,
+                client_request_id,
+            } => ServerFrame::AgentStarted {
+                envelope,
+                agent,
+                client_request_id,
+            },
             RunEventKind::AgentThinking { agent, step, text } => ServerFrame::AgentThinking {
                 envelope,
                 agent,
@@ -230,7 +275,19 @@ impl From<&RunEvent> for ServerFrame {
                 agent,
                 code,
                 message,
+                client_request_id: None,
             },
         }
+    }
+}
+
+/// The protocol's encoding of run events: what the log stores and sockets send.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameEncoder;
+
+impl cordon_core::EventEncoder for FrameEncoder {
+    fn encode(&self, event: &RunEvent) -> std::sync::Arc<str> {
+        let json = ServerFrame::from(event).to_json().unwrap_or_default();
+        std::sync::Arc::from(json)
     }
 }

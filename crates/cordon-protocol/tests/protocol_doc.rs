@@ -6,11 +6,12 @@
 
 use std::collections::BTreeSet;
 
+use cordon_protocol::rest::{AcceptedView, ApiErrorResponse, CancelView};
 use cordon_protocol::{ClientFrame, ServerFrame};
 
 const DOC: &str = include_str!("../../../docs/protocol.md");
 
-/// The JSON code blocks tagged `client` or `server`.
+/// The JSON code blocks tagged `client`, `server` or `rest <body>`.
 fn examples(direction: &str) -> Vec<String> {
     let fence = format!("```json {direction}\n");
     DOC.split(fence.as_str())
@@ -29,7 +30,7 @@ fn client_examples_parse_and_cover_every_client_frame() {
         seen.insert(value["type"].as_str().unwrap().to_owned());
         let _ = frame;
     }
-    let expected: BTreeSet<String> = ["user_message", "cancel", "ping", "pong"]
+    let expected: BTreeSet<String> = ["user_message", "resume", "cancel", "ping", "pong"]
         .map(String::from)
         .into();
     assert_eq!(seen, expected);
@@ -49,6 +50,7 @@ fn server_examples_parse_round_trip_and_cover_every_server_frame() {
     let expected: BTreeSet<&str> = [
         "connection_established",
         "thread_created",
+        "run_queued",
         "agent_started",
         "agent_thinking",
         "agent_delta",
@@ -62,4 +64,24 @@ fn server_examples_parse_round_trip_and_cover_every_server_frame() {
     ]
     .into();
     assert_eq!(seen, expected);
+}
+
+#[test]
+fn rest_examples_parse_into_their_bodies() {
+    let accepted = examples("rest accepted");
+    let errors = examples("rest error");
+    let cancels = examples("rest cancel");
+    assert!(!accepted.is_empty() && !errors.is_empty() && !cancels.is_empty());
+    for example in &accepted {
+        let _: AcceptedView =
+            serde_json::from_str(example).unwrap_or_else(|e| panic!("{example}: {e}"));
+    }
+    for example in &errors {
+        let _: ApiErrorResponse =
+            serde_json::from_str(example).unwrap_or_else(|e| panic!("{example}: {e}"));
+    }
+    for example in &cancels {
+        let _: CancelView =
+            serde_json::from_str(example).unwrap_or_else(|e| panic!("{example}: {e}"));
+    }
 }

@@ -23,6 +23,10 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Frames queued per connection before it counts as a slow consumer.
     pub outbound_queue: usize,
+    /// How long the event log keeps events; older resume cursors get `cursor_expired`.
+    pub event_retention: Duration,
+    /// How often retention deletes expired events.
+    pub retention_sweep_interval: Duration,
     /// Delay of each step of the built-in offline model.
     pub offline_step_delay: Duration,
     pub engine: EngineConfig,
@@ -39,6 +43,8 @@ impl ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             allowed_origins: Vec::new(),
             outbound_queue: 256,
+            event_retention: Duration::from_secs(7 * 24 * 3600),
+            retention_sweep_interval: Duration::from_secs(3600),
             offline_step_delay: Duration::from_millis(100),
             engine: EngineConfig::default(),
         }

@@ -3,7 +3,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cordon_core::StoreError;
+use cordon_core::{ErrorCode, StoreError};
+use cordon_engine::ServiceError;
 use cordon_protocol::rest::{ApiErrorResponse, ErrorBody};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,12 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A message or cancel the run service refused.
+    #[error(transparent)]
+    Service(ServiceError),
+    /// The cursor is older than the retained log.
+    #[error("events up to seq {} were deleted by retention", .oldest_seq - 1)]
+    CursorExpired { oldest_seq: u64 },
     #[error("the database is not reachable")]
     Unavailable(String),
     #[error("internal error")]
@@ -53,9 +60,29 @@ impl ApiError {
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::Service(error) => (service_status(error), error.code()),
+            ApiError::CursorExpired { .. } => (StatusCode::GONE, "cursor_expired"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+}
+
+/// The HTTP status of each way the run service refuses.
+fn service_status(error: &ServiceError) -> StatusCode {
+    match error {
+        ServiceError::InvalidMessage(_) => StatusCode::BAD_REQUEST,
+        ServiceError::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ServiceError::ThreadNotFound | ServiceError::RunNotFound => StatusCode::NOT_FOUND,
+        ServiceError::Rejected(ErrorCode::ThreadBusy) => StatusCode::CONFLICT,
+        ServiceError::Rejected(ErrorCode::UserConcurrencyLimit) => StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::Rejected(_) | ServiceError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        ApiError::Service(error)
     }
 }
 
@@ -78,11 +105,16 @@ impl IntoResponse for ApiError {
             // The cause goes to the log only; clients get a generic message.
             tracing::error!(%cause, code, "request failed");
         }
+        let oldest_seq = match &self {
+            ApiError::CursorExpired { oldest_seq } => Some(*oldest_seq),
+            _ => None,
+        };
         let body = ApiErrorResponse {
             error: ErrorBody {
                 code: code.to_owned(),
                 message: self.to_string(),
             },
+            oldest_seq,
         };
         let mut response = (status, Json(body)).into_response();
         if let ApiError::TooManyAttempts { retry_after } = self {

@@ -97,7 +97,7 @@ fn describe() {
 
 /// `GET /metrics` in the Prometheus text format.
 pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
-    let counts = state.factory.counts();
+    let counts = state.runs.factory().counts();
     metrics::gauge!("cordon_connections_active").set(state.hub.connection_count() as f64);
     metrics::gauge!("cordon_engines_active").set(counts.active_engines as f64);
     metrics::gauge!("cordon_runs_active").set(counts.active_runs as f64);

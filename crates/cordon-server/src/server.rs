@@ -10,8 +10,12 @@ use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use cordon_core::{LlmProvider, Store, StoreError};
-use cordon_engine::{AgentRegistry, EngineDeps, ExecutionEngineFactory, ToolDispatcher};
+use cordon_engine::{
+    AgentRegistry, EngineDeps, ExecutionEngineFactory, RunService, ToolDispatcher,
+    end_abandoned_runs,
+};
 use cordon_llm::OfflineModel;
+use cordon_protocol::FrameEncoder;
 use cordon_store::SqliteStore;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{auth, health, runs, threads, usage};
+use crate::api::{auth, events, health, messages, runs, threads, usage};
 use crate::auth::password::PasswordError;
 use crate::auth::secret::{self, SecretError};
 use crate::auth::{LoginThrottle, PasswordHasher, TokenGenerations, TokenKeys};
@@ -52,9 +56,16 @@ pub fn app(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/threads", get(threads::list_threads))
-        .route("/threads/{id}/messages", get(threads::list_messages))
+        .route(
+            "/threads/{id}/messages",
+            get(threads::list_messages).post(messages::post_to_thread),
+        )
+        .route("/messages", post(messages::post_new_thread))
+        .route("/events", get(events::list_events))
+        .route("/runs", get(runs::list_runs))
         .route("/runs/{id}", get(runs::get_run))
         .route("/runs/{id}/events", get(runs::list_events))
+        .route("/runs/{id}/cancel", post(runs::cancel_run))
         .route("/usage", get(usage::get_usage));
     Router::new()
         .nest("/api", api)
@@ -108,7 +119,8 @@ impl Server {
         metrics::install();
         let state = self.build_state().await?;
         let stop_cleanup = CancellationToken::new();
-        let cleanup = state.factory.spawn_cleanup(stop_cleanup.clone());
+        let cleanup = state.runs.factory().spawn_cleanup(stop_cleanup.clone());
+        let retention = spawn_retention(&state, stop_cleanup.clone());
         let draining = CancellationToken::new();
         let http = tokio::spawn(
             // Events are small frames written one by one: without TCP_NODELAY
@@ -124,13 +136,22 @@ impl Server {
         shutdown.await;
         tracing::info!("shutting down: no new connections or runs");
         draining.cancel();
-        state.factory.shutdown(state.config.shutdown_grace).await;
+        state
+            .runs
+            .factory()
+            .shutdown(state.config.shutdown_grace)
+            .await;
+        // The runs' last events are committed, so published, before sockets close.
+        if let Err(error) = state.store.sync().await {
+            tracing::error!(%error, "could not flush the last writes before closing sockets");
+        }
         state.close_sessions.cancel();
         state.sessions.close();
         let _ =
             tokio::time::timeout(std::time::Duration::from_secs(5), state.sessions.wait()).await;
         stop_cleanup.cancel();
         let _ = cleanup.await;
+        let _ = retention.await;
         let served = http.await;
         state.store.close().await;
         tracing::info!("shutdown complete");
@@ -145,7 +166,9 @@ impl Server {
         std::fs::create_dir_all(&config.data_dir).map_err(ServeError::DataDir)?;
         let secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)?;
         let store: Arc<dyn Store> = SqliteStore::open(&config.data_dir).await?;
-        let hub = Arc::new(ConnectionHub::new(Arc::clone(&store)));
+        // Before any engine exists: engines continue each user's seq from the store.
+        end_abandoned_runs(&store, &FrameEncoder).await?;
+        let hub = Arc::new(ConnectionHub::default());
         let llm = self
             .llm
             .unwrap_or_else(|| Arc::new(OfflineModel::new(config.offline_step_delay)));
@@ -154,12 +177,14 @@ impl Server {
             llm,
             tools: Arc::new(ToolDispatcher::builtin()),
             store: Arc::clone(&store),
+            encoder: Arc::new(FrameEncoder),
         };
         let factory = Arc::new(ExecutionEngineFactory::new(
             deps,
             hub.clone(),
             config.engine.clone(),
         ));
+        let runs = Arc::new(RunService::new(factory, Arc::clone(&store)));
         let hash_permits = std::thread::available_parallelism().map_or(2, usize::from);
         Ok(AppState {
             tokens: Arc::new(TokenKeys::new(&secret, config.token_ttl)),
@@ -168,10 +193,34 @@ impl Server {
             login_throttle: Arc::new(LoginThrottle::default()),
             config: Arc::new(config),
             store,
-            factory,
+            runs,
             hub,
             sessions: TaskTracker::new(),
             close_sessions: CancellationToken::new(),
         })
     }
+}
+
+/// Deletes events older than the retention, at start-up and then every
+/// `retention_sweep_interval`, until `stop` fires.
+fn spawn_retention(state: &AppState, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let store = Arc::clone(&state.store);
+    let retention = state.config.event_retention;
+    let mut ticks = tokio::time::interval(state.config.retention_sweep_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticks.tick() => {
+                    let before = cordon_core::now() - retention;
+                    match store.prune_events(before).await {
+                        Ok(0) => {}
+                        Ok(deleted) => tracing::info!(deleted, "retention deleted old events"),
+                        Err(error) => tracing::warn!(%error, "retention could not delete old events"),
+                    }
+                }
+            }
+        }
+    })
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use cordon_core::Store;
-use cordon_engine::ExecutionEngineFactory;
+use cordon_engine::RunService;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -15,7 +15,8 @@ use crate::ws::hub::ConnectionHub;
 pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub store: Arc<dyn Store>,
-    pub factory: Arc<ExecutionEngineFactory>,
+    /// The one owner of a message's life (and, through it, the engine factory).
+    pub runs: Arc<RunService>,
     pub hub: Arc<ConnectionHub>,
     pub tokens: Arc<TokenKeys>,
     /// Each user's current token generation (bumped by sign-out).

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cordon_core::{
-    LlmCallRecord, Message, MessageId, ModelUsage, Role, RunEvent, RunId, RunOutcome, RunRecord,
-    RunStatus, Store, StoreError, StoredEvent, Thread, ThreadId, UsageTotals, User, UserId,
+    EventSink, LlmCallRecord, LogBounds, Message, MessageId, ModelUsage, Role, RunEvent, RunFilter,
+    RunId, RunOutcome, RunRecord, RunStatus, Store, StoreError, StoredEvent, Thread, ThreadId,
+    UsageTotals, User, UserId,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -139,6 +140,52 @@ impl SqliteStore {
     async fn barrier(&self) -> Result<(), StoreError> {
         self.write(WriteOp::Barrier).await
     }
+
+    async fn query_runs(
+        &self,
+        sql: &str,
+        binds: &[&str],
+        limit: Option<u32>,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        if let Some(limit) = limit {
+            query = query.bind(i64::from(limit));
+        }
+        query
+            .fetch_all(&self.reads)
+            .await
+            .map_err(backend)?
+            .into_iter()
+            .map(run_of)
+            .collect()
+    }
+}
+
+const RUN_COLUMNS: &str =
+    "id, user_id, thread_id, agent, status, created_at, finished_at, error_code, error_message";
+
+fn event_row(
+    user_id: &UserId,
+    event: &RunEvent,
+    payload: Arc<str>,
+    subscriber: Option<Arc<dyn EventSink>>,
+) -> EventRow {
+    EventRow {
+        user_id: user_id.to_string(),
+        seq: i64::try_from(event.seq).unwrap_or(i64::MAX),
+        run_id: event.run_id.to_string(),
+        event_type: event.kind.type_name(),
+        ts: to_micros(event.ts),
+        payload,
+        subscriber,
+    }
+}
+
+fn seq_param(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
 #[async_trait]
@@ -259,6 +306,13 @@ impl Store for SqliteStore {
         self.enqueue(WriteOp::BeginRun(run.clone(), message.cloned()))
     }
 
+    fn start_queued_run(&self, user_id: &UserId, run_id: &RunId) -> Result<(), StoreError> {
+        self.enqueue(WriteOp::StartQueuedRun {
+            user_id: user_id.to_string(),
+            run_id: run_id.to_string(),
+        })
+    }
+
     async fn finish_run(
         &self,
         user_id: &UserId,
@@ -281,10 +335,9 @@ impl Store for SqliteStore {
         run_id: &RunId,
     ) -> Result<Option<RunRecord>, StoreError> {
         self.barrier().await?;
-        sqlx::query(
-            "SELECT id, user_id, thread_id, agent, status, created_at, finished_at, error_code, error_message \
-             FROM runs WHERE id = ? AND user_id = ?",
-        )
+        sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = ? AND user_id = ?"
+        ))
         .bind(run_id.as_str())
         .bind(user_id.as_str())
         .fetch_optional(&self.reads)
@@ -294,21 +347,121 @@ impl Store for SqliteStore {
         .transpose()
     }
 
-    fn append_event(&self, user_id: &UserId, event: &RunEvent, payload: Arc<str>) {
-        let row = EventRow {
-            user_id: user_id.to_string(),
-            seq: i64::try_from(event.seq).unwrap_or(i64::MAX),
-            run_id: event.run_id.to_string(),
-            event_type: event.kind.type_name(),
-            ts: to_micros(event.ts),
+    fn append_event(
+        &self,
+        user_id: &UserId,
+        event: &RunEvent,
+        payload: Arc<str>,
+        subscriber: Arc<dyn EventSink>,
+    ) -> Result<(), StoreError> {
+        self.enqueue(WriteOp::Event(event_row(
+            user_id,
+            event,
             payload,
-        };
-        if self.enqueue(WriteOp::Event(row)).is_err() {
-            tracing::error!(
-                seq = event.seq,
-                "the store is closed; a run event was not stored"
-            );
+            Some(subscriber),
+        )))
+    }
+
+    async fn list_events(
+        &self,
+        user_id: &UserId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        // No barrier: an event is published only after it committed, so
+        // everything a client could have seen is already readable.
+        sqlx::query(
+            "SELECT seq, run_id, event_type, payload FROM run_events \
+             WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(user_id.as_str())
+        .bind(seq_param(after_seq))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .map(event_of)
+        .collect()
+    }
+
+    async fn log_bounds(&self, user_id: &UserId) -> Result<LogBounds, StoreError> {
+        let (floor, head): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE((SELECT pruned_through FROM event_log_floor WHERE user_id = ?1), 0), \
+             COALESCE((SELECT MAX(seq) FROM run_events WHERE user_id = ?1), 0)",
+        )
+        .bind(user_id.as_str())
+        .fetch_one(&self.reads)
+        .await
+        .map_err(backend)?;
+        let floor = u64::try_from(floor).unwrap_or(0);
+        Ok(LogBounds {
+            floor,
+            head: u64::try_from(head).unwrap_or(0).max(floor),
+        })
+    }
+
+    async fn prune_events(&self, before: time::OffsetDateTime) -> Result<u64, StoreError> {
+        // The scan runs on a reader (WAL lets it overlap the writer); the
+        // writer then deletes by primary key.
+        let floors: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT user_id, MAX(seq) FROM run_events WHERE ts < ? GROUP BY user_id",
+        )
+        .bind(to_micros(before))
+        .fetch_all(&self.reads)
+        .await
+        .map_err(backend)?;
+        if floors.is_empty() {
+            return Ok(0);
         }
+        let (ack, done) = oneshot::channel();
+        self.enqueue(WriteOp::PruneEvents(floors, ack))?;
+        done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn list_runs(
+        &self,
+        user_id: &UserId,
+        filter: &RunFilter,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        self.barrier().await?;
+        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE user_id = ?");
+        let mut binds = vec![user_id.as_str()];
+        if let Some(status) = filter.status {
+            sql.push_str(" AND status = ?");
+            binds.push(status.as_str());
+        }
+        if let Some(thread_id) = &filter.thread_id {
+            sql.push_str(" AND thread_id = ?");
+            binds.push(thread_id.as_str());
+        }
+        sql.push_str(" ORDER BY created_at DESC, rowid DESC LIMIT ?");
+        self.query_runs(&sql, &binds, Some(filter.limit)).await
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        self.barrier().await?;
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running') ORDER BY rowid"
+        );
+        self.query_runs(&sql, &[], None).await
+    }
+
+    async fn end_abandoned_run(
+        &self,
+        user_id: &UserId,
+        event: &RunEvent,
+        payload: Arc<str>,
+        outcome: &RunOutcome,
+    ) -> Result<(), StoreError> {
+        let event = event_row(user_id, event, payload, None);
+        let outcome = outcome.clone();
+        self.write(|ack| WriteOp::EndAbandonedRun {
+            event,
+            outcome,
+            ack,
+        })
+        .await
     }
 
     async fn list_run_events(
@@ -324,21 +477,11 @@ impl Store for SqliteStore {
         )
         .bind(run_id.as_str())
         .bind(user_id.as_str())
-        .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+        .bind(seq_param(after_seq))
         .fetch_all(&self.reads)
         .await
         .map_err(backend)?;
         rows.into_iter().map(event_of).collect()
-    }
-
-    async fn last_event_seq(&self, user_id: &UserId) -> Result<u64, StoreError> {
-        let last: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE user_id = ?")
-                .bind(user_id.as_str())
-                .fetch_one(&self.reads)
-                .await
-                .map_err(backend)?;
-        Ok(u64::try_from(last).unwrap_or(0))
     }
 
     fn record_llm_call(&self, user_id: &UserId, call: &LlmCallRecord) {
@@ -404,6 +547,10 @@ impl Store for SqliteStore {
         }
         totals.by_model = by_model;
         Ok(totals)
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.barrier().await
     }
 
     async fn close(&self) {
@@ -490,6 +637,6 @@ fn event_of(row: SqliteRow) -> Result<StoredEvent, StoreError> {
         seq: u64::try_from(seq).unwrap_or(0),
         run_id: id(RunId::parse, row.try_get("run_id").map_err(backend)?)?,
         event_type: row.try_get("event_type").map_err(backend)?,
-        payload: row.try_get("payload").map_err(backend)?,
+        payload: Arc::from(row.try_get::<String, _>("payload").map_err(backend)?),
     })
 }

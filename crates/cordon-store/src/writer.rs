@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use cordon_core::{LlmCallRecord, Message, RunOutcome, RunRecord, StoreError, Thread, User};
+use cordon_core::{
+    EventSink, LlmCallRecord, Message, RunOutcome, RunRecord, StoreError, Thread, User,
+};
 use rusqlite::{Connection, ErrorCode, params};
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,13 +28,27 @@ pub enum WriteOp {
     CreateThread(Thread),
     /// Not acknowledged: reads of runs wait on the queue instead.
     BeginRun(RunRecord, Option<Message>),
+    /// A queued run's turn came: `queued` becomes `running`.
+    StartQueuedRun {
+        user_id: String,
+        run_id: String,
+    },
     FinishRun {
         user_id: String,
         run_id: String,
         outcome: RunOutcome,
         ack: Ack,
     },
+    /// Published to the row's subscriber once committed.
     Event(EventRow),
+    /// A crashed process's run: its terminal event and outcome, in one transaction.
+    EndAbandonedRun {
+        event: EventRow,
+        outcome: RunOutcome,
+        ack: Ack,
+    },
+    /// Deletes each listed user's events up to the given `seq`; answers how many.
+    PruneEvents(Vec<(String, i64)>, oneshot::Sender<Result<u64, StoreError>>),
     /// One model call's usage; not acknowledged, like events.
     LlmCall {
         user_id: String,
@@ -49,6 +65,8 @@ pub struct EventRow {
     pub event_type: &'static str,
     pub ts: i64,
     pub payload: Arc<str>,
+    /// Who hears of the event once it is committed (none for recovery's events).
+    pub subscriber: Option<Arc<dyn EventSink>>,
 }
 
 /// Opens the writer's connection to the (already migrated) database.
@@ -98,7 +116,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<WriteOp>) {
     }
     for (op, result) in batch
         .drain(..)
-        .zip(results.into_iter().chain(std::iter::repeat_with(|| Ok(()))))
+        .zip(results.into_iter().chain(std::iter::repeat_with(|| Ok(0))))
     {
         let result = match &committed {
             Ok(()) => result,
@@ -112,32 +130,54 @@ fn backend(error: rusqlite::Error) -> StoreError {
     StoreError::Backend(error.to_string())
 }
 
-fn acknowledge(op: WriteOp, result: Result<(), StoreError>) {
+/// Tells each write's caller how it went; a committed event goes to its
+/// subscriber here, after the commit and in queue (so `seq`) order.
+fn acknowledge(op: WriteOp, result: Result<u64, StoreError>) {
     let ack = match op {
         WriteOp::CreateUser(_, ack)
         | WriteOp::RevokeTokens(_, ack)
         | WriteOp::FinishRun { ack, .. }
+        | WriteOp::EndAbandonedRun { ack, .. }
         | WriteOp::Barrier(ack) => ack,
-        WriteOp::Event(row) => return log_failure(result, "run event", &row.run_id),
+        WriteOp::PruneEvents(_, ack) => {
+            let _ = ack.send(result);
+            return;
+        }
+        WriteOp::Event(row) => return publish(row, result),
         WriteOp::LlmCall { call, .. } => {
             return log_failure(result, "model call's usage", call.run_id.as_str());
         }
         WriteOp::CreateThread(thread) => return log_failure(result, "thread", thread.id.as_str()),
         WriteOp::BeginRun(run, _) => return log_failure(result, "run", run.id.as_str()),
+        WriteOp::StartQueuedRun { run_id, .. } => return log_failure(result, "run start", &run_id),
     };
-    let _ = ack.send(result);
+    let _ = ack.send(result.map(drop));
+}
+
+/// Hands a committed event to its subscriber; one that failed is never published.
+fn publish(row: EventRow, result: Result<u64, StoreError>) {
+    match (result, &row.subscriber) {
+        (Ok(_), Some(subscriber)) => {
+            subscriber.publish(u64::try_from(row.seq).unwrap_or(0), &row.payload)
+        }
+        (Ok(_), None) => {}
+        (Err(error), _) => {
+            tracing::error!(%error, run_id = %row.run_id, seq = row.seq, "could not store a run event");
+        }
+    }
 }
 
 /// Unacknowledged writes have nobody to tell: a failure goes to the log.
-fn log_failure(result: Result<(), StoreError>, what: &str, id: &str) {
+fn log_failure(result: Result<u64, StoreError>, what: &str, id: &str) {
     if let Err(error) = result {
         tracing::error!(%error, id, "could not store a {what}");
     }
 }
 
-fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
+/// Applies one write inside the batch's transaction; answers rows changed.
+fn apply(conn: &Connection, op: &WriteOp) -> Result<u64, StoreError> {
     let applied = match op {
-        WriteOp::CreateUser(user, _) => return insert_user(conn, user),
+        WriteOp::CreateUser(user, _) => return insert_user(conn, user).map(|()| 1),
         WriteOp::RevokeTokens(user_id, _) => revoke_tokens(conn, user_id),
         WriteOp::CreateThread(thread) => insert_thread(conn, thread),
         WriteOp::BeginRun(run, message) => begin_run(conn, run, message.as_ref()),
@@ -147,11 +187,40 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
             outcome,
             ..
         } => finish_run(conn, user_id, run_id, outcome),
+        WriteOp::StartQueuedRun { user_id, run_id } => start_queued_run(conn, user_id, run_id),
         WriteOp::Event(row) => insert_event(conn, row),
+        WriteOp::EndAbandonedRun { event, outcome, .. } => insert_event(conn, event)
+            .and_then(|()| finish_run(conn, &event.user_id, &event.run_id, outcome)),
         WriteOp::LlmCall { user_id, call } => insert_llm_call(conn, user_id, call),
+        WriteOp::PruneEvents(floors, _) => return prune_events(conn, floors).map_err(backend),
         WriteOp::Barrier(_) => Ok(()),
     };
-    applied.map_err(backend)
+    applied.map(|()| 1).map_err(backend)
+}
+
+fn start_queued_run(conn: &Connection, user_id: &str, run_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE runs SET status = 'running' WHERE id = ?1 AND user_id = ?2 AND status = 'queued'",
+    )?
+    .execute(params![run_id, user_id])
+    .map(drop)
+}
+
+/// Deletes a prefix of each listed user's log and records how far it went,
+/// so `seq` never restarts and an expired cursor is recognised.
+fn prune_events(conn: &Connection, floors: &[(String, i64)]) -> rusqlite::Result<u64> {
+    let mut deleted = 0;
+    for (user_id, floor) in floors {
+        conn.prepare_cached(
+            "INSERT INTO event_log_floor (user_id, pruned_through) VALUES (?1, ?2) \
+             ON CONFLICT (user_id) DO UPDATE SET pruned_through = MAX(pruned_through, excluded.pruned_through)",
+        )?
+        .execute(params![user_id, floor])?;
+        deleted += conn
+            .prepare_cached("DELETE FROM run_events WHERE user_id = ?1 AND seq <= ?2")?
+            .execute(params![user_id, floor])?;
+    }
+    Ok(deleted as u64)
 }
 
 fn revoke_tokens(conn: &Connection, user_id: &str) -> rusqlite::Result<()> {
@@ -228,9 +297,10 @@ fn finish_run(
     run_id: &str,
     outcome: &RunOutcome,
 ) -> rusqlite::Result<()> {
+    // Only the first end counts: a terminal status never changes again.
     conn.prepare_cached(
         "UPDATE runs SET status = ?1, finished_at = ?2, error_code = ?3, error_message = ?4 \
-         WHERE id = ?5 AND user_id = ?6",
+         WHERE id = ?5 AND user_id = ?6 AND status IN ('queued', 'running')",
     )?
     .execute(params![
         outcome.status.as_str(),

@@ -78,6 +78,9 @@ pub struct ServeArgs {
     /// Seconds running runs get to finish on shutdown.
     #[arg(long, default_value_t = 10.0)]
     pub shutdown_grace: f64,
+    /// Days the event log keeps a user's events (resume cursors older than this get `cursor_expired`).
+    #[arg(long, default_value_t = 7.0)]
+    pub event_retention: f64,
     /// Milliseconds the offline model takes per step (0 for benchmarks).
     #[arg(long, default_value_t = 100)]
     pub offline_delay_ms: u64,

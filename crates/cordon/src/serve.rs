@@ -53,6 +53,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     config.heartbeat_interval = seconds("--heartbeat-interval", args.heartbeat_interval)?;
     config.idle_timeout = seconds("--idle-timeout", args.idle_timeout)?;
     config.shutdown_grace = seconds("--shutdown-grace", args.shutdown_grace)?;
+    config.event_retention = seconds("--event-retention", args.event_retention * 86_400.0)?;
     config.offline_step_delay = Duration::from_millis(args.offline_delay_ms);
     config.allowed_origins = args.allowed_origins;
     config.engine = EngineConfig {

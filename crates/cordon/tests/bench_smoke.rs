@@ -34,8 +34,9 @@ async fn fifty_users_complete_every_run_with_no_cross_user_event() {
     assert!(report.passed(), "{}", report.to_table());
     assert_eq!(report.connections_established, 100);
     assert_eq!(report.runs_completed, 100);
-    // 7 run events per run, delivered to both connections of the user.
-    assert_eq!(report.run_events_received, 100 * 7 * 2);
+    // 8 logged events per run (thread_created and 7 run events), delivered
+    // to both connections of the user.
+    assert_eq!(report.run_events_received, 100 * 8 * 2);
     assert_eq!(report.time_to_agent_completed.count, 100);
     assert!(report.time_to_agent_started.p50_ms <= report.time_to_agent_completed.p50_ms);
     assert!(

@@ -42,7 +42,7 @@ async fn a_socket_builds_its_users_engine_and_the_first_message_reuses_it() {
         .await;
     assert_eq!(frames.last().unwrap()["answer"], "6 * 7 = 42.");
     assert_eq!(frames[1]["type"], "agent_started");
-    assert_eq!(frames[1]["seq"], 1);
+    assert_eq!(frames[1]["seq"], 2, "after thread_created (seq 1)");
     assert_eq!(
         metric(&server, "cordon_engines_created_total").await,
         1.0,

@@ -39,7 +39,8 @@ async fn a_question_streams_thinking_a_tool_call_and_the_answer() {
     let thread_id = frames[0]["thread_id"].as_str().unwrap().to_owned();
     assert_eq!(frames[0]["title"], "What is (2 + 3) * 4?");
     let run_id = frames[1]["run_id"].as_str().unwrap().to_owned();
-    let run_events = &frames[1..];
+    // `thread_created` is the run's first logged event.
+    let run_events = &frames[..];
     for (i, event) in run_events.iter().enumerate() {
         assert_eq!(event["run_id"], run_id.as_str());
         assert_eq!(event["thread_id"], thread_id.as_str());
@@ -50,6 +51,7 @@ async fn a_question_streams_thinking_a_tool_call_and_the_answer() {
         );
         assert!(event["ts"].as_str().unwrap().ends_with('Z'));
     }
+    assert_eq!(frames[0]["seq"], 1);
     assert_eq!(frames[4]["tool"], "calculator");
     assert_eq!(frames[4]["arguments"]["expression"], "(2 + 3) * 4");
     assert_eq!(frames[5]["result"]["value"], 20);
@@ -95,7 +97,7 @@ async fn a_question_streams_thinking_a_tool_call_and_the_answer() {
     );
 
     let (_, tail) = server
-        .get_json(&alice, &format!("/api/runs/{run_id}/events?after_seq=4"))
+        .get_json(&alice, &format!("/api/runs/{run_id}/events?after_seq=5"))
         .await;
     assert_eq!(
         types(tail.as_array().unwrap()),

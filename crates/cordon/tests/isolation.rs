@@ -14,7 +14,8 @@ const USERS: usize = 24;
 const CONNECTIONS_PER_USER: usize = 3;
 const MESSAGES_PER_USER: usize = 2;
 /// agent_started, 3 × agent_thinking, tool_executing, tool_completed, agent_completed.
-const EVENTS_PER_RUN: usize = 7;
+/// `thread_created` and seven run events.
+const EVENTS_PER_RUN: usize = 8;
 
 struct UserRun {
     account: Account,
@@ -28,7 +29,7 @@ async fn read_runs(ws: &mut WsClient, runs: usize) -> Vec<Value> {
     while ended < runs {
         let frame = ws.next_json().await;
         match frame["type"].as_str().unwrap() {
-            "ping" | "thread_created" => continue,
+            "ping" => continue,
             "agent_completed" | "agent_error" => ended += 1,
             _ => {}
         }
@@ -94,7 +95,8 @@ async fn concurrent_users_receive_exactly_their_own_events_in_order() {
         assert_eq!(by_run.len(), MESSAGES_PER_USER);
         for (run_id, events) in &by_run {
             let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-            assert_eq!(kinds.first(), Some(&"agent_started"));
+            assert_eq!(kinds.first(), Some(&"thread_created"));
+            assert_eq!(kinds[1], "agent_started");
             assert_eq!(kinds.last(), Some(&"agent_completed"));
             assert!(kinds.contains(&"tool_executing") && kinds.contains(&"tool_completed"));
             // The answer is computed from this user's own question.

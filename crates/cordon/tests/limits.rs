@@ -41,7 +41,9 @@ async fn a_third_concurrent_run_is_rejected_with_user_concurrency_limit() {
         "exactly one run is over the limit: {terminal:?}"
     );
     assert_eq!(rejected[0]["code"], "user_concurrency_limit");
-    assert!(rejected[0]["run_id"].is_string() && rejected[0]["seq"].is_u64());
+    // A refusal is a reply, not a log event: `seq` 0, and nothing is stored.
+    assert!(rejected[0]["run_id"].is_string());
+    assert_eq!(rejected[0]["seq"], 0);
     assert_eq!(
         terminal
             .iter()
@@ -50,11 +52,16 @@ async fn a_third_concurrent_run_is_rejected_with_user_concurrency_limit() {
         2
     );
     let run_id = rejected[0]["run_id"].as_str().unwrap();
-    let (_, run) = server
+    let (status, _) = server
         .get_json(&carol, &format!("/api/runs/{run_id}"))
         .await;
-    assert_eq!(run["status"], "rejected");
-    assert_eq!(run["error"]["code"], "user_concurrency_limit");
+    assert_eq!(status, 404, "a refused message leaves no run behind");
+    let (_, threads) = server.get_json(&carol, "/api/threads").await;
+    assert_eq!(
+        threads.as_array().unwrap().len(),
+        2,
+        "and no thread: only the two admitted runs made one"
+    );
 
     // Another user is not affected by carol's limit, and carol can run again.
     let mut other = server.connect(&dave).await;

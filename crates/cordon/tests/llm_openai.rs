@@ -106,7 +106,7 @@ async fn answer_tokens_stream_as_agent_delta_in_order_and_usage_is_priced() {
         .await;
     assert_eq!(
         stored.as_array().unwrap(),
-        &frames[1..],
+        &frames[..],
         "deltas are stored too"
     );
     assert_no_key(&frames);

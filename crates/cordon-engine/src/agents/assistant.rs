@@ -55,7 +55,7 @@ impl Agent for AssistantAgent {
             for call in &response.tool_calls {
                 let outcome = cx
                     .tools
-                    .dispatch(&tool_cx, cx.emitter, self.name(), call)
+                    .dispatch(&tool_cx, cx.events, self.name(), call)
                     .await;
                 request.turns.push(LlmTurn::ToolResult {
                     call_id: call.id.clone(),
@@ -120,7 +120,7 @@ impl AssistantAgent {
             }
         }
         for text in texts {
-            cx.emitter.emit(
+            cx.events.emit(
                 cx.ctx,
                 RunEventKind::AgentThinking {
                     agent: self.name().to_owned(),
@@ -237,7 +237,7 @@ impl<'a> StreamToEvents<'a> {
                 }
             }
         };
-        self.cx.emitter.emit(self.cx.ctx, kind);
+        self.cx.events.emit(self.cx.ctx, kind);
     }
 }
 
@@ -264,13 +264,20 @@ fn system_prompt(notes: &[String]) -> String {
 /// The thread's recent messages, ending with the current one. Falls back to
 /// just the current message if the history cannot be read.
 async fn conversation(cx: &AgentContext<'_>, input: &AgentInput) -> Vec<LlmTurn> {
-    let history = cx
+    let mut history = cx
         .store
-        .list_messages(cx.ctx.user_id(), cx.ctx.thread_id())
+        .messages(cx.ctx.thread_id())
         .await
         .ok()
         .flatten()
         .unwrap_or_default();
+    // Messages queued on the thread after this run's own are not its history.
+    if let Some(own) = history
+        .iter()
+        .position(|m| m.role == Role::User && m.run_id.as_ref() == Some(cx.ctx.root_run_id()))
+    {
+        history.truncate(own + 1);
+    }
     let mut turns: Vec<LlmTurn> = history
         .iter()
         .rev()

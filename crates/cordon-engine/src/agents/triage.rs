@@ -21,7 +21,7 @@ impl Agent for TriageAgent {
             "a question about the conversation so far"
         };
         let note = format!("Request of {words} word(s): {kind}; handing it to the assistant.");
-        cx.emitter.emit(
+        cx.events.emit(
             cx.ctx,
             RunEventKind::AgentThinking {
                 agent: self.name().to_owned(),

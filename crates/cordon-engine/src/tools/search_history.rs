@@ -46,7 +46,7 @@ impl Tool for SearchHistory {
         // model cannot ask for someone else's history.
         let found = cx
             .store
-            .search_messages(cx.ctx.user_id(), query, limit + 1)
+            .search_messages(query, limit + 1)
             .await
             .map_err(|_| ToolError::Failed("the message history is unavailable".into()))?;
         let matches: Vec<Value> = found

@@ -1,7 +1,9 @@
 //! REST handlers under `/api`, plus liveness and readiness.
 
 pub mod auth;
+pub mod events;
 pub mod health;
+pub mod messages;
 pub mod runs;
 pub mod threads;
 pub mod usage;

@@ -1,17 +1,107 @@
-//! `GET /api/runs/{id}` and `GET /api/runs/{id}/events`, scoped to the caller.
+//! `GET /api/runs`, `GET /api/runs/{id}`, `GET /api/runs/{id}/events` and `POST /api/runs/{id}/cancel`, scoped to the caller.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::response::{IntoResponse, Response};
-use cordon_core::{ModelUsage, RunId, RunRecord};
-use cordon_protocol::rest::{ErrorBody, RunUsageView, RunView};
+use axum::http::StatusCode;
+use axum::response::Response;
+use cordon_core::{ModelUsage, RunFilter, RunId, RunRecord, RunStatus, ThreadId};
+use cordon_engine::{CancelOutcome, ServiceError};
+use cordon_protocol::rest::{CancelView, ErrorBody, RunUsageView, RunView};
 use serde::Deserialize;
 
+use crate::api::events::json_array;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+const DEFAULT_RUNS: u32 = 50;
+const MAX_RUNS: u32 = 200;
+
+#[derive(Debug, Deserialize)]
+pub struct RunsQuery {
+    status: Option<String>,
+    thread_id: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The caller's runs, newest first, optionally by `status` and `thread_id`.
+pub async fn list_runs(
+    State(state): State<AppState>,
+    user: AuthUser,
+    query: Result<Query<RunsQuery>, QueryRejection>,
+) -> Result<Json<Vec<RunView>>, ApiError> {
+    let Query(query) =
+        query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<RunStatus>)
+        .transpose()
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                "`status` is one of queued, running, completed, failed, cancelled, timed_out, rejected, interrupted",
+            )
+        })?;
+    let thread_id = match query.thread_id {
+        // Another user's thread, like a malformed id, simply has no runs.
+        Some(raw) => match ThreadId::parse(raw) {
+            Ok(id) => Some(id),
+            Err(_) => return Ok(Json(Vec::new())),
+        },
+        None => None,
+    };
+    let filter = RunFilter {
+        status,
+        thread_id,
+        limit: query.limit.unwrap_or(DEFAULT_RUNS).clamp(1, MAX_RUNS),
+    };
+    let runs = state.store.list_runs(&user.user_id, &filter).await?;
+    let mut views = Vec::with_capacity(runs.len());
+    for run in &runs {
+        let usage = state.store.run_usage(&user.user_id, &run.id).await?;
+        views.push(run_view(run, &usage));
+    }
+    Ok(Json(views))
+}
+
+/// Stops a running run, or ends a queued one; `404` for none of yours,
+/// `409 run_finished` for one that already ended.
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(run_id): Path<String>,
+) -> Result<(StatusCode, Json<CancelView>), ApiError> {
+    let status = match state.runs.cancel(&user.user_id, &run_id) {
+        Ok(CancelOutcome::Stopping) => "cancelling",
+        Ok(CancelOutcome::Dequeued) => "cancelled",
+        Ok(CancelOutcome::NotInProgress) | Err(ServiceError::RunNotFound) => {
+            return Err(not_running(&state, &user, &run_id).await);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let view = CancelView {
+        run_id,
+        status: status.to_owned(),
+    };
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// Why a cancel found nothing to stop: the run ended, or it is not yours.
+async fn not_running(state: &AppState, user: &AuthUser, raw: &str) -> ApiError {
+    let Ok(run_id) = RunId::parse(raw) else {
+        return ApiError::NotFound("run");
+    };
+    match state.store.get_run(&user.user_id, &run_id).await {
+        Ok(Some(run)) => ApiError::Conflict {
+            code: "run_finished",
+            message: format!("the run already ended ({})", run.status.as_str()),
+        },
+        Ok(None) => ApiError::NotFound("run"),
+        Err(error) => error.into(),
+    }
+}
 
 pub async fn get_run(
     State(state): State<AppState>,
@@ -51,9 +141,7 @@ pub async fn list_events(
         .store
         .list_run_events(&user.user_id, &run_id, query.after_seq)
         .await?;
-    let payloads: Vec<&str> = events.iter().map(|event| event.payload.as_str()).collect();
-    let body = format!("[{}]", payloads.join(","));
-    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(json_array(&events))
 }
 
 fn run_view(run: &RunRecord, usage: &[ModelUsage]) -> RunView {

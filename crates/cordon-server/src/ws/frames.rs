@@ -20,7 +20,7 @@ impl FrameError {
     }
 }
 
-const KNOWN_TYPES: &[&str] = &["user_message", "cancel", "ping", "pong"];
+const KNOWN_TYPES: &[&str] = &["user_message", "cancel", "resume", "ping", "pong"];
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
@@ -90,7 +90,9 @@ mod tests {
             parse(r#"{"type":"user_message","content":"hi"}"#),
             Ok(ClientFrame::UserMessage {
                 thread_id: None,
-                content: "hi".into()
+                content: "hi".into(),
+                client_request_id: None,
+                multitask: None,
             })
         );
     }

@@ -1,18 +1,24 @@
-//! The connection hub: each user's live connections, and the per-user sink that fans events out to them.
+//! The connection hub: each user's live connections, and the per-user sink that fans committed events out to them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
-use cordon_core::{ConnectionId, EventSink, EventSinks, RunEvent, Store, UserId};
+use cordon_core::{ConnectionId, EventSink, EventSinks, UserId};
 use cordon_protocol::ServerFrame;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// A frame waiting in a connection's queue, stamped when it was published
-/// so the session can record the publish-to-write latency.
-pub type Outbound = (Instant, Utf8Bytes);
+/// An event waiting in a connection's queue: its `seq` (so the session drops
+/// what it already sent), when it was published (for the publish-to-write
+/// latency) and its frame.
+#[derive(Clone)]
+pub struct Outbound {
+    pub seq: u64,
+    pub at: Instant,
+    pub text: Utf8Bytes,
+}
 
 /// Why the hub ended a session; the session turns it into a close frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +51,7 @@ impl EndSignal {
 
 /// One live connection as the hub sees it: its bounded outbound queue, and
 /// the switch that closes it.
+#[derive(Clone)]
 struct Connection {
     id: ConnectionId,
     /// The token generation the socket was opened with.
@@ -53,17 +60,25 @@ struct Connection {
     end: EndSignal,
 }
 
+/// One user's live connections, and the highest `seq` published to them.
+#[derive(Default)]
+struct Subscribers {
+    connections: Vec<Connection>,
+    /// Read under the same lock publish takes: a connection that attaches
+    /// gets every event above it live, and must read the rest from the log.
+    published: u64,
+}
+
 /// One user's connections. It is that user's `EventSink`: it can reach those
 /// connections and nothing else.
 pub struct UserChannel {
     user_id: UserId,
-    store: Arc<dyn Store>,
-    connections: Mutex<Vec<Connection>>,
+    subscribers: Mutex<Subscribers>,
 }
 
 impl UserChannel {
-    fn lock(&self) -> MutexGuard<'_, Vec<Connection>> {
-        self.connections
+    fn lock(&self) -> MutexGuard<'_, Subscribers> {
+        self.subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -74,9 +89,15 @@ impl UserChannel {
     /// session sends close code 1013), never silently skipped, so a client
     /// never misses an event without knowing; it reconnects and reads the
     /// persisted log. Other connections and users are unaffected.
-    pub fn send_to_all(&self, text: &Utf8Bytes) {
-        let now = Instant::now();
-        self.lock().retain(|conn| match conn.outbound.try_send((now, text.clone())) {
+    fn send_to_all(&self, seq: u64, text: Utf8Bytes) {
+        let item = Outbound {
+            seq,
+            at: Instant::now(),
+            text,
+        };
+        let mut subscribers = self.lock();
+        subscribers.published = subscribers.published.max(seq);
+        subscribers.connections.retain(|conn| match conn.outbound.try_send(item.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(connection_id = %conn.id, "outbound queue full; closing slow connection");
@@ -87,22 +108,15 @@ impl UserChannel {
         });
     }
 
-    /// Serializes a frame once and sends it to every connection.
-    pub fn broadcast(&self, frame: &ServerFrame) {
-        if let Some(text) = encode(frame) {
-            self.send_to_all(&text);
-        }
-    }
-
     pub fn connection_count(&self) -> usize {
-        self.lock().len()
+        self.lock().connections.len()
     }
 
     /// Ends and forgets every connection opened with a token older than
     /// `generation`; returns how many.
     fn end_older_than(&self, generation: u32, why: Ended) -> usize {
         let mut ended = 0;
-        self.lock().retain(|conn| {
+        self.lock().connections.retain(|conn| {
             let keep = conn.generation >= generation;
             if !keep {
                 conn.end.end(why);
@@ -119,53 +133,65 @@ impl EventSink for UserChannel {
         &self.user_id
     }
 
-    fn publish(&self, event: &RunEvent) {
-        let frame = ServerFrame::from(event);
-        let Ok(json) = serde_json::to_string(&frame) else {
-            tracing::error!(seq = event.seq, "could not serialize a run event");
-            return;
-        };
-        self.store
-            .append_event(&self.user_id, event, Arc::from(json.as_str()));
-        self.send_to_all(&Utf8Bytes::from(json));
+    /// Called by the store's writer once the event is committed, in `seq` order.
+    fn publish(&self, seq: u64, payload: &Arc<str>) {
+        self.send_to_all(seq, Utf8Bytes::from(payload.to_string()));
     }
 }
 
 /// Serializes a frame; `None` only if serde fails, which the types rule out.
 pub fn encode(frame: &ServerFrame) -> Option<Utf8Bytes> {
-    serde_json::to_string(frame).ok().map(Utf8Bytes::from)
+    frame.to_json().map(Utf8Bytes::from)
 }
 
 /// Every user's channel, created on demand.
+#[derive(Default)]
 pub struct ConnectionHub {
-    store: Arc<dyn Store>,
     users: Mutex<HashMap<UserId, Arc<UserChannel>>>,
 }
 
-/// What a session holds while registered; dropping it deregisters the connection.
+/// A session's place in its user's channel. It starts detached; while
+/// attached the connection gets the user's events live. Dropping it
+/// deregisters the connection.
 pub struct Registration {
     hub: Arc<ConnectionHub>,
-    pub channel: Arc<UserChannel>,
-    pub connection_id: ConnectionId,
+    channel: Arc<UserChannel>,
+    connection: Connection,
+}
+
+impl Registration {
+    /// Starts live delivery; returns the cut: the highest `seq` published
+    /// before, which this connection will not get live.
+    pub fn attach(&self) -> u64 {
+        let mut subscribers = self.channel.lock();
+        if !subscribers
+            .connections
+            .iter()
+            .any(|conn| conn.id == self.connection.id)
+        {
+            subscribers.connections.push(self.connection.clone());
+        }
+        subscribers.published
+    }
+
+    /// Stops live delivery (while the session replays from the log).
+    pub fn detach(&self) {
+        let id = &self.connection.id;
+        self.channel
+            .lock()
+            .connections
+            .retain(|conn| &conn.id != id);
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.channel
-            .lock()
-            .retain(|conn| conn.id != self.connection_id);
+        self.detach();
         self.hub.forget_if_unused(&self.channel);
     }
 }
 
 impl ConnectionHub {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            store,
-            users: Mutex::new(HashMap::new()),
-        }
-    }
-
     fn lock(&self) -> MutexGuard<'_, HashMap<UserId, Arc<UserChannel>>> {
         self.users.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -177,14 +203,13 @@ impl ConnectionHub {
             .or_insert_with(|| {
                 Arc::new(UserChannel {
                     user_id: user_id.clone(),
-                    store: Arc::clone(&self.store),
-                    connections: Mutex::new(Vec::new()),
+                    subscribers: Mutex::new(Subscribers::default()),
                 })
             })
             .clone()
     }
 
-    /// Adds a connection to its user's channel.
+    /// Registers a connection with its user's channel, detached.
     pub fn register(
         self: &Arc<Self>,
         user_id: &UserId,
@@ -193,17 +218,15 @@ impl ConnectionHub {
         outbound: mpsc::Sender<Outbound>,
         end: EndSignal,
     ) -> Registration {
-        let channel = self.channel(user_id);
-        channel.lock().push(Connection {
-            id: connection_id.clone(),
-            generation,
-            outbound,
-            end,
-        });
         Registration {
             hub: Arc::clone(self),
-            channel,
-            connection_id,
+            channel: self.channel(user_id),
+            connection: Connection {
+                id: connection_id,
+                generation,
+                outbound,
+                end,
+            },
         }
     }
 

@@ -1,12 +1,11 @@
-//! One WebSocket session: greeting, client frames, queued events, heartbeat, idle timeout and close.
+//! One WebSocket session: greeting, client frames, resume from the log, live events, heartbeat, idle timeout and close.
 
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use cordon_core::{ConnectionId, RequestId, RunId, Thread, ThreadId, UserExecutionContext};
-use cordon_engine::{StartError, SubmitError};
-use cordon_protocol::ws::MAX_MESSAGE_BYTES;
-use cordon_protocol::{ClientFrame, ServerFrame};
+use cordon_core::{ConnectionId, Multitask, RunId};
+use cordon_engine::{NewMessage, ServiceError};
+use cordon_protocol::{ClientFrame, RunEnvelope, ServerFrame};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -15,22 +14,22 @@ use tokio::time::Instant;
 use crate::auth::AuthUser;
 use crate::metrics::EVENT_SEND_SECONDS;
 use crate::state::AppState;
-use crate::ws::frames::{self, FrameError};
+use crate::ws::frames;
 use crate::ws::hub::{EndSignal, Ended, Outbound, Registration, encode};
+use crate::ws::replay::{Replay, ReplayError};
 
 /// Most frames written per flush, so one busy user cannot hold the socket's task for long.
 const WRITE_BATCH: usize = 32;
-
-/// Longest thread title taken from the first message, in characters.
-const TITLE_CHARS: usize = 60;
 
 pub struct Session {
     state: AppState,
     user: AuthUser,
     connection_id: ConnectionId,
+    /// `?after_seq=` of the upgrade: resume before going live.
+    resume_from: Option<u64>,
 }
 
-type Outgoing = SplitSink<WebSocket, Message>;
+pub(crate) type Outgoing = SplitSink<WebSocket, Message>;
 type Incoming = SplitStream<WebSocket>;
 
 /// Why the loop ended, and the close frame to send, if any.
@@ -43,12 +42,27 @@ fn close(code: u16, reason: &'static str) -> Close {
     }))
 }
 
+/// What the session has of the live stream: the registration, its queue, and
+/// the highest `seq` written to the client (anything at or below it in the
+/// queue was already sent by a replay and is dropped).
+struct Live {
+    registration: Registration,
+    queue: mpsc::Receiver<Outbound>,
+    delivered: u64,
+}
+
 impl Session {
-    pub fn new(state: AppState, user: AuthUser, connection_id: ConnectionId) -> Self {
+    pub fn new(
+        state: AppState,
+        user: AuthUser,
+        connection_id: ConnectionId,
+        resume_from: Option<u64>,
+    ) -> Self {
         Self {
             state,
             user,
             connection_id,
+            resume_from,
         }
     }
 }
@@ -59,21 +73,20 @@ pub async fn run_session(session: Session, socket: WebSocket) {
     let (mut outgoing, incoming) = socket.split();
     let (queue_tx, queue) = mpsc::channel(session.state.config.outbound_queue);
     let end = EndSignal::default();
-    let _registration: Registration = session.state.hub.register(
+    let registration = session.state.hub.register(
         &session.user.user_id,
         session.user.generation,
         session.connection_id.clone(),
         queue_tx,
         end.clone(),
     );
-    tracing::debug!(connection_id = %session.connection_id, user_id = %session.user.user_id, "socket opened");
-    // A sign-out between the token check and the registration above did not
-    // see this socket; the generation it recorded first does.
-    let Close(frame) = if session.signed_out() {
-        Close(Some(signed_out_frame()))
-    } else {
-        session.serve(&mut outgoing, incoming, queue, &end).await
+    let live = Live {
+        registration,
+        queue,
+        delivered: 0,
     };
+    tracing::debug!(connection_id = %session.connection_id, user_id = %session.user.user_id, "socket opened");
+    let Close(frame) = session.serve(&mut outgoing, incoming, live, &end).await;
     if let Some(frame) = frame {
         let _ = outgoing.send(Message::Close(Some(frame))).await;
     }
@@ -82,19 +95,35 @@ pub async fn run_session(session: Session, socket: WebSocket) {
 }
 
 impl Session {
-    /// Greets the client, then handles its frames, the user's queued events
-    /// and the timers until one of them ends the session.
+    /// Greets the client, goes live (after a resume if the upgrade asked for
+    /// one), then handles its frames, the user's events and the timers until
+    /// one of them ends the session.
     async fn serve(
         &self,
         outgoing: &mut Outgoing,
         mut incoming: Incoming,
-        mut queue: mpsc::Receiver<Outbound>,
+        mut live: Live,
         end: &EndSignal,
     ) -> Close {
         if send(outgoing, &self.greeting()).await.is_err() {
             return Close(None);
         }
         self.prepare_engine().await;
+        let started = match self.resume_from {
+            Some(after_seq) => self.resume(outgoing, &mut live, after_seq).await,
+            None => {
+                live.delivered = live.registration.attach();
+                Ok(())
+            }
+        };
+        if let Err(close) = started {
+            return close;
+        }
+        // A sign-out between the token check and the attach above did not
+        // see this socket; the generation it recorded first does.
+        if self.signed_out() {
+            return Close(Some(signed_out_frame()));
+        }
         let config = &self.state.config;
         let mut heartbeat = tokio::time::interval_at(
             Instant::now() + config.heartbeat_interval,
@@ -104,20 +133,28 @@ impl Session {
         loop {
             tokio::select! {
                 biased;
-                () = self.state.close_sessions.cancelled() => return close(1001, "server shutting down"),
+                () = self.state.close_sessions.cancelled() => {
+                    // Runs ended during the drain: their last events go out first.
+                    while let Ok(item) = live.queue.try_recv() {
+                        if write_queued(outgoing, &mut live, item).await.is_err() {
+                            return Close(None);
+                        }
+                    }
+                    return close(1001, "server shutting down");
+                }
                 why = end.ended() => return match why {
                     Ended::TooSlow => close(1013, "outbound queue full; reconnect and resume"),
                     Ended::SignedOut => Close(Some(signed_out_frame())),
                 },
-                Some(first) = queue.recv() => {
-                    if write_queued(outgoing, &mut queue, first).await.is_err() {
+                Some(first) = live.queue.recv() => {
+                    if write_queued(outgoing, &mut live, first).await.is_err() {
                         return Close(None);
                     }
                 }
                 message = incoming.next() => {
                     let Some(Ok(message)) = message else { return Close(None) };
                     last_seen = Instant::now();
-                    if let Some(end) = self.on_message(message, outgoing).await {
+                    if let Some(end) = self.on_message(message, outgoing, &mut live).await {
                         return end;
                     }
                 }
@@ -142,6 +179,64 @@ impl Session {
         }
     }
 
+    /// Replays the user's log after `after_seq`, then goes live with no gap
+    /// and no duplicate. The connection is detached while it catches up from
+    /// the store page by page (the client's own pace, no queue to overflow),
+    /// attaches, and then reads from the store only what was published
+    /// between its last page and the attach (the cut). A cursor older than
+    /// retention gets `cursor_expired` and the connection stays as it was.
+    async fn resume(
+        &self,
+        outgoing: &mut Outgoing,
+        live: &mut Live,
+        after_seq: u64,
+    ) -> Result<(), Close> {
+        let replay = Replay::new(&self.state.store, &self.user.user_id);
+        if let Err(ReplayError::CursorExpired { oldest_seq }) = replay.check(after_seq).await {
+            let frame = ServerFrame::Error {
+                code: "cursor_expired".into(),
+                message: format!(
+                    "events up to seq {} were deleted by retention; resume from there",
+                    oldest_seq.saturating_sub(1)
+                ),
+                oldest_seq: Some(oldest_seq),
+            };
+            return send(outgoing, &frame).await.map_err(|_| Close(None));
+        }
+        live.registration.detach();
+        while live.queue.try_recv().is_ok() {}
+        let caught_up = replay.stream(outgoing, after_seq, None).await;
+        let cursor = self.finish_replay(outgoing, caught_up).await?;
+        let cut = live.registration.attach();
+        let caught_up = replay.stream(outgoing, cursor, Some(cut)).await;
+        live.delivered = self.finish_replay(outgoing, caught_up).await?.max(cut);
+        Ok(())
+    }
+
+    /// Flushes what a replay wrote; a store failure is told to the client
+    /// (`storage_failed`) and closes the socket, so the client retries.
+    async fn finish_replay(
+        &self,
+        outgoing: &mut Outgoing,
+        streamed: Result<u64, ReplayError>,
+    ) -> Result<u64, Close> {
+        let cursor = match streamed {
+            Ok(cursor) => cursor,
+            Err(ReplayError::Socket) => return Err(Close(None)),
+            Err(error) => {
+                tracing::error!(%error, "could not replay the log");
+                let frame = ServerFrame::error(
+                    "storage_failed",
+                    "the event log could not be read; reconnect and resume",
+                );
+                let _ = send(outgoing, &frame).await;
+                return Err(close(1011, "event log unavailable"));
+            }
+        };
+        outgoing.flush().await.map_err(|_| Close(None))?;
+        Ok(cursor)
+    }
+
     /// Re-checks the token and pings the client; `Some` ends the session.
     async fn on_heartbeat(&self, outgoing: &mut Outgoing) -> Option<Close> {
         if self.user.expires_at <= cordon_core::now() {
@@ -157,8 +252,8 @@ impl Session {
     }
 
     /// Whether the user signed out since this socket's token was issued. The
-    /// hub closes registered sockets at once; this covers one that registered
-    /// while the sign-out ran (checked right after registering) and is
+    /// hub closes attached sockets at once; this covers one that attached
+    /// while the sign-out ran (checked right after attaching) and is
     /// re-checked at every heartbeat.
     fn signed_out(&self) -> bool {
         self.state
@@ -170,15 +265,26 @@ impl Session {
     /// Builds the user's engine while the client reads the greeting; a failure
     /// here is retried on the first message, which reports it.
     async fn prepare_engine(&self) {
-        if let Err(error) = self.state.factory.prepare(&self.user.user_id).await {
+        if let Err(error) = self.state.runs.factory().prepare(&self.user.user_id).await {
             tracing::warn!(%error, "could not prepare the user's engine");
         }
     }
 
     /// Handles one inbound message; `Some` ends the session.
-    async fn on_message(&self, message: Message, outgoing: &mut Outgoing) -> Option<Close> {
+    async fn on_message(
+        &self,
+        message: Message,
+        outgoing: &mut Outgoing,
+        live: &mut Live,
+    ) -> Option<Close> {
         let reply = match message {
-            Message::Text(text) => self.on_text(&text).await,
+            Message::Text(text) => match frames::parse(&text) {
+                Ok(ClientFrame::Resume { after_seq }) => {
+                    return self.resume(outgoing, live, after_seq).await.err();
+                }
+                Ok(frame) => self.on_frame(frame).await,
+                Err(error) => Some(ServerFrame::error(error.code, error.message)),
+            },
             Message::Binary(_) => Some(ServerFrame::error(
                 "unsupported_frame",
                 "only JSON text frames are accepted",
@@ -192,121 +298,64 @@ impl Session {
         }
     }
 
-    /// Acts on a text frame; returns the direct reply, if any.
-    async fn on_text(&self, text: &str) -> Option<ServerFrame> {
-        let result = match frames::parse(text) {
-            Ok(ClientFrame::UserMessage { thread_id, content }) => {
-                self.on_user_message(thread_id, content).await
+    /// Acts on a client frame; returns the direct reply, if any.
+    async fn on_frame(&self, frame: ClientFrame) -> Option<ServerFrame> {
+        match frame {
+            ClientFrame::UserMessage {
+                thread_id,
+                content,
+                client_request_id,
+                multitask,
+            } => {
+                let message = NewMessage {
+                    thread_id,
+                    content,
+                    client_request_id,
+                    multitask: multitask.unwrap_or(Multitask::Reject),
+                    connection_id: Some(self.connection_id.clone()),
+                };
+                self.on_user_message(message).await
             }
-            Ok(ClientFrame::Cancel { run_id }) => self.on_cancel(&run_id),
-            Ok(ClientFrame::Ping {}) => {
-                return Some(ServerFrame::Pong {
-                    ts: cordon_core::now(),
-                });
-            }
-            Ok(ClientFrame::Pong {}) => Ok(()),
-            Err(error) => Err(error),
-        };
-        result
-            .err()
-            .map(|error| ServerFrame::error(error.code, error.message))
-    }
-
-    async fn on_user_message(
-        &self,
-        thread_id: Option<String>,
-        content: String,
-    ) -> Result<(), FrameError> {
-        if content.trim().is_empty() {
-            return Err(FrameError::new(
-                "invalid_message",
-                "`content` must not be empty",
-            ));
-        }
-        if content.len() > MAX_MESSAGE_BYTES {
-            return Err(FrameError::new(
-                "message_too_large",
-                format!("`content` is limited to {MAX_MESSAGE_BYTES} bytes"),
-            ));
-        }
-        let thread_id = match thread_id {
-            Some(raw) => self.own_thread(&raw).await?,
-            None => self.new_thread(&content).await?,
-        };
-        let ctx = UserExecutionContext::new(
-            self.user.user_id.clone(),
-            thread_id,
-            RunId::generate(),
-            RequestId::generate(),
-            Some(self.connection_id.clone()),
-        );
-        match self.state.factory.start_run(ctx, content).await {
-            // A rejected run already reported itself with `agent_error`.
-            Ok(_) | Err(StartError::Submit(SubmitError::Rejected(_))) => Ok(()),
-            Err(error) => {
-                tracing::error!(%error, "could not start a run");
-                Err(FrameError::new("internal", "the run could not be started"))
-            }
+            ClientFrame::Cancel { run_id } => self
+                .state
+                .runs
+                .cancel(&self.user.user_id, &run_id)
+                .err()
+                .map(|error| ServerFrame::error(error.code(), error.to_string())),
+            ClientFrame::Ping {} => Some(ServerFrame::Pong {
+                ts: cordon_core::now(),
+            }),
+            ClientFrame::Pong {} | ClientFrame::Resume { .. } => None,
         }
     }
 
-    /// The thread if it is this user's; another user's thread is "not found", like a missing one.
-    async fn own_thread(&self, raw: &str) -> Result<ThreadId, FrameError> {
-        let not_found = || FrameError::new("thread_not_found", "no such thread");
-        let thread_id = ThreadId::parse(raw).map_err(|_| not_found())?;
-        match self
+    /// Hands the message to the run service. The accepted run's events come
+    /// through the log; a refusal is answered to this connection only and is
+    /// not in the log (`seq` 0), since nothing of the message was stored.
+    async fn on_user_message(&self, message: NewMessage) -> Option<ServerFrame> {
+        let thread_id = message.thread_id.clone().unwrap_or_default();
+        let client_request_id = message.client_request_id.clone();
+        let error = self
             .state
-            .store
-            .get_thread(&self.user.user_id, &thread_id)
+            .runs
+            .submit_message(&self.user.user_id, message)
             .await
-        {
-            Ok(Some(_)) => Ok(thread_id),
-            Ok(None) => Err(not_found()),
-            Err(error) => {
-                tracing::error!(%error, "could not read a thread");
-                Err(FrameError::new("internal", "the thread could not be read"))
-            }
-        }
-    }
-
-    /// Creates a thread titled after the message and tells every connection of the user.
-    async fn new_thread(&self, content: &str) -> Result<ThreadId, FrameError> {
-        let now = cordon_core::now();
-        let thread = Thread {
-            id: ThreadId::generate(),
-            user_id: self.user.user_id.clone(),
-            title: title_of(content),
-            created_at: now,
-            updated_at: now,
-        };
-        // Queued, not awaited: the run's own writes are applied after it, and
-        // thread reads wait on the queue, so nothing can observe it missing.
-        self.state.store.create_thread(&thread).map_err(|error| {
-            tracing::error!(%error, "could not create a thread");
-            FrameError::new("internal", "the thread could not be created")
-        })?;
-        let frame = ServerFrame::ThreadCreated {
-            thread_id: thread.id.to_string(),
-            title: thread.title,
-            ts: now,
-        };
-        self.state.hub.channel(&self.user.user_id).broadcast(&frame);
-        Ok(thread.id)
-    }
-
-    fn on_cancel(&self, raw: &str) -> Result<(), FrameError> {
-        let not_found = || FrameError::new("run_not_found", "no such run in progress");
-        let run_id = RunId::parse(raw).map_err(|_| not_found())?;
-        let engine = self
-            .state
-            .factory
-            .existing(&self.user.user_id)
-            .ok_or_else(not_found)?;
-        if engine.cancel(&run_id) {
-            Ok(())
-        } else {
-            Err(not_found())
-        }
+            .err()?;
+        Some(match error {
+            ServiceError::Rejected(code) => ServerFrame::AgentError {
+                envelope: RunEnvelope {
+                    run_id: RunId::generate().to_string(),
+                    thread_id,
+                    seq: 0,
+                    ts: cordon_core::now(),
+                },
+                agent: cordon_engine::supervisor::SUPERVISOR.to_owned(),
+                code,
+                message: error.to_string(),
+                client_request_id,
+            },
+            other => ServerFrame::error(other.code(), other.to_string()),
+        })
     }
 }
 
@@ -314,19 +363,25 @@ impl Session {
 /// emits several events at once, and one write per frame costs a syscall each.
 async fn write_queued(
     outgoing: &mut Outgoing,
-    queue: &mut mpsc::Receiver<Outbound>,
+    live: &mut Live,
     first: Outbound,
 ) -> Result<(), axum::Error> {
     // Publish times on the stack: this runs for every frame sent.
-    let mut published = [first.0; WRITE_BATCH];
+    let mut published = [first.at; WRITE_BATCH];
     let mut written = 0;
+    let mut taken = 0;
     let mut next = Some(first);
-    while let Some((at, text)) = next {
-        outgoing.feed(Message::Text(text)).await?;
-        published[written] = at;
-        written += 1;
-        next = if written < WRITE_BATCH {
-            queue.try_recv().ok()
+    while let Some(item) = next {
+        taken += 1;
+        // Already sent by a replay (a resume raced the live stream).
+        if item.seq > live.delivered {
+            live.delivered = item.seq;
+            outgoing.feed(Message::Text(item.text)).await?;
+            published[written] = item.at;
+            written += 1;
+        }
+        next = if taken < WRITE_BATCH {
+            live.queue.try_recv().ok()
         } else {
             None
         };
@@ -351,11 +406,6 @@ fn signed_out_frame() -> CloseFrame {
         code: 1008,
         reason: Utf8Bytes::from_static("signed out"),
     }
-}
-
-fn title_of(content: &str) -> String {
-    let line = content.trim().lines().next().unwrap_or_default().trim();
-    cordon_core::text::truncate_chars(line, TITLE_CHARS)
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -1,7 +1,8 @@
 //! `GET /ws`: checks the token and the `Origin`, then upgrades with small, explicit buffer limits.
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::http::header::{HOST, ORIGIN};
 use axum::response::Response;
@@ -19,15 +20,29 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 const WRITE_BUFFER_BYTES: usize = 4 * 1024;
 const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
+/// `?after_seq=N`: resume from the log before going live, like a first `resume` frame.
+#[derive(Debug, serde::Deserialize)]
+pub struct UpgradeQuery {
+    after_seq: Option<u64>,
+}
+
 pub async fn ws_handler(
     State(state): State<AppState>,
     user: AuthUser,
     headers: HeaderMap,
+    query: Result<Query<UpgradeQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     // `AuthUser` already checked that the user exists and has not signed out.
     check_origin(&headers, &state.config.allowed_origins)?;
-    let session = Session::new(state.clone(), user, ConnectionId::generate());
+    let Query(query) =
+        query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let session = Session::new(
+        state.clone(),
+        user,
+        ConnectionId::generate(),
+        query.after_seq,
+    );
     let sessions = state.sessions.clone();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)

@@ -1,0 +1,122 @@
+//! `UserStore`: the store as one user's work sees it, every call bound to that user.
+
+use std::sync::Arc;
+
+use crate::event::RunEvent;
+use crate::ids::{RunId, ThreadId, UserId};
+use crate::model::{Message, RunRecord, RunStatus, Thread};
+use crate::sink::EventSink;
+use crate::store::{LlmCallRecord, RunOutcome, Store, StoreError};
+
+/// A handle on the store that can only read and write one user's rows. The
+/// engine, the agents and the tools get this, never the unbound `Store`, so
+/// reading another user's data cannot be written by accident: there is no
+/// `UserId` parameter to get wrong.
+#[derive(Clone)]
+pub struct UserStore {
+    user_id: UserId,
+    store: Arc<dyn Store>,
+}
+
+impl UserStore {
+    pub fn new(user_id: UserId, store: Arc<dyn Store>) -> Self {
+        Self { user_id, store }
+    }
+
+    pub fn user_id(&self) -> &UserId {
+        &self.user_id
+    }
+
+    pub async fn thread(&self, thread_id: &ThreadId) -> Result<Option<Thread>, StoreError> {
+        self.store.get_thread(&self.user_id, thread_id).await
+    }
+
+    /// The thread's messages in order; `None` when it is not this user's.
+    pub async fn messages(&self, thread_id: &ThreadId) -> Result<Option<Vec<Message>>, StoreError> {
+        self.store.list_messages(&self.user_id, thread_id).await
+    }
+
+    /// This user's own messages containing `query`, newest first.
+    pub async fn search_messages(
+        &self,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.store
+            .search_messages(&self.user_id, query, limit)
+            .await
+    }
+
+    /// Queues one model call's usage for this user's run.
+    pub fn record_llm_call(&self, call: &LlmCallRecord) {
+        self.store.record_llm_call(&self.user_id, call);
+    }
+
+    /// Queues a new thread of this user (reads of threads see it at once).
+    pub fn create_thread(&self, thread_id: &ThreadId, title: &str) -> Result<(), StoreError> {
+        let now = crate::now();
+        self.store.create_thread(&Thread {
+            id: thread_id.clone(),
+            user_id: self.user_id.clone(),
+            title: title.to_owned(),
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Queues a new run of this user in `status`, with the message that started it.
+    pub fn begin_run(
+        &self,
+        run_id: &RunId,
+        thread_id: &ThreadId,
+        agent: &str,
+        status: RunStatus,
+        message: Option<&Message>,
+    ) -> Result<(), StoreError> {
+        let record = RunRecord {
+            id: run_id.clone(),
+            user_id: self.user_id.clone(),
+            thread_id: thread_id.clone(),
+            agent: agent.to_owned(),
+            status,
+            created_at: crate::now(),
+            finished_at: None,
+            error_code: None,
+            error_message: None,
+        };
+        self.store.begin_run(&record, message)
+    }
+
+    pub fn start_queued_run(&self, run_id: &RunId) -> Result<(), StoreError> {
+        self.store.start_queued_run(&self.user_id, run_id)
+    }
+
+    /// Stores how the run ended; resolves once committed.
+    pub async fn finish_run(&self, run_id: &RunId, outcome: &RunOutcome) -> Result<(), StoreError> {
+        self.store.finish_run(&self.user_id, run_id, outcome).await
+    }
+
+    /// Queues one of this user's events; `subscriber` hears of it once committed.
+    pub fn append_event(
+        &self,
+        event: &RunEvent,
+        payload: Arc<str>,
+        subscriber: Arc<dyn EventSink>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .append_event(&self.user_id, event, payload, subscriber)
+    }
+
+    /// Whether `run_id` is one of this user's runs.
+    pub async fn owns_run(&self, run_id: &RunId) -> Result<bool, StoreError> {
+        Ok(self.store.get_run(&self.user_id, run_id).await?.is_some())
+    }
+}
+
+impl std::fmt::Debug for UserStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserStore")
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,99 @@
+//! The user's event log, engine side: assigns `seq`, stores the event, and the store publishes it to the user's sink once committed.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use cordon_core::{
+    EventEncoder, EventSink, RunEvent, RunEventKind, StoreError, UserExecutionContext, UserId,
+    UserStore,
+};
+
+/// The single place a user's `seq` is assigned. Assignment and the hand-off
+/// to the store happen under one lock, so the writer commits, and then
+/// publishes, a user's events in `seq` order. Nothing reaches a subscriber
+/// before it is stored: a `seq` a client has seen is never given to another
+/// event, even after a crash.
+pub struct UserEventLog {
+    store: UserStore,
+    encoder: Arc<dyn EventEncoder>,
+    sink: Arc<dyn EventSink>,
+    last_seq: Mutex<u64>,
+}
+
+impl UserEventLog {
+    /// `last_seq` is the highest seq already used (stored) for this user.
+    pub fn new(
+        store: UserStore,
+        encoder: Arc<dyn EventEncoder>,
+        sink: Arc<dyn EventSink>,
+        last_seq: u64,
+    ) -> Self {
+        debug_assert_eq!(store.user_id(), sink.user_id(), "sink of another user");
+        Self {
+            store,
+            encoder,
+            sink,
+            last_seq: Mutex::new(last_seq),
+        }
+    }
+
+    pub fn user_id(&self) -> &UserId {
+        self.store.user_id()
+    }
+
+    /// Appends an event of the context's root run; returns its seq.
+    pub fn emit(&self, ctx: &UserExecutionContext, kind: RunEventKind) -> Result<u64, StoreError> {
+        debug_assert_eq!(ctx.user_id(), self.user_id(), "context of another user");
+        let mut last_seq = self.last_seq.lock().unwrap_or_else(PoisonError::into_inner);
+        let event = RunEvent {
+            seq: *last_seq + 1,
+            ts: cordon_core::now(),
+            run_id: ctx.root_run_id().clone(),
+            thread_id: ctx.thread_id().clone(),
+            kind,
+        };
+        let payload = self.encoder.encode(&event);
+        self.store
+            .append_event(&event, payload, Arc::clone(&self.sink))?;
+        *last_seq = event.seq;
+        Ok(event.seq)
+    }
+}
+
+/// One run's view of the log: what its agents and tools emit through. It
+/// keeps the answer text streamed so far, so a run that is stopped midway
+/// (cancelled, interrupted) keeps its partial answer.
+pub struct RunEvents {
+    log: Arc<UserEventLog>,
+    streamed: Mutex<String>,
+}
+
+impl RunEvents {
+    pub fn new(log: Arc<UserEventLog>) -> Self {
+        Self {
+            log,
+            streamed: Mutex::new(String::new()),
+        }
+    }
+
+    /// Emits an event of the run. A store that refuses it is logged here: the
+    /// run goes on and its outcome write reports the failure.
+    pub fn emit(&self, ctx: &UserExecutionContext, kind: RunEventKind) {
+        if let RunEventKind::AgentDelta { text, .. } = &kind {
+            self.streamed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_str(text);
+        }
+        if let Err(error) = self.log.emit(ctx, kind) {
+            tracing::error!(%error, run_id = %ctx.root_run_id(), "could not store a run event");
+        }
+    }
+
+    /// The answer text streamed so far.
+    pub fn streamed_text(&self) -> String {
+        self.streamed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}

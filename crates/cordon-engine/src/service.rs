@@ -1,0 +1,184 @@
+//! `RunService`: the one owner of a message's life, called the same way by the WebSocket and by REST.
+
+use std::sync::Arc;
+
+use cordon_core::{
+    ConnectionId, ErrorCode, MAX_MESSAGE_BYTES, Multitask, RequestId, RunId, Store, StoreError,
+    ThreadId, UserExecutionContext, UserId, UserStore,
+};
+
+use crate::engine::{Accepted, CancelOutcome, RunRequest, SubmitError};
+use crate::factory::{ExecutionEngineFactory, StartError};
+
+/// Longest thread title taken from the first message, in characters.
+const TITLE_CHARS: usize = 60;
+
+/// Longest `client_request_id`, in bytes.
+pub const MAX_CLIENT_REQUEST_ID_BYTES: usize = 128;
+
+/// A message as a transport received it, not yet validated.
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    /// `None`: start a new thread titled after the message.
+    pub thread_id: Option<String>,
+    pub content: String,
+    pub client_request_id: Option<String>,
+    pub multitask: Multitask,
+    pub connection_id: Option<ConnectionId>,
+}
+
+/// Why a message or a cancel was refused; `code` is the protocol's error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    InvalidMessage(&'static str),
+    #[error("`content` is limited to {MAX_MESSAGE_BYTES} bytes")]
+    MessageTooLarge,
+    #[error("no such thread")]
+    ThreadNotFound,
+    #[error("no such run in progress")]
+    RunNotFound,
+    /// Refused by a limit or the thread's policy; nothing of it was stored.
+    #[error("{}", rejection_message(*.0))]
+    Rejected(ErrorCode),
+    #[error("the message could not be stored")]
+    Storage(StoreError),
+}
+
+impl ServiceError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::InvalidMessage(_) => "invalid_message",
+            ServiceError::MessageTooLarge => "message_too_large",
+            ServiceError::ThreadNotFound => "thread_not_found",
+            ServiceError::RunNotFound => "run_not_found",
+            ServiceError::Rejected(code) => code.as_str(),
+            ServiceError::Storage(_) => ErrorCode::StorageFailed.as_str(),
+        }
+    }
+}
+
+fn rejection_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::ThreadBusy => {
+            "the thread already has a run in progress; send with multitask `enqueue` or `interrupt`, or wait"
+        }
+        ErrorCode::UserConcurrencyLimit => {
+            "you already have the maximum number of runs in progress; wait for one to finish"
+        }
+        ErrorCode::GlobalConcurrencyLimit => "the server is at capacity; try again shortly",
+        ErrorCode::Overloaded => "storage cannot keep up; try again shortly",
+        ErrorCode::ShuttingDown => "the server is shutting down",
+        _ => "the run was refused",
+    }
+}
+
+/// Validates a message, resolves its thread, and hands it to the user's
+/// engine, which applies the thread's double-texting policy atomically.
+pub struct RunService {
+    factory: Arc<ExecutionEngineFactory>,
+    store: Arc<dyn Store>,
+}
+
+impl RunService {
+    pub fn new(factory: Arc<ExecutionEngineFactory>, store: Arc<dyn Store>) -> Self {
+        Self { factory, store }
+    }
+
+    pub fn factory(&self) -> &Arc<ExecutionEngineFactory> {
+        &self.factory
+    }
+
+    /// Turns a message into a run (started or queued) of `user_id`.
+    pub async fn submit_message(
+        &self,
+        user_id: &UserId,
+        message: NewMessage,
+    ) -> Result<Accepted, ServiceError> {
+        validate(&message)?;
+        let (thread_id, new_thread_title) = match &message.thread_id {
+            Some(raw) => (self.own_thread(user_id, raw).await?, None),
+            None => (ThreadId::generate(), Some(title_of(&message.content))),
+        };
+        let ctx = UserExecutionContext::new(
+            user_id.clone(),
+            thread_id,
+            RunId::generate(),
+            RequestId::generate(),
+            message.connection_id,
+        );
+        let request = RunRequest {
+            ctx,
+            content: message.content,
+            new_thread_title,
+            client_request_id: message.client_request_id,
+            multitask: message.multitask,
+        };
+        self.factory
+            .submit(request)
+            .await
+            .map_err(|error| match error {
+                StartError::Submit(SubmitError::Rejected(code)) => ServiceError::Rejected(code),
+                StartError::Submit(SubmitError::Storage(error))
+                | StartError::Factory(crate::factory::FactoryError::Store(error)) => {
+                    tracing::error!(%error, "could not record a message");
+                    ServiceError::Storage(error)
+                }
+                StartError::Submit(other) => {
+                    tracing::error!(error = %other, "could not start a run");
+                    ServiceError::Storage(StoreError::Backend(other.to_string()))
+                }
+            })
+    }
+
+    /// Stops one of the user's runs (or takes it off its thread's queue).
+    pub fn cancel(
+        &self,
+        user_id: &UserId,
+        raw_run_id: &str,
+    ) -> Result<CancelOutcome, ServiceError> {
+        let run_id = RunId::parse(raw_run_id).map_err(|_| ServiceError::RunNotFound)?;
+        match self
+            .factory
+            .existing(user_id)
+            .map(|engine| engine.cancel(&run_id))
+        {
+            Some(CancelOutcome::NotInProgress) | None => Err(ServiceError::RunNotFound),
+            Some(outcome) => Ok(outcome),
+        }
+    }
+
+    /// The thread if it is this user's; another user's is "not found", like a missing one.
+    async fn own_thread(&self, user_id: &UserId, raw: &str) -> Result<ThreadId, ServiceError> {
+        let thread_id = ThreadId::parse(raw).map_err(|_| ServiceError::ThreadNotFound)?;
+        let store = UserStore::new(user_id.clone(), Arc::clone(&self.store));
+        match store.thread(&thread_id).await {
+            Ok(Some(_)) => Ok(thread_id),
+            Ok(None) => Err(ServiceError::ThreadNotFound),
+            Err(error) => {
+                tracing::error!(%error, "could not read a thread");
+                Err(ServiceError::Storage(error))
+            }
+        }
+    }
+}
+
+fn validate(message: &NewMessage) -> Result<(), ServiceError> {
+    if message.content.trim().is_empty() {
+        return Err(ServiceError::InvalidMessage("`content` must not be empty"));
+    }
+    if message.content.len() > MAX_MESSAGE_BYTES {
+        return Err(ServiceError::MessageTooLarge);
+    }
+    match &message.client_request_id {
+        Some(id) if id.is_empty() || id.len() > MAX_CLIENT_REQUEST_ID_BYTES => Err(
+            ServiceError::InvalidMessage("`client_request_id` must be 1 to 128 bytes"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn title_of(content: &str) -> String {
+    let line = content.trim().lines().next().unwrap_or_default().trim();
+    cordon_core::text::truncate_chars(line, TITLE_CHARS)
+}

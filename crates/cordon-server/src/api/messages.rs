@@ -1,0 +1,76 @@
+//! `POST /api/messages` and `POST /api/threads/{id}/messages`: a message over REST, through the same run service as `/ws`.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use cordon_core::Multitask;
+use cordon_engine::{Accepted, NewMessage};
+use cordon_protocol::rest::{AcceptedView, PostMessage};
+
+use crate::api::auth::invalid_body;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A message to the thread in `thread_id`, or to a new thread without one.
+pub async fn post_new_thread(
+    State(state): State<AppState>,
+    user: AuthUser,
+    body: Result<Json<PostMessage>, JsonRejection>,
+) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
+    let Json(body) = body.map_err(invalid_body)?;
+    let thread_id = body.thread_id.clone();
+    submit(&state, &user, thread_id, body).await
+}
+
+/// A message to the thread in the path.
+pub async fn post_to_thread(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(thread_id): Path<String>,
+    body: Result<Json<PostMessage>, JsonRejection>,
+) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
+    let Json(body) = body.map_err(invalid_body)?;
+    if body.thread_id.as_ref().is_some_and(|id| id != &thread_id) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "`thread_id` in the body differs from the path",
+        ));
+    }
+    submit(&state, &user, Some(thread_id), body).await
+}
+
+/// Answers `202` only once the message and the run's first event are stored.
+async fn submit(
+    state: &AppState,
+    user: &AuthUser,
+    thread_id: Option<String>,
+    body: PostMessage,
+) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
+    let message = NewMessage {
+        thread_id,
+        content: body.content,
+        client_request_id: body.client_request_id,
+        multitask: body.multitask.unwrap_or(Multitask::Reject),
+        connection_id: None,
+    };
+    let accepted = state.runs.submit_message(&user.user_id, message).await?;
+    state.store.sync().await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted_view(&accepted))))
+}
+
+fn accepted_view(accepted: &Accepted) -> AcceptedView {
+    AcceptedView {
+        run_id: accepted.run_id.to_string(),
+        thread_id: accepted.thread_id.to_string(),
+        seq: accepted.seq,
+        status: if accepted.queued.is_some() {
+            "queued"
+        } else {
+            "running"
+        }
+        .to_owned(),
+        position: accepted.queued,
+    }
+}
