@@ -171,6 +171,41 @@ impl TestServer {
         WsClient::connect(&self.ws_url(), &account.token).await
     }
 
+    /// Opens a socket that resumes after `after_seq` (`GET /ws?after_seq=N`) and consumes the greeting.
+    pub async fn connect_after(&self, account: &Account, after_seq: u64) -> WsClient {
+        let url = format!("{}?after_seq={after_seq}", self.ws_url());
+        WsClient::connect(&url, &account.token).await
+    }
+
+    /// POST `body` as JSON to `path` with the account's token; returns status and JSON body.
+    pub async fn post_json(&self, account: &Account, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&account.token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The account's whole event log, read page by page from `GET /api/events`.
+    pub async fn event_log(&self, account: &Account) -> Vec<Value> {
+        let mut log = Vec::new();
+        let mut after = 0;
+        loop {
+            let path = format!("/api/events?after_seq={after}&limit=1000");
+            let (status, page) = self.get_json(account, &path).await;
+            assert_eq!(status, 200, "GET {path}: {page}");
+            let page = page.as_array().cloned().unwrap_or_default();
+            let Some(last) = page.last() else { return log };
+            after = last["seq"].as_u64().expect("seq");
+            log.extend(page);
+        }
+    }
+
     /// GET `path` with the account's token; returns status and JSON body.
     pub async fn get_json(&self, account: &Account, path: &str) -> (u16, Value) {
         let response = self

@@ -43,11 +43,14 @@ fn close(code: u16, reason: &'static str) -> Close {
 }
 
 /// What the session has of the live stream: the registration, its queue, and
-/// the highest `seq` written to the client (anything at or below it in the
-/// queue was already sent by a replay and is dropped).
+/// which events this connection has sent: exactly the contiguous range
+/// `(start, delivered]` once it is live (`start` is `None` before), and
+/// anything at or below `delivered` in the queue was already sent by a
+/// replay and is dropped.
 struct Live {
     registration: Registration,
     queue: mpsc::Receiver<Outbound>,
+    start: Option<u64>,
     delivered: u64,
 }
 
@@ -83,6 +86,7 @@ pub async fn run_session(session: Session, socket: WebSocket) {
     let live = Live {
         registration,
         queue,
+        start: None,
         delivered: 0,
     };
     tracing::debug!(connection_id = %session.connection_id, user_id = %session.user.user_id, "socket opened");
@@ -113,6 +117,7 @@ impl Session {
             Some(after_seq) => self.resume(outgoing, &mut live, after_seq).await,
             None => {
                 live.delivered = live.registration.attach();
+                live.start = Some(live.delivered);
                 Ok(())
             }
         };
@@ -180,7 +185,9 @@ impl Session {
     }
 
     /// Replays the user's log after `after_seq`, then goes live with no gap
-    /// and no duplicate. The connection is detached while it catches up from
+    /// and no duplicate. If this connection already sent everything after
+    /// `after_seq` (it went live at or before it), nothing is replayed: the
+    /// stream simply continues. The connection is detached while it catches up from
     /// the store page by page (the client's own pace, no queue to overflow),
     /// attaches, and then reads from the store only what was published
     /// between its last page and the attach (the cut). A cursor older than
@@ -203,6 +210,10 @@ impl Session {
             };
             return send(outgoing, &frame).await.map_err(|_| Close(None));
         }
+        if live.start.is_some_and(|start| after_seq >= start) {
+            live.delivered = live.delivered.max(after_seq);
+            return Ok(());
+        }
         live.registration.detach();
         while live.queue.try_recv().is_ok() {}
         let caught_up = replay.stream(outgoing, after_seq, None).await;
@@ -210,6 +221,7 @@ impl Session {
         let cut = live.registration.attach();
         let caught_up = replay.stream(outgoing, cursor, Some(cut)).await;
         live.delivered = self.finish_replay(outgoing, caught_up).await?.max(cut);
+        live.start = Some(after_seq);
         Ok(())
     }
 
