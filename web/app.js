@@ -421,6 +421,15 @@ function onFrame(frame) {
     }
     return;
   }
+  // A refused message (seq 0) is a reply, not a log event: its run never existed.
+  if (frame.type === "agent_error" && frame.seq === 0) {
+    showNotice(`${frame.code}: ${frame.message}`);
+    const pending = state.pending.pop();
+    if (pending) pending.view.apply(frame);
+    state.awaitingThread = false;
+    updateStop();
+    return;
+  }
   if (frame.type === "error") {
     showNotice(`${frame.code}: ${frame.message}`);
     // A message that never became a run: drop its waiting view.
