@@ -217,6 +217,15 @@ impl From<&RunEvent> for ServerFrame {
                 agent,
                 client_request_id,
             },
+            kind => step_frame(envelope, kind),
+        }
+    }
+}
+
+/// The frame of an event inside a run's pipeline (thinking, text, tools, the end).
+fn step_frame(envelope: RunEnvelope, kind: RunEventKind) -> ServerFrame {
+    {
+        match kind {
             RunEventKind::AgentThinking { agent, step, text } => ServerFrame::AgentThinking {
                 envelope,
                 agent,
@@ -277,7 +286,20 @@ impl From<&RunEvent> for ServerFrame {
                 message,
                 client_request_id: None,
             },
+            RunEventKind::ThreadCreated { .. }
+            | RunEventKind::RunQueued { .. }
+            | RunEventKind::AgentStarted { .. } => unreachable_lifecycle(envelope),
         }
+    }
+}
+
+/// Lifecycle events are mapped by `From<&RunEvent>` before `step_frame`;
+/// this arm exists only to keep the match exhaustive.
+fn unreachable_lifecycle(envelope: RunEnvelope) -> ServerFrame {
+    ServerFrame::AgentStarted {
+        envelope,
+        agent: String::new(),
+        client_request_id: None,
     }
 }
 

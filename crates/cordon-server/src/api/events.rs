@@ -15,11 +15,12 @@ use crate::ws::replay::{ReplayError, check_cursor};
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
+/// `?after_seq=N&limit=M` of the event log routes.
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
     #[serde(default)]
-    after_seq: u64,
-    limit: Option<u32>,
+    pub after_seq: u64,
+    pub limit: Option<u32>,
 }
 
 /// Events with `seq > after_seq` in order, at most `limit` (default 100, at

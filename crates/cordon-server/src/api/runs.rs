@@ -10,7 +10,7 @@ use cordon_engine::{CancelOutcome, ServiceError};
 use cordon_protocol::rest::{CancelView, ErrorBody, RunUsageView, RunView};
 use serde::Deserialize;
 
-use crate::api::events::json_array;
+use crate::api::events::{EventsQuery, json_array};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -118,13 +118,8 @@ pub async fn get_run(
     Ok(Json(run_view(&run, &usage)))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct EventsQuery {
-    #[serde(default)]
-    after_seq: u64,
-}
-
-/// The run's stored events, exactly as they were sent, as one JSON array.
+/// The run's stored events after `after_seq`, exactly as they were sent, as
+/// one JSON array (a run is small: `limit` does not apply).
 pub async fn list_events(
     State(state): State<AppState>,
     user: AuthUser,
