@@ -15,6 +15,10 @@ pub enum StoreError {
     UsernameTaken,
     #[error("the store is closed")]
     Closed,
+    /// The queue to the writer is past its admission mark: storage is not
+    /// keeping up, so no new run may start writing.
+    #[error("storage cannot keep up with the writes queued")]
+    Overloaded,
     #[error("storage failure: {0}")]
     Backend(String),
 }
@@ -212,8 +216,23 @@ pub trait Store: Send + Sync + 'static {
     /// The user's usage summed over all of their runs.
     async fn usage_totals(&self, user_id: &UserId) -> Result<UsageTotals, StoreError>;
 
-    /// Resolves once every write queued before the call is committed.
+    /// Resolves once every write queued before the call is committed; an
+    /// error while writes are failing.
     async fn sync(&self) -> Result<(), StoreError>;
+
+    /// Whether a new run may start writing: `Overloaded` while the write queue
+    /// is past its admission mark, the failure while writes fail.
+    fn admit_writes(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Resolves once the write queue has room; runs in progress wait here
+    /// instead of growing the queue without bound.
+    async fn writable(&self) {}
+    /// How many times writes have started failing since the store opened. A
+    /// run that saw it change may have lost writes and cannot report success.
+    fn failure_epoch(&self) -> u64 {
+        0
+    }
 
     /// Flushes queued writes; called on shutdown.
     async fn close(&self);

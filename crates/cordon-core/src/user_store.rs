@@ -107,6 +107,26 @@ impl UserStore {
             .append_event(&self.user_id, event, payload, subscriber)
     }
 
+    /// Whether a new run may start writing (see `Store::admit_writes`).
+    pub fn admit_writes(&self) -> Result<(), StoreError> {
+        self.store.admit_writes()
+    }
+
+    /// Resolves once the write queue has room.
+    pub async fn writable(&self) {
+        self.store.writable().await;
+    }
+
+    /// See `Store::failure_epoch`.
+    pub fn failure_epoch(&self) -> u64 {
+        self.store.failure_epoch()
+    }
+
+    /// Whether the store answers and takes writes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+
     /// Whether `run_id` is one of this user's runs.
     pub async fn owns_run(&self, run_id: &RunId) -> Result<bool, StoreError> {
         Ok(self.store.get_run(&self.user_id, run_id).await?.is_some())

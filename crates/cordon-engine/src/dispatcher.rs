@@ -58,6 +58,7 @@ impl ToolDispatcher {
         agent: &str,
         call: &ToolCall,
     ) -> ToolOutcome {
+        events.room().await;
         events.emit(
             &cx.ctx,
             RunEventKind::ToolExecuting {

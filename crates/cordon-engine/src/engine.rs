@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use cordon_core::{
@@ -10,7 +10,6 @@ use cordon_core::{
     StoreError, ThreadId, UserExecutionContext, UserId, UserStore,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::EngineConfig;
@@ -18,10 +17,14 @@ use crate::dispatcher::elapsed_ms;
 use crate::factory::EngineDeps;
 use crate::log::{RunEvents, UserEventLog};
 use crate::registry::RunFailure;
+use crate::stop::StopSignal;
 use crate::supervisor::{SUPERVISOR, run_pipeline};
 
 /// Most runs that may wait behind the running one on one thread.
 pub const MAX_WAITING_PER_THREAD: usize = 16;
+
+/// How often a run whose end could not be stored tries again.
+const STORE_RETRY: Duration = Duration::from_millis(250);
 
 /// Why a message was not turned into a run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,31 +104,6 @@ pub struct RunSummary {
     pub thread_id: ThreadId,
     pub status: RunStatus,
     pub duration: Duration,
-}
-
-/// Stops one run, with the reason; the first reason wins.
-#[derive(Clone, Default)]
-struct StopSignal {
-    token: CancellationToken,
-    why: Arc<OnceLock<ErrorCode>>,
-}
-
-impl StopSignal {
-    fn stop(&self, why: ErrorCode) {
-        let _ = self.why.set(why);
-        self.token.cancel();
-    }
-
-    async fn stopped(&self) -> RunFailure {
-        self.token.cancelled().await;
-        match self.why.get().copied().unwrap_or(ErrorCode::Cancelled) {
-            ErrorCode::Interrupted => RunFailure::new(
-                ErrorCode::Interrupted,
-                "a newer message on this thread interrupted the run",
-            ),
-            code => RunFailure::new(code, "the run was cancelled"),
-        }
-    }
 }
 
 /// A run that waits for its thread.
@@ -236,6 +214,10 @@ impl UserExecutionEngine {
         if !self.admission.accepting.load(Ordering::Acquire) {
             return Err(SubmitError::Rejected(ErrorCode::ShuttingDown));
         }
+        self.store.admit_writes().map_err(|error| match error {
+            StoreError::Overloaded => SubmitError::Rejected(ErrorCode::Overloaded),
+            _ => SubmitError::Rejected(ErrorCode::StorageFailed),
+        })?;
         if state.lanes.contains_key(request.ctx.thread_id()) {
             return self.queue_behind(state, request);
         }
@@ -431,7 +413,7 @@ impl UserExecutionEngine {
         // first (tokio's LIFO slot) and a burst's last `agent_started` waits
         // for every earlier pipeline.
         tokio::task::yield_now().await;
-        let events = RunEvents::new(Arc::clone(&self.log));
+        let events = RunEvents::new(Arc::clone(&self.log), run.stop.clone());
         let result = match run.preset {
             Some(failure) => Err(failure),
             None => tokio::select! {
@@ -440,32 +422,34 @@ impl UserExecutionEngine {
                 result = run_pipeline(&self.deps, &self.store, &events, &self.config, &run.ctx, &run.content) => result,
             },
         };
-        let status = self
-            .finish(&run.ctx, result, &events.streamed_text(), run.started)
-            .await;
+        let status = self.finish(&run.ctx, result, &events, run.started).await;
         self.pass_lane_on(&run.ctx, run.permit);
         status
     }
 
     /// Stores the outcome, then emits the terminal event, so a client that
-    /// reacts to it sees the run finished everywhere. An outcome that could
-    /// not be stored is reported as `storage_failed`, never as success.
+    /// reacts to it sees the run finished everywhere. A run whose writes may
+    /// be lost (the store failed while it ran) or whose outcome could not be
+    /// stored ends `storage_failed`, never as a success.
     async fn finish(
         &self,
         ctx: &UserExecutionContext,
         result: Result<String, RunFailure>,
-        streamed: &str,
+        events: &RunEvents,
         started: Instant,
     ) -> RunStatus {
-        let outcome = outcome_of(ctx, &result, streamed);
-        let result = match self.store.finish_run(ctx.run_id(), &outcome).await {
-            Ok(()) => result,
+        let result = match result {
+            Ok(_) if events.writes_failed() => Err(writes_lost()),
+            other => other,
+        };
+        let outcome = outcome_of(ctx, &result, &events.streamed_text());
+        let (result, unstored_outcome) = match self.store.finish_run(ctx.run_id(), &outcome).await {
+            Ok(()) => (result, None),
             Err(error) => {
                 tracing::error!(%error, run_id = %ctx.run_id(), "could not record the run's outcome");
-                Err(RunFailure::new(
-                    ErrorCode::StorageFailed,
-                    "the run's outcome could not be stored",
-                ))
+                let failure = writes_lost();
+                let outcome = outcome_of(ctx, &Err(failure.clone()), "");
+                (Err(failure), Some(outcome))
             }
         };
         let status = match &result {
@@ -481,14 +465,48 @@ impl UserExecutionEngine {
             },
             Err(failure) => failure_event(&failure),
         };
-        RunEvents::new(Arc::clone(&self.log)).emit(ctx, terminal);
+        if unstored_outcome.is_some() || self.log.emit(ctx, terminal.clone()).is_err() {
+            self.end_once_writable(ctx, unstored_outcome, terminal)
+                .await;
+        }
         status
+    }
+
+    /// The run's end could not be stored: its connections hear of it now
+    /// (`seq` 0), and the outcome and terminal event are written once the
+    /// store takes writes again, so no run stays `running`. If the server
+    /// stops first, recovery at the next start ends the run `interrupted`.
+    async fn end_once_writable(
+        &self,
+        ctx: &UserExecutionContext,
+        mut outcome: Option<RunOutcome>,
+        terminal: RunEventKind,
+    ) {
+        self.log.notify_unstored(ctx, terminal.clone());
+        while self.admission.accepting.load(Ordering::Acquire) {
+            tokio::time::sleep(STORE_RETRY).await;
+            if self.store.ping().await.is_err() {
+                continue;
+            }
+            if let Some(pending) = &outcome {
+                if self.store.finish_run(ctx.run_id(), pending).await.is_err() {
+                    continue;
+                }
+                outcome = None;
+            }
+            if self.log.emit(ctx, terminal.clone()).is_ok() {
+                return;
+            }
+        }
+        tracing::warn!(run_id = %ctx.run_id(), "shutting down before the run's end could be stored");
     }
 
     /// Ends a run that never started (cancelled while queued, or its turn
     /// came during shutdown).
     async fn end_unstarted(&self, ctx: &UserExecutionContext, failure: RunFailure) {
-        self.finish(ctx, Err(failure), "", Instant::now()).await;
+        let events = RunEvents::new(Arc::clone(&self.log), StopSignal::default());
+        self.finish(ctx, Err(failure), &events, Instant::now())
+            .await;
     }
 
     /// The run's thread goes to the next waiting run (which inherits the
@@ -603,6 +621,13 @@ fn outcome_of(
             }
         }
     }
+}
+
+fn writes_lost() -> RunFailure {
+    RunFailure::new(
+        ErrorCode::StorageFailed,
+        "the run's events or outcome could not be stored",
+    )
 }
 
 pub(crate) fn failure_event(failure: &RunFailure) -> RunEventKind {

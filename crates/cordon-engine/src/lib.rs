@@ -22,6 +22,7 @@ pub mod log;
 pub mod recovery;
 pub mod registry;
 pub mod service;
+mod stop;
 pub mod supervisor;
 pub mod tools;
 mod usage;

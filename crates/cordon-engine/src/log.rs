@@ -3,9 +3,11 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cordon_core::{
-    EventEncoder, EventSink, RunEvent, RunEventKind, StoreError, UserExecutionContext, UserId,
-    UserStore,
+    ErrorCode, EventEncoder, EventSink, RunEvent, RunEventKind, StoreError, UserExecutionContext,
+    UserId, UserStore,
 };
+
+use crate::stop::StopSignal;
 
 /// The single place a user's `seq` is assigned. Assignment and the hand-off
 /// to the store happen under one lock, so the writer commits, and then
@@ -40,6 +42,24 @@ impl UserEventLog {
         self.store.user_id()
     }
 
+    pub fn store(&self) -> &UserStore {
+        &self.store
+    }
+
+    /// Tells the user's connections of an event that could not be stored
+    /// (writes are failing), with `seq` 0: it is not in the log and no
+    /// resume will replay it. The log's own entry follows once writes work.
+    pub fn notify_unstored(&self, ctx: &UserExecutionContext, kind: RunEventKind) {
+        let event = RunEvent {
+            seq: 0,
+            ts: cordon_core::now(),
+            run_id: ctx.root_run_id().clone(),
+            thread_id: ctx.thread_id().clone(),
+            kind,
+        };
+        self.sink.publish(0, &self.encoder.encode(&event));
+    }
+
     /// Appends an event of the context's root run; returns its seq.
     pub fn emit(&self, ctx: &UserExecutionContext, kind: RunEventKind) -> Result<u64, StoreError> {
         debug_assert_eq!(ctx.user_id(), self.user_id(), "context of another user");
@@ -61,22 +81,30 @@ impl UserEventLog {
 
 /// One run's view of the log: what its agents and tools emit through. It
 /// keeps the answer text streamed so far, so a run that is stopped midway
-/// (cancelled, interrupted) keeps its partial answer.
+/// (cancelled, interrupted) keeps its partial answer, and it stops the run
+/// when the store refuses its events.
 pub struct RunEvents {
     log: Arc<UserEventLog>,
+    stop: StopSignal,
+    /// The store's failure epoch when the run began: if it moved, some of
+    /// the run's writes may be lost and the run cannot report success.
+    epoch: u64,
     streamed: Mutex<String>,
 }
 
 impl RunEvents {
-    pub fn new(log: Arc<UserEventLog>) -> Self {
+    pub(crate) fn new(log: Arc<UserEventLog>, stop: StopSignal) -> Self {
+        let epoch = log.store().failure_epoch();
         Self {
             log,
+            stop,
+            epoch,
             streamed: Mutex::new(String::new()),
         }
     }
 
-    /// Emits an event of the run. A store that refuses it is logged here: the
-    /// run goes on and its outcome write reports the failure.
+    /// Emits an event of the run. If the store refuses it (writes are
+    /// failing) the run is stopped with `storage_failed`.
     pub fn emit(&self, ctx: &UserExecutionContext, kind: RunEventKind) {
         if let RunEventKind::AgentDelta { text, .. } = &kind {
             self.streamed
@@ -85,8 +113,20 @@ impl RunEvents {
                 .push_str(text);
         }
         if let Err(error) = self.log.emit(ctx, kind) {
-            tracing::error!(%error, run_id = %ctx.root_run_id(), "could not store a run event");
+            tracing::error!(%error, run_id = %ctx.root_run_id(), "could not store a run event; stopping the run");
+            self.stop.stop(ErrorCode::StorageFailed);
         }
+    }
+
+    /// Waits while the store's write queue is full: a run slows down rather
+    /// than grow it without bound. Called between steps and tool calls.
+    pub async fn room(&self) {
+        self.log.store().writable().await;
+    }
+
+    /// Whether writes failed at any time since the run began.
+    pub fn writes_failed(&self) -> bool {
+        self.log.store().failure_epoch() != self.epoch
     }
 
     /// The answer text streamed so far.

@@ -68,6 +68,9 @@ fn rejection_message(code: ErrorCode) -> &'static str {
         }
         ErrorCode::GlobalConcurrencyLimit => "the server is at capacity; try again shortly",
         ErrorCode::Overloaded => "storage cannot keep up; try again shortly",
+        ErrorCode::StorageFailed => {
+            "the server cannot store anything right now; nothing of the message was stored"
+        }
         ErrorCode::ShuttingDown => "the server is shutting down",
         _ => "the run was refused",
     }

@@ -27,6 +27,9 @@ pub struct ServerConfig {
     pub event_retention: Duration,
     /// How often retention deletes expired events.
     pub retention_sweep_interval: Duration,
+    /// Bound of the queue to the store's writer, in writes; past half of it
+    /// new runs are refused with `overloaded`.
+    pub write_queue_capacity: usize,
     /// Delay of each step of the built-in offline model.
     pub offline_step_delay: Duration,
     pub engine: EngineConfig,
@@ -45,6 +48,7 @@ impl ServerConfig {
             outbound_queue: 256,
             event_retention: Duration::from_secs(7 * 24 * 3600),
             retention_sweep_interval: Duration::from_secs(3600),
+            write_queue_capacity: cordon_store::DEFAULT_WRITE_QUEUE_CAPACITY,
             offline_step_delay: Duration::from_millis(100),
             engine: EngineConfig::default(),
         }

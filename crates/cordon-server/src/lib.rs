@@ -20,6 +20,7 @@ pub mod web;
 pub mod ws;
 
 pub use config::ServerConfig;
+pub use cordon_store::DEFAULT_WRITE_QUEUE_CAPACITY;
 pub use error::ApiError;
 pub use server::{ServeError, Server, app};
 pub use state::AppState;

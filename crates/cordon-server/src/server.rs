@@ -16,7 +16,7 @@ use cordon_engine::{
 };
 use cordon_llm::OfflineModel;
 use cordon_protocol::FrameEncoder;
-use cordon_store::SqliteStore;
+use cordon_store::{SqliteStore, StoreOptions};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -165,7 +165,10 @@ impl Server {
         let config = self.config;
         std::fs::create_dir_all(&config.data_dir).map_err(ServeError::DataDir)?;
         let secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)?;
-        let store: Arc<dyn Store> = SqliteStore::open(&config.data_dir).await?;
+        let options = StoreOptions {
+            write_queue_capacity: config.write_queue_capacity,
+        };
+        let store: Arc<dyn Store> = SqliteStore::open_with(&config.data_dir, options).await?;
         // Before any engine exists: engines continue each user's seq from the store.
         end_abandoned_runs(&store, &FrameEncoder).await?;
         let hub = Arc::new(ConnectionHub::default());

@@ -5,10 +5,14 @@
 //! every write goes through one [`writer`] thread (its own rusqlite
 //! connection) that group-commits whatever has queued up while the previous
 //! transaction was committing, so thousands of events per second cost a
-//! handful of transactions. No sqlx or rusqlite type leaves this crate.
+//! handful of transactions. The queue to it is bounded ([`health`]): past
+//! half its bound no new run is admitted, and once a batch fails every
+//! write is refused until a probe write commits again. No sqlx or rusqlite type leaves this crate.
 
 mod convert;
+mod health;
 mod sqlite;
 mod writer;
 
-pub use sqlite::SqliteStore;
+pub use health::DEFAULT_WRITE_QUEUE_CAPACITY;
+pub use sqlite::{SqliteStore, StoreOptions};

@@ -18,6 +18,7 @@ use sqlx::{ConnectOptions, Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::{backend, from_micros, id, to_micros};
+use crate::health::{DEFAULT_WRITE_QUEUE_CAPACITY, WriteHealth};
 use crate::writer::{self, EventRow, WriteOp};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -25,16 +26,42 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "cordon.db";
 
+/// How the store is run.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// Bound of the queue to the writer, in writes; new runs are refused
+    /// (`overloaded`) past half of it.
+    pub write_queue_capacity: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            write_queue_capacity: DEFAULT_WRITE_QUEUE_CAPACITY,
+        }
+    }
+}
+
 pub struct SqliteStore {
     reads: SqlitePool,
     /// The writer thread ends when the store (and so this sender) is dropped.
     writes: mpsc::UnboundedSender<WriteOp>,
+    health: Arc<WriteHealth>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `data_dir/cordon.db`, migrates it and starts the writer.
+    /// Opens (creating if needed) `data_dir/cordon.db` with default options.
     pub async fn open(data_dir: &Path) -> Result<Arc<Self>, StoreError> {
-        let options = SqliteConnectOptions::new()
+        Self::open_with(data_dir, StoreOptions::default()).await
+    }
+
+    /// Opens (creating if needed) `data_dir/cordon.db`, migrates it and starts the writer.
+    pub async fn open_with(
+        data_dir: &Path,
+        options: StoreOptions,
+    ) -> Result<Arc<Self>, StoreError> {
+        let health = Arc::new(WriteHealth::new(options.write_queue_capacity));
+        let connect = SqliteConnectOptions::new()
             .filename(data_dir.join(DATABASE_FILE))
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -46,7 +73,7 @@ impl SqliteStore {
             // A local file cannot drop a connection: skip the ping that would
             // double every read's round trips to SQLite's thread.
             .test_before_acquire(false)
-            .connect_with(options.clone())
+            .connect_with(connect)
             .await
             .map_err(backend)?;
         MIGRATOR
@@ -54,16 +81,63 @@ impl SqliteStore {
             .await
             .map_err(|error| StoreError::Backend(format!("migration failed: {error}")))?;
         let conn = writer::open(&data_dir.join(DATABASE_FILE))?;
+        // Unbounded channel, bounded queue: `WriteHealth` counts what is
+        // queued, admission stops at half the bound and runs in progress wait
+        // for room, so appends stay synchronous (taken under the log's lock).
         let (writes, queue) = mpsc::unbounded_channel();
+        let writer_health = Arc::clone(&health);
         std::thread::Builder::new()
             .name("cordon-store-writer".into())
-            .spawn(move || writer::run(conn, queue))
+            .spawn(move || writer::run(conn, queue, writer_health))
             .map_err(|error| StoreError::Backend(format!("could not start the writer: {error}")))?;
-        Ok(Arc::new(Self { reads, writes }))
+        Ok(Arc::new(Self {
+            reads,
+            writes,
+            health,
+        }))
     }
 
+    /// Queues a write; while writes are failing it is refused at once, and a
+    /// probe is queued to find out whether they work again.
     fn enqueue(&self, op: WriteOp) -> Result<(), StoreError> {
-        self.writes.send(op).map_err(|_| StoreError::Closed)
+        if !matches!(op, WriteOp::Barrier(_) | WriteOp::Probe(_))
+            && let Err(refusal) = self.health.check_failing()
+        {
+            self.queue_probe(None);
+            return Err(refusal);
+        }
+        self.send(op)
+    }
+
+    fn send(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.writes.send(op).map_err(|_| StoreError::Closed)?;
+        self.health.queued();
+        Ok(())
+    }
+
+    /// Queues the probe write unless one is queued already; `ack` hears how it went.
+    fn queue_probe(&self, ack: Option<writer::Ack>) -> bool {
+        if !self.health.claim_probe() {
+            return false;
+        }
+        let ack = ack.unwrap_or_else(|| oneshot::channel().0);
+        if self.send(WriteOp::Probe(ack)).is_err() {
+            self.health.probe_done();
+        }
+        true
+    }
+
+    /// While writes fail, tries a probe (or waits for the one queued) and
+    /// answers whether writes work again.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        if self.queue_probe(Some(ack)) {
+            done.await.map_err(|_| StoreError::Closed)??;
+        } else {
+            // Another probe is queued: it has settled once a barrier behind it is answered.
+            self.barrier().await?;
+        }
+        self.health.check_failing()
     }
 
     /// Queues a write that carries an ack and waits until it is committed.
@@ -190,7 +264,12 @@ fn seq_param(seq: u64) -> i64 {
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// Ready means reads answer and writes are taken: while they fail, a
+    /// probe write is tried, so readiness comes back by itself with the disk.
     async fn ping(&self) -> Result<(), StoreError> {
+        if self.health.is_failing() {
+            self.probe().await?;
+        }
         sqlx::query("SELECT 1")
             .execute(&self.reads)
             .await
@@ -550,7 +629,24 @@ impl Store for SqliteStore {
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
-        self.barrier().await
+        self.barrier().await?;
+        self.health.check_failing()
+    }
+
+    fn admit_writes(&self) -> Result<(), StoreError> {
+        let admitted = self.health.admit();
+        if admitted.is_err() && self.health.is_failing() {
+            self.queue_probe(None);
+        }
+        admitted
+    }
+
+    async fn writable(&self) {
+        self.health.room().await;
+    }
+
+    fn failure_epoch(&self) -> u64 {
+        self.health.epoch()
     }
 
     async fn close(&self) {

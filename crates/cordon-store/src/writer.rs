@@ -13,6 +13,7 @@ use rusqlite::{Connection, ErrorCode, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::to_micros;
+use crate::health::WriteHealth;
 
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 1024;
@@ -56,6 +57,9 @@ pub enum WriteOp {
     },
     /// Acknowledged once everything queued before it is committed.
     Barrier(Ack),
+    /// A small real write, tried while writes are failing: once it commits,
+    /// the store takes writes again.
+    Probe(Ack),
 }
 
 pub struct EventRow {
@@ -88,7 +92,11 @@ pub fn open(path: &std::path::Path) -> Result<Connection, StoreError> {
 
 /// Drains the queue until every sender is gone, committing one batch at a
 /// time; runs on its own thread (it blocks).
-pub fn run(mut conn: Connection, mut queue: mpsc::UnboundedReceiver<WriteOp>) {
+pub fn run(
+    mut conn: Connection,
+    mut queue: mpsc::UnboundedReceiver<WriteOp>,
+    health: Arc<WriteHealth>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -98,21 +106,74 @@ pub fn run(mut conn: Connection, mut queue: mpsc::UnboundedReceiver<WriteOp>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut batch);
+        let count = batch.len();
+        let probed = batch.iter().any(|op| matches!(op, WriteOp::Probe(_)));
+        if health.is_failing() {
+            probe_then_refuse(&mut conn, &mut batch, &health);
+        }
+        if !batch.is_empty() {
+            commit_batch(&mut conn, &mut batch, &health);
+        }
+        if probed {
+            health.probe_done();
+        }
+        health.drained(count);
     }
 }
 
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<WriteOp>) {
-    let mut results = Vec::with_capacity(batch.len());
-    let committed = (|| {
-        let tx = conn.transaction()?;
-        for op in batch.iter() {
-            results.push(apply(&tx, op));
+/// While writes fail, a batch's probe is tried first, alone; if it commits
+/// the batch goes on as usual, otherwise every write of it is refused.
+fn probe_then_refuse(conn: &mut Connection, batch: &mut Vec<WriteOp>, health: &WriteHealth) {
+    if let Some(at) = batch.iter().position(|op| matches!(op, WriteOp::Probe(_))) {
+        let probe = batch.remove(at);
+        let result = in_transaction(conn, |tx| probe_write(tx));
+        if result.is_ok() {
+            health.recover();
         }
-        tx.commit()
-    })();
+        acknowledge(probe, result.map(|()| 1).map_err(backend));
+    }
+    if let Err(refusal) = health.check_failing() {
+        for op in batch.drain(..) {
+            let result = refused(&op, &refusal);
+            acknowledge(op, result);
+        }
+    }
+}
+
+/// What a write that was not applied is told. A barrier is answered `Ok`:
+/// the writes before it are settled (they failed) and reads may go on;
+/// `Store::sync` checks the failure itself.
+fn refused(op: &WriteOp, error: &StoreError) -> Result<u64, StoreError> {
+    match op {
+        WriteOp::Barrier(_) => Ok(0),
+        _ => Err(error.clone()),
+    }
+}
+
+fn in_transaction(
+    conn: &mut Connection,
+    body: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    body(&tx)?;
+    tx.commit()
+}
+
+/// Applies a batch in one transaction. A write refused on its own (a taken
+/// username) is answered alone; any other error aborts the whole batch:
+/// after a full disk or an I/O error SQLite may have rolled back already,
+/// and later statements must not run outside the transaction.
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<WriteOp>, health: &WriteHealth) {
+    let mut results = Vec::with_capacity(batch.len());
+    let committed = in_transaction(conn, |tx| {
+        for op in batch.iter() {
+            results.push(apply(tx, op)?);
+        }
+        Ok(())
+    });
     if let Err(error) = &committed {
         tracing::error!(%error, writes = batch.len(), "a write batch failed to commit");
+        health.fail(error.to_string());
     }
     for (op, result) in batch
         .drain(..)
@@ -120,7 +181,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<WriteOp>) {
     {
         let result = match &committed {
             Ok(()) => result,
-            Err(error) => Err(StoreError::Backend(error.to_string())),
+            Err(error) => refused(&op, &StoreError::Backend(error.to_string())),
         };
         acknowledge(op, result);
     }
@@ -138,7 +199,8 @@ fn acknowledge(op: WriteOp, result: Result<u64, StoreError>) {
         | WriteOp::RevokeTokens(_, ack)
         | WriteOp::FinishRun { ack, .. }
         | WriteOp::EndAbandonedRun { ack, .. }
-        | WriteOp::Barrier(ack) => ack,
+        | WriteOp::Barrier(ack)
+        | WriteOp::Probe(ack) => ack,
         WriteOp::PruneEvents(_, ack) => {
             let _ = ack.send(result);
             return;
@@ -174,10 +236,11 @@ fn log_failure(result: Result<u64, StoreError>, what: &str, id: &str) {
     }
 }
 
-/// Applies one write inside the batch's transaction; answers rows changed.
-fn apply(conn: &Connection, op: &WriteOp) -> Result<u64, StoreError> {
+/// Applies one write inside the batch's transaction. The outer `Err` aborts
+/// the batch; the inner one answers this write alone (rows changed or why not).
+fn apply(conn: &Connection, op: &WriteOp) -> rusqlite::Result<Result<u64, StoreError>> {
     let applied = match op {
-        WriteOp::CreateUser(user, _) => return insert_user(conn, user).map(|()| 1),
+        WriteOp::CreateUser(user, _) => return insert_user(conn, user).map(|r| r.map(|()| 1)),
         WriteOp::RevokeTokens(user_id, _) => revoke_tokens(conn, user_id),
         WriteOp::CreateThread(thread) => insert_thread(conn, thread),
         WriteOp::BeginRun(run, message) => begin_run(conn, run, message.as_ref()),
@@ -192,10 +255,36 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<u64, StoreError> {
         WriteOp::EndAbandonedRun { event, outcome, .. } => insert_event(conn, event)
             .and_then(|()| finish_run(conn, &event.user_id, &event.run_id, outcome)),
         WriteOp::LlmCall { user_id, call } => insert_llm_call(conn, user_id, call),
-        WriteOp::PruneEvents(floors, _) => return prune_events(conn, floors).map_err(backend),
+        WriteOp::PruneEvents(floors, _) => return refused_alone(prune_events(conn, floors)),
         WriteOp::Barrier(_) => Ok(()),
+        WriteOp::Probe(_) => probe_write(conn),
     };
-    applied.map(|()| 1).map_err(backend)
+    refused_alone(applied.map(|()| 1))
+}
+
+/// A constraint violation refuses one write (it is logged by its caller);
+/// any other error is the batch's.
+fn refused_alone(result: rusqlite::Result<u64>) -> rusqlite::Result<Result<u64, StoreError>> {
+    match result {
+        Ok(rows) => Ok(Ok(rows)),
+        Err(rusqlite::Error::SqliteFailure(failure, message))
+            if failure.code == ErrorCode::ConstraintViolation =>
+        {
+            let error = rusqlite::Error::SqliteFailure(failure, message);
+            Ok(Err(backend(error)))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Rewrites one 64 KiB row: it commits only when the log file can take
+/// that much again.
+fn probe_write(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO write_probe (id, at, pad) VALUES (1, ?1, zeroblob(65536))",
+    )?
+    .execute(params![to_micros(cordon_core::now())])
+    .map(drop)
 }
 
 fn start_queued_run(conn: &Connection, user_id: &str, run_id: &str) -> rusqlite::Result<()> {
@@ -229,7 +318,7 @@ fn revoke_tokens(conn: &Connection, user_id: &str) -> rusqlite::Result<()> {
         .map(drop)
 }
 
-fn insert_user(conn: &Connection, user: &User) -> Result<(), StoreError> {
+fn insert_user(conn: &Connection, user: &User) -> rusqlite::Result<Result<(), StoreError>> {
     let result = conn
         .prepare_cached(
             "INSERT INTO users (id, username, password_hash, created_at, token_generation) \
@@ -245,13 +334,13 @@ fn insert_user(conn: &Connection, user: &User) -> Result<(), StoreError> {
             ])
         });
     match result {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(Ok(())),
         Err(rusqlite::Error::SqliteFailure(failure, _))
             if failure.code == ErrorCode::ConstraintViolation =>
         {
-            Err(StoreError::UsernameTaken)
+            Ok(Err(StoreError::UsernameTaken))
         }
-        Err(error) => Err(backend(error)),
+        Err(error) => Err(error),
     }
 }
 

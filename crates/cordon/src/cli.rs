@@ -81,6 +81,9 @@ pub struct ServeArgs {
     /// Days the event log keeps a user's events (resume cursors older than this get `cursor_expired`).
     #[arg(long, default_value_t = 7.0)]
     pub event_retention: f64,
+    /// Most writes queued for the store; past half of it new runs are refused with `overloaded`.
+    #[arg(long, default_value_t = cordon_server::DEFAULT_WRITE_QUEUE_CAPACITY)]
+    pub write_queue_capacity: usize,
     /// Milliseconds the offline model takes per step (0 for benchmarks).
     #[arg(long, default_value_t = 100)]
     pub offline_delay_ms: u64,

@@ -55,6 +55,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     config.shutdown_grace = seconds("--shutdown-grace", args.shutdown_grace)?;
     config.event_retention = seconds("--event-retention", args.event_retention * 86_400.0)?;
     config.offline_step_delay = Duration::from_millis(args.offline_delay_ms);
+    config.write_queue_capacity = args.write_queue_capacity;
     config.allowed_origins = args.allowed_origins;
     config.engine = EngineConfig {
         max_runs_per_user: args.max_runs_per_user,

@@ -41,6 +41,7 @@ impl Agent for AssistantAgent {
             store: cx.store.clone(),
         };
         for step in 1..=cx.max_steps {
+            cx.events.room().await;
             let (result, streamed_thinking) = self.call_model(cx, step, &request).await;
             let response =
                 result.map_err(|error| RunFailure::new(error.code(), error.to_string()))?;
@@ -90,7 +91,11 @@ impl AssistantAgent {
             tokio::select! {
                 biased;
                 result = &mut call => break result,
-                () = wait_until(due, &observer.wake) => observer.flush_if_due(),
+                () = wait_until(due, &observer.wake) => {
+                    observer.flush_if_due();
+                    // The provider's stream waits too (TCP backpressure).
+                    cx.events.room().await;
+                }
             }
         };
         observer.flush();

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cordon_core::Multitask;
-use cordon_engine::{Accepted, NewMessage};
+use cordon_core::{Multitask, StoreError};
+use cordon_engine::{Accepted, NewMessage, ServiceError};
 use cordon_protocol::rest::{AcceptedView, PostMessage};
 
 use crate::api::auth::invalid_body;
@@ -41,7 +41,9 @@ pub async fn post_to_thread(
     submit(&state, &user, Some(thread_id), body).await
 }
 
-/// Answers `202` only once the message and the run's first event are stored.
+/// Answers `202` only once the message and the run's first event are
+/// stored: if writes failed in between (the failure epoch moved), they may
+/// not be, and the answer is `503 storage_failed`.
 async fn submit(
     state: &AppState,
     user: &AuthUser,
@@ -55,8 +57,18 @@ async fn submit(
         multitask: body.multitask.unwrap_or(Multitask::Reject),
         connection_id: None,
     };
+    let epoch = state.store.failure_epoch();
     let accepted = state.runs.submit_message(&user.user_id, message).await?;
-    state.store.sync().await?;
+    let stored = state.store.sync().await.and_then(|()| {
+        if state.store.failure_epoch() == epoch {
+            Ok(())
+        } else {
+            Err(StoreError::Backend(
+                "writes failed while the message was stored".into(),
+            ))
+        }
+    });
+    stored.map_err(ServiceError::Storage)?;
     Ok((StatusCode::ACCEPTED, Json(accepted_view(&accepted))))
 }
 

@@ -167,6 +167,7 @@ fn run_usage_view(usage: &[ModelUsage]) -> RunUsageView {
         calls: usage.iter().map(|u| u.calls).sum(),
         input_tokens: usage.iter().map(|u| u.input_tokens).sum(),
         output_tokens: usage.iter().map(|u| u.output_tokens).sum(),
-        cost_usd: usage.iter().map(|u| u.cost_usd).sum(),
+        // `fold` from 0.0: `sum` of no floats is -0.0, printed as such.
+        cost_usd: usage.iter().fold(0.0, |total, u| total + u.cost_usd),
     }
 }

@@ -385,9 +385,10 @@ async fn write_queued(
     let mut next = Some(first);
     while let Some(item) = next {
         taken += 1;
-        // Already sent by a replay (a resume raced the live stream).
-        if item.seq > live.delivered {
-            live.delivered = item.seq;
+        // Already sent by a replay (a resume raced the live stream). `seq` 0
+        // is a notice that is not in the log: never a duplicate.
+        if item.seq == 0 || item.seq > live.delivered {
+            live.delivered = live.delivered.max(item.seq);
             outgoing.feed(Message::Text(item.text)).await?;
             published[written] = item.at;
             written += 1;
