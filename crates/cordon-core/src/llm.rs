@@ -97,6 +97,10 @@ impl LlmError {
 pub trait LlmObserver: Send + Sync {
     fn on_thinking(&self, _text: &str) {}
     fn on_delta(&self, _text: &str) {}
+    /// The call's usage as the provider has reported it so far (e.g. the
+    /// input tokens at the stream's start), so a call cancelled midway is
+    /// still metered.
+    fn on_usage(&self, _usage: Usage) {}
 }
 
 /// An observer that drops everything.

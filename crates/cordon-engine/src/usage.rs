@@ -1,6 +1,6 @@
 //! `MeteredLlm`: the provider as one run sees it; records every call's tokens and cost in the store.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use cordon_core::{
@@ -40,13 +40,27 @@ impl LlmProvider for MeteredLlm {
         self.inner.cost_usd(usage)
     }
 
+    /// Records the call's usage when it returns, or, if the call is
+    /// dropped midway (the run was cancelled or interrupted), the usage the
+    /// provider had reported by then.
     async fn complete(
         &self,
         request: &LlmRequest,
         observer: &dyn LlmObserver,
     ) -> Result<LlmResponse, LlmError> {
-        let response = self.inner.complete(request, observer).await?;
-        let usage = response.usage;
+        let meter = CallMeter {
+            llm: self,
+            seen: Mutex::new(None),
+            observer,
+        };
+        let response = self.inner.complete(request, &meter).await?;
+        meter.settle(Some(response.usage));
+        Ok(response)
+    }
+}
+
+impl MeteredLlm {
+    fn record(&self, usage: Usage) {
         let cost_usd = self.inner.cost_usd(usage);
         tracing::debug!(
             run_id = %self.run_id,
@@ -64,6 +78,51 @@ impl LlmProvider for MeteredLlm {
             output_tokens: usage.output_tokens,
             cost_usd,
         });
-        Ok(response)
+    }
+}
+
+/// One call in flight: passes the stream on to the run's observer and keeps
+/// the latest usage reported, recorded once when the call settles or is dropped.
+struct CallMeter<'a> {
+    llm: &'a MeteredLlm,
+    /// `Some` until recorded: the usage reported so far.
+    seen: Mutex<Option<Usage>>,
+    observer: &'a dyn LlmObserver,
+}
+
+impl CallMeter<'_> {
+    /// Records `usage` (or what was seen, if `None`), once: a call that
+    /// failed after the provider reported usage was still billed.
+    fn settle(&self, usage: Option<Usage>) {
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(usage) = usage.or(seen) {
+            self.llm.record(usage);
+        }
+    }
+}
+
+impl LlmObserver for CallMeter<'_> {
+    fn on_thinking(&self, text: &str) {
+        self.observer.on_thinking(text);
+    }
+
+    fn on_delta(&self, text: &str) {
+        self.observer.on_delta(text);
+    }
+
+    fn on_usage(&self, usage: Usage) {
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(usage);
+        self.observer.on_usage(usage);
+    }
+}
+
+impl Drop for CallMeter<'_> {
+    /// A call dropped before it returned: the usage reported so far is still spent.
+    fn drop(&mut self) {
+        self.settle(None);
     }
 }

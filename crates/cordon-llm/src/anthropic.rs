@@ -160,10 +160,14 @@ impl AnthropicReply {
                 let usage = &chunk["message"]["usage"];
                 self.usage.input_tokens = input_tokens(usage);
                 self.usage.output_tokens = usage["output_tokens"].as_u64().unwrap_or(0);
+                observer.on_usage(self.usage);
             }
             "content_block_start" => self.start_block(index, &chunk["content_block"], observer),
             "content_block_delta" => self.apply_delta(index, &chunk["delta"], observer)?,
-            "message_delta" => self.apply_message_delta(chunk),
+            "message_delta" => {
+                self.apply_message_delta(chunk);
+                observer.on_usage(self.usage);
+            }
             "message_stop" => {
                 self.done = true;
                 return Ok(true);

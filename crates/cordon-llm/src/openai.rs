@@ -169,6 +169,7 @@ impl OpenAiReply {
                 input_tokens: usage["prompt_tokens"].as_u64().unwrap_or(0),
                 output_tokens: usage["completion_tokens"].as_u64().unwrap_or(0),
             };
+            observer.on_usage(self.usage);
         }
         let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
             return Ok(());

@@ -6,7 +6,7 @@
 
 mod llm_common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cordon_llm::ProviderKind;
 use cordon_test_support::fake_llm::{Reply, StreamPiece, anthropic};
@@ -214,21 +214,55 @@ async fn errors_and_garbage_inside_the_stream_end_the_run_cleanly() {
 }
 
 #[tokio::test]
-async fn cancel_mid_stream_drops_the_connection_to_the_provider() {
+async fn cancel_mid_stream_closes_the_provider_stream_and_keeps_the_partial_answer_and_usage() {
     let (fake, server) = start(PROVIDER, |_| {}).await;
-    let mut frames = vec![anthropic::message_start(3)];
-    frames.extend(anthropic::text_block(0, &["Chapter one"]));
-    frames.insert(3, StreamPiece::Pause(Duration::from_secs(20)));
+    let mut frames = vec![anthropic::message_start(37)];
+    frames.extend(anthropic::text_block(0, &["Chapter one: ", "it was dark"]));
+    frames.insert(4, StreamPiece::Pause(Duration::from_secs(20)));
     fake.push(Reply::Stream(frames));
-    let (_alice, mut ws) = user(&server, "alice").await;
+    let (alice, mut ws) = user(&server, "alice").await;
     ws.send_json(&json!({"type": "user_message", "content": "a long story"}))
         .await;
-    let started = ws.collect_until(|f| f["type"] == "agent_delta").await;
-    let run_id = started[1]["run_id"].as_str().unwrap().to_owned();
+    let streamed = ws
+        .collect_until(|f| deltas(std::slice::from_ref(f)).contains("dark"))
+        .await;
+    let run_id = streamed.last().unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let thread_id = streamed.last().unwrap()["thread_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cancelled_at = Instant::now();
     ws.send_json(&json!({"type": "cancel", "run_id": run_id}))
         .await;
     let rest = ws.collect_until(is_terminal).await;
     assert_eq!(error_code(&rest), "cancelled");
     assert!(fake.wait_disconnect(Duration::from_secs(2)).await);
+    let closed_after = fake.disconnected_at().unwrap() - cancelled_at;
+    assert!(
+        closed_after < Duration::from_millis(100),
+        "the provider's stream closed {closed_after:?} after the cancel"
+    );
+
+    let (_, run) = server
+        .get_json(&alice, &format!("/api/runs/{run_id}"))
+        .await;
+    assert_eq!(run["status"], "cancelled");
+    assert_eq!(
+        run["usage"]["calls"], 1,
+        "the cancelled call is metered: {run}"
+    );
+    assert_eq!(run["usage"]["input_tokens"], 37, "{run}");
+    let (_, messages) = server
+        .get_json(&alice, &format!("/api/threads/{thread_id}/messages"))
+        .await;
+    let answer = messages.as_array().unwrap().last().unwrap();
+    assert_eq!(answer["role"], "assistant");
+    assert_eq!(
+        answer["content"], "Chapter one: it was dark",
+        "the streamed text is kept"
+    );
     server.stop().await;
 }

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 pub enum StreamPiece {
     /// Raw event-stream text (e.g. `data: {...}\n\n`), sent as one chunk.
     Sse(String),
-    /// Wait this long, sending an SSE comment every 20 ms (so a closed client is noticed).
+    /// Wait this long, sending an SSE comment every 10 ms (so a closed client is noticed).
     Pause(Duration),
 }
 
@@ -64,6 +64,8 @@ struct FakeState {
     requests: Mutex<Vec<RecordedRequest>>,
     expected_key: Mutex<Option<String>>,
     disconnects: AtomicUsize,
+    /// When the last stream was dropped by its client.
+    disconnected_at: Mutex<Option<Instant>>,
     completed: AtomicUsize,
     disconnected: Notify,
 }
@@ -82,6 +84,7 @@ impl FakeLlm {
             requests: Mutex::new(Vec::new()),
             expected_key: Mutex::new(None),
             disconnects: AtomicUsize::new(0),
+            disconnected_at: Mutex::new(None),
             completed: AtomicUsize::new(0),
             disconnected: Notify::new(),
         });
@@ -133,6 +136,11 @@ impl FakeLlm {
     /// Streams the client dropped before their end.
     pub fn disconnects(&self) -> usize {
         self.state.disconnects.load(Ordering::SeqCst)
+    }
+
+    /// When a client last dropped a stream before its end (the server saw the socket close).
+    pub fn disconnected_at(&self) -> Option<Instant> {
+        *self.state.disconnected_at.lock().unwrap()
     }
 
     /// Streams sent to their end.
@@ -264,7 +272,7 @@ impl Reply {
                 let bytes = match frame {
                     StreamPiece::Sse(text) => Bytes::from(text),
                     StreamPiece::Pause(total) => {
-                        let step = Duration::from_millis(20).min(total);
+                        let step = Duration::from_millis(10).min(total);
                         tokio::time::sleep(step).await;
                         if let Some(rest) = total.checked_sub(step).filter(|r| !r.is_zero()) {
                             frames.push_front(StreamPiece::Pause(rest));
@@ -303,6 +311,7 @@ impl Drop for StreamGuard {
         if self.finished {
             self.state.completed.fetch_add(1, Ordering::SeqCst);
         } else {
+            *self.state.disconnected_at.lock().unwrap() = Some(Instant::now());
             self.state.disconnects.fetch_add(1, Ordering::SeqCst);
             self.state.disconnected.notify_waiters();
         }
