@@ -40,6 +40,12 @@ pub struct BenchArgs {
     /// Seconds to wait for one run to end before counting it failed.
     #[arg(long, default_value_t = 30.0)]
     pub run_timeout: f64,
+    /// Drop each user's socket after every N events it receives and resume
+    /// from its last `seq` (`?after_seq=`); one connection per user. Checks
+    /// the events received are exactly the user's stored log, and reports
+    /// the time from reconnect to the first event.
+    #[arg(long)]
+    pub reconnect_every: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -19,7 +19,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::run::BenchError;
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub type Writer = SplitSink<Socket, Message>;
 
 /// Who a bench user is: its index (encoded in every question it asks) and token.
@@ -228,6 +228,11 @@ fn verify_run_event(
         )));
     }
     *last_seq = envelope.seq;
+    verify_answer(user, frame)
+}
+
+/// An answer must be to this user's question: it encodes the user's index.
+pub(crate) fn verify_answer(user: &BenchUser, frame: &ServerFrame) -> Result<(), BenchError> {
     if let ServerFrame::AgentCompleted { answer, .. } = frame {
         let value: Option<u64> = answer
             .rsplit(" = ")
@@ -240,7 +245,7 @@ fn verify_run_event(
     Ok(())
 }
 
-fn milestone(frame: &ServerFrame) -> Option<RunMilestone> {
+pub(crate) fn milestone(frame: &ServerFrame) -> Option<RunMilestone> {
     match frame {
         ServerFrame::AgentStarted { .. } => Some(RunMilestone::Started),
         ServerFrame::AgentCompleted { .. } => Some(RunMilestone::Completed),
@@ -251,7 +256,7 @@ fn milestone(frame: &ServerFrame) -> Option<RunMilestone> {
     }
 }
 
-fn cross_user(user: &BenchUser, frame: &ServerFrame) -> BenchError {
+pub(crate) fn cross_user(user: &BenchUser, frame: &ServerFrame) -> BenchError {
     BenchError::CrossUser(format!(
         "{} received a frame that is not theirs: {frame:?}",
         user.tag

@@ -7,11 +7,16 @@
 //! every frame a connection receives is checked against the user it belongs
 //! to, and a single cross-user event aborts the run with an error.
 //!
+//! With `--reconnect-every N` each user's one socket is dropped every N
+//! events and resumed from its last `seq`, and what it received must be
+//! exactly the user's stored log: no gap, no duplicate.
+//!
 //! It speaks only `cordon-protocol` (plus plain HTTP for auth and `/metrics`).
 
 pub mod args;
 mod client;
 mod memory;
+mod reconnect;
 pub mod report;
 mod run;
 mod stats;

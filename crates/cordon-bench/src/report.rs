@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::reconnect::ReconnectReport;
 use crate::stats::Percentiles;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -36,12 +37,17 @@ pub struct BenchReport {
     pub runs_per_second: f64,
     pub send_phase_seconds: f64,
     pub server_memory: Memory,
+    /// Only with `--reconnect-every`.
+    pub reconnect: Option<ReconnectReport>,
 }
 
 impl BenchReport {
     /// No failed connection or run, and (by construction) no cross-user event.
     pub fn passed(&self) -> bool {
-        self.connections_failed == 0 && self.runs_failed == 0 && self.cross_user_events == 0
+        self.connections_failed == 0
+            && self.runs_failed == 0
+            && self.cross_user_events == 0
+            && self.reconnect.as_ref().is_none_or(ReconnectReport::passed)
     }
 
     pub fn to_json(&self) -> String {
@@ -51,6 +57,7 @@ impl BenchReport {
     pub fn to_table(&self) -> String {
         let mut out = String::new();
         self.write_runs(&mut out);
+        self.write_reconnects(&mut out);
         self.write_memory(&mut out);
         out
     }
@@ -105,6 +112,31 @@ impl BenchReport {
             format!(
                 "{:.0} over {:.1} s",
                 self.runs_per_second, self.send_phase_seconds
+            ),
+        );
+    }
+
+    fn write_reconnects(&self, out: &mut String) {
+        let Some(r) = &self.reconnect else {
+            return;
+        };
+        row(
+            out,
+            "reconnects (every N events)",
+            format!("{} (N = {})", r.reconnects, r.reconnect_every),
+        );
+        row(
+            out,
+            "gaps / duplicates / log mismatches",
+            format!("{} / {} / {}", r.gaps, r.duplicates, r.log_mismatches),
+        );
+        let p = &r.reconnect_to_first_event;
+        row(
+            out,
+            "reconnect to 1st event p50/p90/p99/max",
+            format!(
+                "{:.1} / {:.1} / {:.1} / {:.1} ms",
+                p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms
             ),
         );
     }

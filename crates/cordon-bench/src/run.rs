@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use crate::args::BenchArgs;
 use crate::client::{self, BenchUser, Observation, RunMilestone, RunTiming, Writer};
 use crate::memory::server_rss;
+use crate::reconnect;
 use crate::report::{BenchReport, Memory};
 use crate::stats::Percentiles;
 
@@ -50,6 +51,9 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let http = reqwest::Client::new();
     let users = authenticate_all(&http, &http_base, &args).await?;
     let rss_before = server_rss(&http, &http_base, args.server_pid).await;
+    if let Some(every) = args.reconnect_every {
+        return run_reconnecting(&args, &http, &http_base, &ws_url, users, every, rss_before).await;
+    }
 
     let events = Arc::new(AtomicU64::new(0));
     let mut readers = JoinSet::new();
@@ -95,6 +99,39 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
             samples: rss_samples,
         },
     ))
+}
+
+/// `--reconnect-every`: every user on one socket that is dropped and resumed.
+async fn run_reconnecting(
+    args: &BenchArgs,
+    http: &reqwest::Client,
+    http_base: &str,
+    ws_url: &str,
+    users: Vec<Arc<BenchUser>>,
+    every: usize,
+    rss_before: Option<u64>,
+) -> Result<BenchReport, BenchError> {
+    let connections = users.len();
+    let started = Instant::now();
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let timeout = Duration::from_secs_f64(args.run_timeout);
+    let (timings, mut reconnects, received) =
+        reconnect::drive_all(users, ws_url, every, args.messages, deadline, timeout).await?;
+    let elapsed = started.elapsed();
+    reconnects.log_mismatches = reconnect::count_log_mismatches(http, http_base, &received).await?;
+    let events = received.iter().map(|(_, seqs)| seqs.len() as u64).sum();
+    let rss_after = server_rss(http, http_base, args.server_pid).await;
+    let memory = Memory {
+        before_bytes: rss_before,
+        after_bytes: rss_after,
+        ..Memory::default()
+    };
+    let mut report = report(args, connections, 0, timings, elapsed, events, memory);
+    report.connections_per_user = 1;
+    report.reconnect = Some(reconnects);
+    Ok(report)
 }
 
 fn http_base(url: &str) -> Result<String, BenchError> {
@@ -360,5 +397,6 @@ fn report(
         runs_per_second: completed.len() as f64 / secs,
         send_phase_seconds: secs,
         server_memory: memory,
+        reconnect: None,
     }
 }

@@ -109,10 +109,13 @@ impl SqliteStore {
         self.send(op)
     }
 
+    /// Counted before it is sent: the writer may drain it before `send` returns.
     fn send(&self, op: WriteOp) -> Result<(), StoreError> {
-        self.writes.send(op).map_err(|_| StoreError::Closed)?;
         self.health.queued();
-        Ok(())
+        self.writes.send(op).map_err(|_| {
+            self.health.drained(1);
+            StoreError::Closed
+        })
     }
 
     /// Queues the probe write unless one is queued already; `ack` hears how it went.

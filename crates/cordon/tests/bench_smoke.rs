@@ -59,3 +59,40 @@ async fn fifty_users_complete_every_run_with_no_cross_user_event() {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_every_drops_and_resumes_every_socket_with_no_gap_or_duplicate() {
+    // A model step of 5 ms keeps runs going while their sockets drop.
+    let server =
+        TestServer::start_with(|c| c.offline_step_delay = std::time::Duration::from_millis(5))
+            .await;
+    let url = format!("ws://{}", server.addr);
+    let args = Wrapper::parse_from([
+        "bench",
+        "--url",
+        &url,
+        "--users",
+        "30",
+        "--messages",
+        "3",
+        "--reconnect-every",
+        "3",
+    ])
+    .bench;
+    let report = cordon_bench::run(args).await.unwrap();
+    assert!(report.passed(), "{}", report.to_table());
+    assert_eq!(report.runs_completed, 90);
+    let reconnects = report.reconnect.as_ref().unwrap();
+    // 8 events a run, a drop after every 3rd (the run's end excepted): 6 drops per user.
+    assert!(reconnects.reconnects >= 30 * 6, "{}", report.to_table());
+    assert_eq!(
+        (
+            reconnects.gaps,
+            reconnects.duplicates,
+            reconnects.log_mismatches
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(report.run_events_received, 90 * 8, "every event once");
+    assert!(reconnects.reconnect_to_first_event.count > 0);
+}
