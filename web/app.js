@@ -1,4 +1,4 @@
-// The cordon web chat: sign-in, the thread sidebar, live runs over /ws, and resync from the REST API.
+// The cordon web chat: sign-in, the thread sidebar, live runs over /ws resumed from the last seq seen, double texting, and resync from the REST API.
 
 import {
   ApiError,
@@ -41,6 +41,7 @@ const ui = {
   message: $("message"),
   send: $("send"),
   stop: $("stop"),
+  multitask: $("multitask"),
 };
 
 const EXPIRED = "Your session expired. Please sign in again.";
@@ -52,6 +53,22 @@ const LOGOUT_UNREACHED =
 function refusedMessage(error) {
   return error.code === "signed_out" ? SIGNED_OUT_ELSEWHERE : EXPIRED;
 }
+/** The event-log cursor lives per tab (sessionStorage) and per user. */
+function cursorKey() {
+  return `cordon.cursor.${state.session.user.id || state.session.user.username}`;
+}
+
+function loadCursor() {
+  const value = Number(sessionStorage.getItem(cursorKey()));
+  return Number.isSafeInteger(value) && value > 0 ? value : 0;
+}
+
+function advanceCursor(seq) {
+  if (!(seq > state.cursor)) return;
+  state.cursor = seq;
+  sessionStorage.setItem(cursorKey(), String(seq));
+}
+
 const CONNECTION_LABELS = {
   connecting: "Connecting…",
   connected: "Connected",
@@ -66,8 +83,11 @@ const state = {
   currentThreadId: null,
   /** run_id → { id, threadId, seen: Set<seq>, lastSeq, events: [], view: RunView } */
   runs: new Map(),
-  /** Views of messages sent from this tab that wait for their run's first event. */
+  /** Messages sent from this tab that wait for their run's first event: { threadId, clientRequestId, view }. */
   pending: [],
+  /** The highest log `seq` seen; kept in sessionStorage so a reload resumes right after it. */
+  cursor: 0,
+  sent: 0,
   awaitingThread: false,
   loadGeneration: 0,
 };
@@ -84,6 +104,7 @@ function showAuth(message) {
 
 function signOut(message) {
   if (state.socket) state.socket.stop();
+  if (state.session) sessionStorage.removeItem(cursorKey());
   state.socket = null;
   state.session = null;
   state.threads = [];
@@ -91,6 +112,7 @@ function signOut(message) {
   state.runs.clear();
   state.pending = [];
   state.awaitingThread = false;
+  state.cursor = 0;
   state.loadGeneration += 1;
   clearSession();
   setLocationThread(null);
@@ -159,12 +181,18 @@ function enterChat(session) {
   // The open thread is kept in the URL fragment (never sent to the server), so a reload reopens it.
   const wanted = decodeURIComponent(location.hash.slice(1));
   state.session = session;
+  state.cursor = loadCursor();
   ui.authView.hidden = true;
   ui.chatView.hidden = false;
   ui.whoami.textContent = session.user.username;
   showNewChat();
   state.socket = new ChatSocket(session.token, {
     onFrame,
+    cursor: () => {
+      // Shown on the connection indicator: where the last (re)connect resumed the log.
+      ui.conn.dataset.resumedFrom = String(state.cursor);
+      return state.cursor;
+    },
     onState: setConnectionState,
     onConnected: (isReconnect) => {
       // Messages sent just before the drop: the REST API now says whether they became runs.
@@ -374,7 +402,7 @@ function onRunEvent(frame) {
   if (!run) {
     if (frame.type === "agent_started") upsertThreadOnTop(frame.thread_id);
     if (!isCurrent) return; // Loaded from the REST API when the thread is opened.
-    const index = state.pending.findIndex((p) => p.threadId === frame.thread_id);
+    const index = pendingIndexFor(frame);
     if (index >= 0) {
       const [pending] = state.pending.splice(index, 1);
       run = { id: frame.run_id, threadId: frame.thread_id, seen: new Set(), lastSeq: 0, events: [], view: pending.view };
@@ -398,6 +426,16 @@ function onRunEvent(frame) {
   }
 }
 
+/** The message of this tab that the run's first event answers: by `client_request_id`
+ * (on `agent_started`), else the oldest waiting on the thread (messages are answered in order). */
+function pendingIndexFor(frame) {
+  if (frame.client_request_id) {
+    const index = state.pending.findIndex((p) => p.clientRequestId === frame.client_request_id);
+    if (index >= 0) return index;
+  }
+  return state.pending.findIndex((p) => p.threadId === frame.thread_id);
+}
+
 async function fillUserText(run) {
   try {
     const messages = await listMessages(state.session.token, run.threadId);
@@ -409,6 +447,7 @@ async function fillUserText(run) {
 }
 
 function onFrame(frame) {
+  if (frame.seq > 0) advanceCursor(frame.seq);
   if (frame.type === "thread_created") {
     upsertThreadOnTop(frame.thread_id, frame.title);
     if (state.awaitingThread) {
@@ -421,13 +460,16 @@ function onFrame(frame) {
     }
     return;
   }
-  // A refused message (seq 0) is a reply, not a log event: its run never existed.
   if (frame.type === "agent_error" && frame.seq === 0) {
-    showNotice(`${frame.code}: ${frame.message}`);
-    const pending = state.pending.pop();
-    if (pending) pending.view.apply(frame);
-    state.awaitingThread = false;
-    updateStop();
+    onNotice(frame);
+    return;
+  }
+  if (frame.type === "error" && frame.code === "cursor_expired") {
+    // Retention deleted what this tab missed: continue from the oldest event kept, and
+    // reload the open thread from the REST API (which keeps every message).
+    state.cursor = Math.max(0, (frame.oldest_seq || 1) - 1);
+    state.socket.send({ type: "resume", after_seq: state.cursor });
+    resync();
     return;
   }
   if (frame.type === "error") {
@@ -446,18 +488,44 @@ function onFrame(frame) {
   if (frame.run_id) onRunEvent(frame);
 }
 
+/** An `agent_error` with seq 0 is not in the log: a refusal of a message of this tab (its run
+ * never existed), or the notice that a run in progress failed because storage failed. */
+function onNotice(frame) {
+  const run = state.runs.get(frame.run_id);
+  if (run) {
+    run.view.apply(frame);
+  } else {
+    showNotice(`${frame.code}: ${frame.message}`);
+    const byId = state.pending.findIndex((p) => frame.client_request_id && p.clientRequestId === frame.client_request_id);
+    const [pending] = state.pending.splice(byId >= 0 ? byId : state.pending.length - 1, 1);
+    if (pending) pending.view.apply(frame);
+    state.awaitingThread = false;
+  }
+  updateStop();
+}
+
 // ---------- composer ----------
 
+/** Runs of the open thread that are running or queued. */
 function runningRuns() {
   const running = [];
   for (const run of state.runs.values()) {
-    if (run.threadId === state.currentThreadId && run.view.root.dataset.status === "running") running.push(run);
+    const status = run.view.root.dataset.status;
+    if (run.threadId === state.currentThreadId && (status === "running" || status === "queued")) running.push(run);
   }
   return running;
 }
 
+/** Whether a message sent now meets a run in progress on the thread (double texting). */
+function threadBusy() {
+  if (runningRuns().length > 0) return true;
+  return state.pending.some((p) => p.threadId !== null && p.threadId === state.currentThreadId);
+}
+
 function updateStop() {
+  const busy = threadBusy();
   ui.stop.hidden = runningRuns().length === 0;
+  ui.multitask.hidden = !busy;
 }
 
 ui.stop.addEventListener("click", () => {
@@ -468,8 +536,13 @@ ui.stop.addEventListener("click", () => {
 function sendMessage() {
   const content = ui.message.value;
   if (!content.trim() || !state.socket) return;
-  const frame = { type: "user_message", content };
+  state.sent += 1;
+  // Unique enough to tell this tab's messages apart (crypto.randomUUID needs a secure context).
+  const clientRequestId = `web-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}-${state.sent}`;
+  const frame = { type: "user_message", content, client_request_id: clientRequestId };
   if (state.currentThreadId) frame.thread_id = state.currentThreadId;
+  // While the thread's run is in progress the chat queues by default (or interrupts, if chosen).
+  if (state.currentThreadId && threadBusy()) frame.multitask = ui.multitask.value;
   if (!state.socket.send(frame)) {
     showNotice("Not connected: your message was not sent. cordon reconnects by itself; try again in a moment.");
     return;
@@ -480,9 +553,10 @@ function sendMessage() {
   const view = new RunView({ userText: content });
   view.timeline.open = true;
   if (!state.currentThreadId) state.awaitingThread = true;
-  state.pending.push({ threadId: state.currentThreadId, view });
+  state.pending.push({ threadId: state.currentThreadId, clientRequestId, view });
   ui.messages.append(view.root);
   ui.empty.hidden = true;
+  updateStop();
   scrollToEnd();
 }
 

@@ -58,6 +58,15 @@ export function formatJson(value) {
 }
 
 /** One run: the user's message, the timeline of steps and tool calls, then the answer or the error. */
+/** What a run's summary says for each status (anything else failed). */
+const STATUS_LABELS = {
+  queued: "Queued: waits for the run before it",
+  running: "Working…",
+  completed: "Done",
+  cancelled: "Cancelled",
+  interrupted: "Interrupted",
+};
+
 export class RunView {
   constructor(run) {
     this.run = run;
@@ -102,18 +111,20 @@ export class RunView {
 
   updateSummary() {
     const status = this.root.dataset.status;
-    const label =
-      status === "running" ? "Working…" : status === "completed" ? "Done" : status === "cancelled" ? "Cancelled" : "Failed";
+    const label = STATUS_LABELS[status] || "Failed";
     const bits = [label];
     if (this.steps) bits.push(`${this.steps} step${this.steps === 1 ? "" : "s"}`);
     if (this.tools) bits.push(`${this.tools} tool call${this.tools === 1 ? "" : "s"}`);
     this.summary.textContent = bits.join(" · ");
-    this.timeline.hidden = status !== "running" && !this.steps && !this.tools;
+    this.timeline.hidden = status !== "running" && status !== "queued" && !this.steps && !this.tools;
   }
 
   /** Applies one run event (in seq order). */
   apply(event) {
     switch (event.type) {
+      case "run_queued":
+        this.setStatus("queued");
+        break;
       case "agent_started":
         this.setStatus("running");
         break;
@@ -164,7 +175,7 @@ export class RunView {
       case "agent_error":
         this.error.hidden = false;
         this.error.replaceChildren(el("strong.code", { text: event.code }), " ", el("span", { text: event.message }));
-        this.setStatus(event.code === "cancelled" ? "cancelled" : "error");
+        this.setStatus(event.code === "cancelled" || event.code === "interrupted" ? event.code : "error");
         break;
       default:
         return;

@@ -1,4 +1,4 @@
-// The /ws connection: answers pings, reconnects with exponential backoff and jitter, reports its state.
+// The /ws connection: answers pings, reconnects with exponential backoff and jitter and resumes after the last seq seen, reports its state.
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
@@ -12,7 +12,8 @@ export function backoffDelay(attempt) {
 export class ChatSocket {
   /**
    * handlers: onFrame(frame), onState("connecting"|"connected"|"reconnecting"|"offline"),
-   * onConnected(isReconnect), onExpired(reason), onHandshakeFailed()
+   * onConnected(isReconnect), onExpired(reason), onHandshakeFailed(), cursor() → the last
+   * `seq` seen (0: none), so each (re)connect resumes the event log right after it.
    */
   constructor(token, handlers) {
     this.token = token;
@@ -73,7 +74,9 @@ export class ChatSocket {
     this.setState(this.everConnected ? "reconnecting" : "connecting");
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     // Browsers cannot set headers on a WebSocket: the token goes in the query (cordon never logs it).
-    const url = `${scheme}//${location.host}/ws?token=${encodeURIComponent(this.token)}`;
+    const cursor = this.handlers.cursor ? this.handlers.cursor() : 0;
+    const resume = cursor > 0 ? `&after_seq=${cursor}` : "";
+    const url = `${scheme}//${location.host}/ws?token=${encodeURIComponent(this.token)}${resume}`;
     let opened = false;
     const ws = new WebSocket(url);
     this.ws = ws;

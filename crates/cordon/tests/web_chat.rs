@@ -537,3 +537,82 @@ async fn hostile_text_renders_as_text_under_a_strict_csp() {
     assert_eq!(inline_ran, json!(false), "the CSP let an inline script run");
     page.close().await;
 }
+
+#[tokio::test]
+async fn a_busy_thread_queues_or_interrupts_and_a_reload_resumes_the_live_run() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server =
+        TestServer::start_with(|c| c.offline_step_delay = Duration::from_millis(600)).await;
+    let page = browser.session().await;
+    open_as(&page, &server, "erin", "#sign-up").await;
+
+    // A message sent while the thread's run is going is queued by default.
+    send(&page, "What is 2 + 2?").await;
+    wait_turns(&page, "running", 1).await;
+    page.wait_until(
+        "the double-texting choice",
+        WAIT,
+        "return !document.getElementById('multitask').hidden;",
+    )
+    .await;
+    send(&page, "What is 3 + 3?").await;
+    page.wait_until(
+        "a queued run that says so",
+        WAIT,
+        "return [...document.querySelectorAll('#messages .turn[data-status=queued] summary')]
+             .some(s => s.textContent.startsWith('Queued'));",
+    )
+    .await;
+    wait_turns(&page, "completed", 2).await;
+
+    // Or it interrupts the run in progress, which says so.
+    send(&page, "What is 5 + 5?").await;
+    wait_turns(&page, "running", 1).await;
+    page.js(
+        "document.getElementById('multitask').value = 'interrupt';",
+        vec![],
+    )
+    .await;
+    send(&page, "What is 6 + 6?").await;
+    page.wait_until(
+        "an interrupted run that says so",
+        WAIT,
+        "return [...document.querySelectorAll('#messages .turn[data-status=interrupted] summary')]
+             .some(s => s.textContent.startsWith('Interrupted'));",
+    )
+    .await;
+    wait_turns(&page, "completed", 3).await;
+
+    // A reload mid-run resumes the log after the last seq seen: the run goes on live.
+    send(&page, "What is 7 + 7?").await;
+    wait_turns(&page, "running", 1).await;
+    let cursor = page
+        .js("return Number(Object.entries(sessionStorage).find(([k]) => k.startsWith('cordon.cursor.'))[1]);", vec![])
+        .await;
+    assert!(cursor.as_u64().unwrap() > 0, "the cursor is kept: {cursor}");
+    page.js("location.reload();", vec![]).await;
+    wait_connected(&page).await;
+    let resumed = page
+        .js(
+            "return Number(document.getElementById('conn').dataset.resumedFrom);",
+            vec![],
+        )
+        .await;
+    assert!(
+        resumed.as_u64() >= cursor.as_u64(),
+        "the reloaded page resumed after {resumed}, not after {cursor}"
+    );
+    wait_turns(&page, "completed", 4).await;
+    let all = text_of(&page, "#messages").await;
+    assert!(all.contains("7 + 7 = 14."), "{all}");
+    let after = page
+        .js("return Number(Object.entries(sessionStorage).find(([k]) => k.startsWith('cordon.cursor.'))[1]);", vec![])
+        .await;
+    assert!(
+        after.as_u64() > cursor.as_u64(),
+        "resumed and advanced: {cursor} -> {after}"
+    );
+    page.close().await;
+}
