@@ -73,12 +73,12 @@ export class ChatSocket {
     }
     this.setState(this.everConnected ? "reconnecting" : "connecting");
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    // Browsers cannot set headers on a WebSocket: the token goes in the query (cordon never logs it).
     const cursor = this.handlers.cursor ? this.handlers.cursor() : 0;
-    const resume = cursor > 0 ? `&after_seq=${cursor}` : "";
-    const url = `${scheme}//${location.host}/ws?token=${encodeURIComponent(this.token)}${resume}`;
+    const url = `${scheme}//${location.host}/ws${cursor > 0 ? `?after_seq=${cursor}` : ""}`;
     let opened = false;
-    const ws = new WebSocket(url);
+    // Browsers cannot set headers on a WebSocket: the token rides as a second subprotocol
+    // (never in the URL, where proxies and history would keep it); cordon answers "cordon.v1".
+    const ws = new WebSocket(url, ["cordon.v1", `cordon.token.${this.token}`]);
     this.ws = ws;
     ws.onopen = () => {
       opened = true;

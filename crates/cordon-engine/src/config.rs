@@ -19,6 +19,10 @@ pub struct EngineConfig {
     pub run_history_limit: usize,
     /// Model/tool rounds one agent may take before `step_limit`.
     pub max_steps: u32,
+    /// Messages one user may send per minute (a token bucket: a burst of
+    /// this many, then one every 60/N s); over it a message is refused
+    /// with `rate_limited` and nothing of it is stored.
+    pub messages_per_minute: u32,
 }
 
 impl Default for EngineConfig {
@@ -31,6 +35,7 @@ impl Default for EngineConfig {
             cleanup_interval: Duration::from_secs(30),
             run_history_limit: 100,
             max_steps: 8,
+            messages_per_minute: 120,
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::config::EngineConfig;
 use crate::dispatcher::elapsed_ms;
 use crate::factory::EngineDeps;
 use crate::log::{RunEvents, UserEventLog};
+use crate::rate::TokenBucket;
 use crate::registry::RunFailure;
 use crate::stop::StopSignal;
 use crate::supervisor::{SUPERVISOR, run_pipeline};
@@ -41,6 +42,9 @@ pub enum SubmitError {
     /// The engine was retired by the idle cleanup; ask the factory for a fresh one.
     #[error("the engine was retired")]
     Retired,
+    /// Over the user's messages-per-minute; nothing of it was stored.
+    #[error("too many messages; retry in {} ms", .0.as_millis())]
+    RateLimited(Duration),
 }
 
 impl From<StoreError> for SubmitError {
@@ -125,6 +129,8 @@ struct EngineState {
     /// Threads with a run in progress.
     lanes: HashMap<ThreadId, Lane>,
     history: VecDeque<RunSummary>,
+    /// The user's messages-per-minute budget.
+    messages: TokenBucket,
     stats: EngineStats,
     last_activity: Instant,
     retired: bool,
@@ -165,6 +171,7 @@ impl UserExecutionEngine {
         log: UserEventLog,
         admission: Arc<Admission>,
     ) -> Self {
+        let messages = TokenBucket::new(config.messages_per_minute, Duration::from_secs(60));
         Self {
             deps,
             store,
@@ -175,6 +182,7 @@ impl UserExecutionEngine {
                 running: HashMap::new(),
                 lanes: HashMap::new(),
                 history: VecDeque::new(),
+                messages,
                 stats: EngineStats::default(),
                 last_activity: Instant::now(),
                 retired: false,
@@ -214,12 +222,18 @@ impl UserExecutionEngine {
         if !self.admission.accepting.load(Ordering::Acquire) {
             return Err(SubmitError::Rejected(ErrorCode::ShuttingDown));
         }
+        state
+            .messages
+            .take(Instant::now())
+            .map_err(SubmitError::RateLimited)?;
         self.store.admit_writes().map_err(|error| match error {
             StoreError::Overloaded => SubmitError::Rejected(ErrorCode::Overloaded),
             _ => SubmitError::Rejected(ErrorCode::StorageFailed),
         })?;
-        if state.lanes.contains_key(request.ctx.thread_id()) {
-            return self.queue_behind(state, request);
+        if let Some(lane) = state.lanes.get_mut(request.ctx.thread_id()) {
+            let queued = self.queue_behind(lane, &state.running, request)?;
+            state.stats.runs_queued += 1;
+            return Ok(queued);
         }
         if state.running.len() >= self.config.max_runs_per_user {
             return Err(SubmitError::Rejected(ErrorCode::UserConcurrencyLimit));
@@ -261,12 +275,10 @@ impl UserExecutionEngine {
     /// front after stopping the running one).
     fn queue_behind(
         &self,
-        state: &mut EngineState,
+        lane: &mut Lane,
+        running: &HashMap<RunId, StopSignal>,
         request: RunRequest,
     ) -> Result<Accepted, SubmitError> {
-        let Some(lane) = state.lanes.get_mut(request.ctx.thread_id()) else {
-            return Err(SubmitError::Rejected(ErrorCode::Internal));
-        };
         if request.multitask == Multitask::Reject || lane.waiting.len() >= MAX_WAITING_PER_THREAD {
             return Err(SubmitError::Rejected(ErrorCode::ThreadBusy));
         }
@@ -284,7 +296,7 @@ impl UserExecutionEngine {
             client_request_id: request.client_request_id,
         };
         let position = if request.multitask == Multitask::Interrupt {
-            if let Some(stop) = state.running.get(&lane.running) {
+            if let Some(stop) = running.get(&lane.running) {
                 stop.stop(ErrorCode::Interrupted);
             }
             lane.waiting.push_front(pending);
@@ -295,7 +307,6 @@ impl UserExecutionEngine {
         };
         let position = u32::try_from(position).unwrap_or(u32::MAX);
         let seq = self.log.emit(&ctx, RunEventKind::RunQueued { position })?;
-        state.stats.runs_queued += 1;
         Ok(Accepted {
             run_id: ctx.run_id().clone(),
             thread_id: ctx.thread_id().clone(),

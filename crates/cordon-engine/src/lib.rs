@@ -19,6 +19,7 @@ pub mod dispatcher;
 pub mod engine;
 pub mod factory;
 pub mod log;
+pub mod rate;
 pub mod recovery;
 pub mod registry;
 pub mod service;

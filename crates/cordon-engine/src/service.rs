@@ -43,6 +43,9 @@ pub enum ServiceError {
     Rejected(ErrorCode),
     #[error("the message could not be stored")]
     Storage(StoreError),
+    /// Over the user's messages-per-minute; nothing of it was stored.
+    #[error("too many messages; wait {} ms before sending again", .retry_after.as_millis())]
+    RateLimited { retry_after: std::time::Duration },
 }
 
 impl ServiceError {
@@ -54,6 +57,7 @@ impl ServiceError {
             ServiceError::RunNotFound => "run_not_found",
             ServiceError::Rejected(code) => code.as_str(),
             ServiceError::Storage(_) => ErrorCode::StorageFailed.as_str(),
+            ServiceError::RateLimited { .. } => "rate_limited",
         }
     }
 }
@@ -122,6 +126,9 @@ impl RunService {
             .await
             .map_err(|error| match error {
                 StartError::Submit(SubmitError::Rejected(code)) => ServiceError::Rejected(code),
+                StartError::Submit(SubmitError::RateLimited(retry_after)) => {
+                    ServiceError::RateLimited { retry_after }
+                }
                 StartError::Submit(SubmitError::Storage(error))
                 | StartError::Factory(crate::factory::FactoryError::Store(error)) => {
                     tracing::error!(%error, "could not record a message");

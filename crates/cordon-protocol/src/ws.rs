@@ -136,6 +136,9 @@ pub enum ServerFrame {
         /// With `cursor_expired`: the oldest `seq` still in the log.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         oldest_seq: Option<u64>,
+        /// With `rate_limited`: how long to wait before sending again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     Ping {
         #[serde(with = "crate::timestamp")]
@@ -189,6 +192,7 @@ impl ServerFrame {
             code: code.to_owned(),
             message: message.into(),
             oldest_seq: None,
+            retry_after_ms: None,
         }
     }
 

@@ -27,6 +27,10 @@ pub struct ServerConfig {
     pub event_retention: Duration,
     /// How often retention deletes expired events.
     pub retention_sweep_interval: Duration,
+    /// Sockets one user may have open at once; another upgrade gets `429 too_many_connections`.
+    pub max_sockets_per_user: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (for per-address limits).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Bound of the queue to the store's writer, in writes; past half of it
     /// new runs are refused with `overloaded`.
     pub write_queue_capacity: usize,
@@ -49,6 +53,8 @@ impl ServerConfig {
             event_retention: Duration::from_secs(7 * 24 * 3600),
             retention_sweep_interval: Duration::from_secs(3600),
             write_queue_capacity: cordon_store::DEFAULT_WRITE_QUEUE_CAPACITY,
+            trusted_proxies: Vec::new(),
+            max_sockets_per_user: 8,
             offline_step_delay: Duration::from_millis(100),
             engine: EngineConfig::default(),
         }

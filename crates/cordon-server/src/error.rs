@@ -28,6 +28,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// The user already has `limit` sockets open.
+    #[error("you already have {limit} connections open; close one first")]
+    TooManyConnections { limit: usize },
     /// A message or cancel the run service refused.
     #[error(transparent)]
     Service(ServiceError),
@@ -58,6 +61,9 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
             }
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "origin_not_allowed"),
+            ApiError::TooManyConnections { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_connections")
+            }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Service(error) => (service_status(error), error.code()),
@@ -76,6 +82,7 @@ fn service_status(error: &ServiceError) -> StatusCode {
         ServiceError::ThreadNotFound | ServiceError::RunNotFound => StatusCode::NOT_FOUND,
         ServiceError::Rejected(ErrorCode::ThreadBusy) => StatusCode::CONFLICT,
         ServiceError::Rejected(ErrorCode::UserConcurrencyLimit) => StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         ServiceError::Rejected(_) | ServiceError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
@@ -116,9 +123,11 @@ impl IntoResponse for ApiError {
             },
             oldest_seq,
         };
+        let retry_after = self.retry_after();
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::TooManyAttempts { retry_after } = self {
-            let seconds = retry_after.as_secs().max(1).to_string();
+        if let Some(retry_after) = retry_after {
+            // Whole seconds, rounded up: retrying earlier is refused again.
+            let seconds = (retry_after.as_secs_f64().ceil() as u64).max(1).to_string();
             if let Ok(value) = axum::http::HeaderValue::from_str(&seconds) {
                 response
                     .headers_mut()
@@ -126,5 +135,16 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+impl ApiError {
+    /// How long a refused caller should wait (the `Retry-After` header).
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ApiError::TooManyAttempts { retry_after }
+            | ApiError::Service(ServiceError::RateLimited { retry_after }) => Some(*retry_after),
+            _ => None,
+        }
     }
 }

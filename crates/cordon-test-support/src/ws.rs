@@ -27,6 +27,11 @@ impl WsClient {
         let (stream, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("ws connect");
+        Self::from_stream(stream).await
+    }
+
+    /// Wraps a socket opened by the test itself and reads the greeting.
+    pub async fn from_stream(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         let mut client = Self {
             stream,
             connection_id: String::new(),

@@ -66,6 +66,12 @@ pub struct ServeArgs {
     /// Runs one user may have in flight.
     #[arg(long, default_value_t = 2)]
     pub max_runs_per_user: usize,
+    /// Sockets one user may have open; another upgrade gets `429 too_many_connections`.
+    #[arg(long, default_value_t = 8)]
+    pub max_sockets_per_user: usize,
+    /// Messages one user may send per minute (over the socket and REST together).
+    #[arg(long, default_value_t = 120)]
+    pub messages_per_minute: u32,
     /// Runs the whole server may have in flight.
     #[arg(long, default_value_t = 1024)]
     pub max_runs_global: usize,
@@ -81,6 +87,10 @@ pub struct ServeArgs {
     /// Days the event log keeps a user's events (resume cursors older than this get `cursor_expired`).
     #[arg(long, default_value_t = 7.0)]
     pub event_retention: f64,
+    /// A proxy (IP or CIDR, repeatable or comma-separated) whose `X-Forwarded-For` names the
+    /// client for per-address limits; from any other peer the header is ignored.
+    #[arg(long = "trusted-proxy", value_delimiter = ',', value_parser = proxy_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Most writes queued for the store; past half of it new runs are refused with `overloaded`.
     #[arg(long, default_value_t = cordon_server::DEFAULT_WRITE_QUEUE_CAPACITY)]
     pub write_queue_capacity: usize,
@@ -108,4 +118,11 @@ pub struct ServeArgs {
     /// TOML file with the remaining model settings (see docs/llm.md); flags override it.
     #[arg(long)]
     pub llm_config: Option<PathBuf>,
+}
+
+/// A trusted proxy: an address (`10.0.0.7`) or a network (`10.0.0.0/8`).
+fn proxy_net(raw: &str) -> Result<ipnet::IpNet, String> {
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{raw}` is neither an IP address nor a CIDR network"))
 }

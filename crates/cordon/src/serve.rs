@@ -48,6 +48,9 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if args.max_runs_per_user == 0 || args.max_runs_global == 0 {
         bail!("--max-runs-per-user and --max-runs-global must be at least 1");
     }
+    if args.max_sockets_per_user == 0 || args.messages_per_minute == 0 {
+        bail!("--max-sockets-per-user and --messages-per-minute must be at least 1");
+    }
     let mut config = ServerConfig::new(args.data_dir);
     config.jwt_secret = args.jwt_secret;
     config.heartbeat_interval = seconds("--heartbeat-interval", args.heartbeat_interval)?;
@@ -56,6 +59,8 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     config.event_retention = seconds("--event-retention", args.event_retention * 86_400.0)?;
     config.offline_step_delay = Duration::from_millis(args.offline_delay_ms);
     config.write_queue_capacity = args.write_queue_capacity;
+    config.trusted_proxies = args.trusted_proxies;
+    config.max_sockets_per_user = args.max_sockets_per_user;
     config.allowed_origins = args.allowed_origins;
     config.engine = EngineConfig {
         max_runs_per_user: args.max_runs_per_user,

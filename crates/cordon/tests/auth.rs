@@ -178,7 +178,7 @@ async fn repeated_failed_logins_are_throttled_per_account() {
     let server = TestServer::start().await;
     server.register("quinn").await;
     server.register("rosa").await;
-    for _ in 0..10 {
+    for _ in 0..5 {
         let (status, _) = post(
             &server,
             "/api/auth/login",
@@ -201,7 +201,10 @@ async fn repeated_failed_logins_are_throttled_per_account() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(retry_after > 0 && retry_after <= 15 * 60);
+    assert!(
+        retry_after > 0 && retry_after <= 60,
+        "a delay, not a lockout"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_attempts");
     // Another account from the same address is not locked out by quinn's failures.

@@ -145,7 +145,11 @@ async fn a_token_in_the_query_string_never_reaches_the_logs() {
     let server = TestServer::start().await;
     let account = server.register("tokenlog").await;
     let threads = get(&server, &format!("/api/threads?token={}", account.token)).await;
-    assert_eq!(threads.status(), 200);
+    assert_eq!(
+        threads.status(),
+        401,
+        "REST routes take no token in the URL"
+    );
     let url = format!("{}?token={}", server.ws_url(), account.token);
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let _ = futures_util::StreamExt::next(&mut socket).await;

@@ -1,15 +1,13 @@
 //! `POST /api/auth/register`, `POST /api/auth/login` and `POST /api/auth/logout`.
 
 use axum::Json;
-use std::net::SocketAddr;
-
+use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use cordon_core::{User, UserId};
 use cordon_protocol::rest::{AuthResponse, Credentials, UserView};
 
-use crate::auth::{AuthUser, throttle};
+use crate::auth::{AuthUser, ClientAddress, throttle};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -40,16 +38,18 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(issue(&state, &user)?)))
 }
 
+/// The attempt is counted before the user is looked up and the password
+/// hashed, so concurrent guesses cannot race past the throttle.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddress(address): ClientAddress,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Json<AuthResponse>, ApiError> {
     let Json(credentials) = body.map_err(invalid_body)?;
-    let keys = throttle::keys(&credentials.username, Some(peer.ip()));
+    let keys = throttle::keys(&credentials.username, Some(address));
     state
         .login_throttle
-        .check(&keys)
+        .begin(&keys)
         .map_err(|retry_after| ApiError::TooManyAttempts { retry_after })?;
     let user = state
         .store
@@ -63,13 +63,10 @@ pub async fn login(
         .await;
     match user {
         Some(user) if valid => {
-            state.login_throttle.record_success(&keys);
+            state.login_throttle.succeeded(&keys);
             Ok(Json(issue(&state, &user)?))
         }
-        _ => {
-            state.login_throttle.record_failure(&keys);
-            Err(ApiError::InvalidCredentials("wrong username or password"))
-        }
+        _ => Err(ApiError::InvalidCredentials("wrong username or password")),
     }
 }
 

@@ -1,7 +1,7 @@
-//! `AuthUser`: the extractor that verifies the token of every request (Bearer header, or `token` query for browsers).
+//! `AuthUser`: the extractor that verifies the token of every request (Bearer header; on the `/ws` upgrade also a subprotocol or `?token=`).
 
 use axum::extract::{FromRequestParts, Query};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use axum::http::request::Parts;
 use cordon_core::UserId;
 use time::OffsetDateTime;
@@ -27,7 +27,7 @@ impl FromRequestParts<AppState> for AuthUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts)
-            .or_else(|| query_token(parts))
+            .or_else(|| websocket_token(parts))
             .ok_or(ApiError::Unauthorized)?;
         let verified = state
             .tokens
@@ -58,6 +58,31 @@ fn bearer_token(parts: &Parts) -> Option<String> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim().to_owned())
+}
+
+/// Offered as a WebSocket subprotocol by browsers, which cannot set headers:
+/// `Sec-WebSocket-Protocol: cordon.v1, cordon.token.<jwt>`.
+const PROTOCOL_TOKEN_PREFIX: &str = "cordon.token.";
+
+/// Only the `/ws` upgrade takes a token outside the `Authorization` header:
+/// from the subprotocol list, or (for older clients) `?token=`. No other
+/// route accepts a token in its URL, where proxies and browser history keep it.
+fn websocket_token(parts: &Parts) -> Option<String> {
+    if parts.uri.path() != "/ws" {
+        return None;
+    }
+    protocol_token(parts).or_else(|| query_token(parts))
+}
+
+fn protocol_token(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|protocol| protocol.trim().strip_prefix(PROTOCOL_TOKEN_PREFIX))
+        .map(str::to_owned)
 }
 
 #[derive(serde::Deserialize)]

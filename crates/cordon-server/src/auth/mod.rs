@@ -1,5 +1,6 @@
 //! Authentication: passwords (argon2id), tokens (HS256 JWT), their revocation, and the extractor that yields the caller.
 
+pub mod address;
 pub mod extract;
 pub mod jwt;
 pub mod password;
@@ -7,6 +8,7 @@ pub mod revocation;
 pub mod secret;
 pub mod throttle;
 
+pub use address::ClientAddress;
 pub use extract::AuthUser;
 pub use jwt::{TokenError, TokenKeys};
 pub use password::PasswordHasher;

@@ -1,6 +1,7 @@
 //! The connection hub: each user's live connections, and the per-user sink that fans committed events out to them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
@@ -74,6 +75,8 @@ struct Subscribers {
 pub struct UserChannel {
     user_id: UserId,
     subscribers: Mutex<Subscribers>,
+    /// Sockets open for the user (claimed at the upgrade, before the session starts).
+    sockets: AtomicUsize,
 }
 
 impl UserChannel {
@@ -184,6 +187,17 @@ impl Registration {
     }
 }
 
+/// One open socket's claim on its user's socket limit; released when dropped.
+pub struct SocketSlot {
+    channel: Arc<UserChannel>,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.channel.sockets.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         self.detach();
@@ -204,9 +218,23 @@ impl ConnectionHub {
                 Arc::new(UserChannel {
                     user_id: user_id.clone(),
                     subscribers: Mutex::new(Subscribers::default()),
+                    sockets: AtomicUsize::new(0),
                 })
             })
             .clone()
+    }
+
+    /// Claims one of the user's `max` socket slots, or `None` when all are
+    /// taken. Claimed atomically at the upgrade, so a burst cannot overshoot.
+    pub fn claim_socket(&self, user_id: &UserId, max: usize) -> Option<SocketSlot> {
+        let channel = self.channel(user_id);
+        channel
+            .sockets
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .ok()?;
+        Some(SocketSlot { channel })
     }
 
     /// Registers a connection with its user's channel, detached.

@@ -15,7 +15,7 @@ use crate::auth::AuthUser;
 use crate::metrics::EVENT_SEND_SECONDS;
 use crate::state::AppState;
 use crate::ws::frames;
-use crate::ws::hub::{EndSignal, Ended, Outbound, Registration, encode};
+use crate::ws::hub::{EndSignal, Ended, Outbound, Registration, SocketSlot, encode};
 use crate::ws::replay::{Replay, ReplayError};
 
 /// Most frames written per flush, so one busy user cannot hold the socket's task for long.
@@ -27,6 +27,8 @@ pub struct Session {
     connection_id: ConnectionId,
     /// `?after_seq=` of the upgrade: resume before going live.
     resume_from: Option<u64>,
+    /// Held for the session's life: its place in the user's socket limit.
+    _slot: SocketSlot,
 }
 
 pub(crate) type Outgoing = SplitSink<WebSocket, Message>;
@@ -60,12 +62,14 @@ impl Session {
         user: AuthUser,
         connection_id: ConnectionId,
         resume_from: Option<u64>,
+        slot: SocketSlot,
     ) -> Self {
         Self {
             state,
             user,
             connection_id,
             resume_from,
+            _slot: slot,
         }
     }
 }
@@ -207,6 +211,7 @@ impl Session {
                     oldest_seq.saturating_sub(1)
                 ),
                 oldest_seq: Some(oldest_seq),
+                retry_after_ms: None,
             };
             return send(outgoing, &frame).await.map_err(|_| Close(None));
         }
@@ -365,6 +370,12 @@ impl Session {
                 code,
                 message: error.to_string(),
                 client_request_id,
+            },
+            ServiceError::RateLimited { retry_after } => ServerFrame::Error {
+                code: error.code().to_owned(),
+                message: error.to_string(),
+                oldest_seq: None,
+                retry_after_ms: Some(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)),
             },
             other => ServerFrame::error(other.code(), other.to_string()),
         })

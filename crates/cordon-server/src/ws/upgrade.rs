@@ -19,6 +19,15 @@ use crate::ws::session::{Session, run_session};
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 const WRITE_BUFFER_BYTES: usize = 4 * 1024;
 const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+/// What the transport reads of one client message. The protocol's limit is
+/// `MAX_CLIENT_FRAME_BYTES` (64 KiB), answered with `frame_too_large` and the
+/// socket left open; only past this the socket closes (1009).
+const MAX_TRANSPORT_MESSAGE_BYTES: usize = 16 * MAX_CLIENT_FRAME_BYTES;
+
+/// The subprotocol the server speaks. A browser, which cannot set headers,
+/// offers it with its token as a second one (`cordon.token.<jwt>`), so the
+/// token is never in a URL; the server answers with this one.
+pub const SUBPROTOCOL: &str = "cordon.v1";
 
 /// `?after_seq=N`: resume from the log before going live, like a first `resume` frame.
 #[derive(Debug, serde::Deserialize)]
@@ -37,19 +46,26 @@ pub async fn ws_handler(
     check_origin(&headers, &state.config.allowed_origins)?;
     let Query(query) =
         query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let limit = state.config.max_sockets_per_user;
+    let slot = state
+        .hub
+        .claim_socket(&user.user_id, limit)
+        .ok_or(ApiError::TooManyConnections { limit })?;
     let session = Session::new(
         state.clone(),
         user,
         ConnectionId::generate(),
         query.after_seq,
+        slot,
     );
     let sessions = state.sessions.clone();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
-        .max_message_size(MAX_CLIENT_FRAME_BYTES)
-        .max_frame_size(MAX_CLIENT_FRAME_BYTES)
+        .max_message_size(MAX_TRANSPORT_MESSAGE_BYTES)
+        .max_frame_size(MAX_TRANSPORT_MESSAGE_BYTES)
+        .protocols([SUBPROTOCOL])
         .on_upgrade(move |socket| sessions.track_future(run_session(session, socket))))
 }
 

@@ -1,0 +1,212 @@
+//! A hostile client against the real server: racing the login throttle, locking out an owner, too many sockets, message floods, oversized frames, tokens in URLs.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test should panic loudly on a broken assumption"
+)]
+
+use std::time::Duration;
+
+use cordon_test_support::{PASSWORD, TestServer, WsClient};
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+/// A login attempt as from `forwarded_for` (believed only behind a trusted proxy).
+async fn login(
+    server: &TestServer,
+    username: &str,
+    password: &str,
+    forwarded_for: &str,
+) -> (u16, Option<u64>) {
+    let response = server
+        .http
+        .post(server.url("/api/auth/login"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    (response.status().as_u16(), retry_after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_wrong_passwords_gets_exactly_the_free_attempts_verified() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    let attempts = (0..25).map(|_| login(&server, "alice", "not the password", "192.0.2.1"));
+    let answers = join_all(attempts).await;
+    let verified = answers.iter().filter(|(status, _)| *status == 401).count();
+    let delayed: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == 429)
+        .collect();
+    assert_eq!(
+        verified, 5,
+        "only the free attempts reach the hash: {answers:?}"
+    );
+    assert_eq!(delayed.len(), 20, "{answers:?}");
+    assert!(
+        delayed
+            .iter()
+            .all(|(_, retry)| retry.is_some_and(|s| (1..=60).contains(&s)))
+    );
+}
+
+#[tokio::test]
+async fn the_owner_gets_in_from_elsewhere_while_a_guesser_is_held_off() {
+    let server = TestServer::start_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    server.register("bob").await;
+    for _ in 0..12 {
+        login(&server, "bob", "guess", "203.0.113.7").await;
+    }
+    let (status, retry_after) = login(&server, "bob", PASSWORD, "203.0.113.7").await;
+    assert_eq!(
+        status, 429,
+        "the guesser's address is held off, even with the right password"
+    );
+    assert!(retry_after.is_some());
+    let (status, _) = login(&server, "bob", PASSWORD, "198.51.100.2").await;
+    assert_eq!(
+        status, 200,
+        "the owner, from another address, is not locked out"
+    );
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let server = TestServer::start().await;
+    server.register("carl").await;
+    for i in 0..5 {
+        let (status, _) = login(&server, "carl", "guess", &format!("198.51.100.{i}")).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _) = login(&server, "carl", "guess", "198.51.100.99").await;
+    assert_eq!(
+        status, 429,
+        "a made-up X-Forwarded-For does not buy more guesses"
+    );
+}
+
+/// The status and JSON body of a refused upgrade.
+async fn refused_upgrade(server: &TestServer, token: &str) -> (u16, Value) {
+    let mut request = server.ws_url().into_client_request().unwrap();
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    request.headers_mut().insert("authorization", bearer);
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            (
+                response.status().as_u16(),
+                serde_json::from_slice(&body).unwrap_or(Value::Null),
+            )
+        }
+        other => panic!("the upgrade was not refused: {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn a_ninth_socket_of_one_user_is_refused_and_a_slot_frees_when_one_closes() {
+    let server = TestServer::start().await;
+    let dana = server.register("dana").await;
+    let mut sockets = Vec::new();
+    for _ in 0..8 {
+        sockets.push(server.connect(&dana).await);
+    }
+    let (status, body) = refused_upgrade(&server, &dana.token).await;
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["code"], "too_many_connections", "{body}");
+    let erin = server.register("erin").await;
+    server.connect(&erin).await; // other users are not affected
+
+    sockets.pop().unwrap().close().await;
+    for attempt in 0.. {
+        let mut request = server.ws_url().into_client_request().unwrap();
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", dana.token)).unwrap();
+        request.headers_mut().insert("authorization", bearer);
+        if tokio_tungstenite::connect_async(request).await.is_ok() {
+            break;
+        }
+        assert!(attempt < 100, "the closed socket's slot was never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn messages_over_the_rate_limit_are_refused_and_the_socket_stays_open() {
+    let server = TestServer::start_with(|c| {
+        c.engine.messages_per_minute = 3;
+        c.engine.max_runs_per_user = 10;
+    })
+    .await;
+    let fay = server.register("fay").await;
+    let mut ws = server.connect(&fay).await;
+    for i in 0..4 {
+        ws.send_json(&json!({"type": "user_message", "content": format!("what is {i} + 1?")}))
+            .await;
+    }
+    let refusal = ws.collect_until(|f| f["type"] == "error").await;
+    let refusal = refusal.last().unwrap();
+    assert_eq!(refusal["code"], "rate_limited", "{refusal}");
+    let retry_after_ms = refusal["retry_after_ms"].as_u64().unwrap();
+    assert!(retry_after_ms > 0 && retry_after_ms <= 20_000, "{refusal}");
+    ws.send_json(&json!({"type": "ping"})).await;
+    ws.collect_until(|f| f["type"] == "pong").await;
+
+    let (status, body) = server
+        .post_json(&fay, "/api/messages", &json!({"content": "and over REST?"}))
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    let (_, threads) = server.get_json(&fay, "/api/threads").await;
+    assert_eq!(
+        threads.as_array().unwrap().len(),
+        3,
+        "refused messages stored nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_frame_over_64_kib_is_answered_and_the_socket_stays_open() {
+    let server = TestServer::start().await;
+    let gus = server.register("gus").await;
+    let mut ws = server.connect(&gus).await;
+    ws.send_text(&"x".repeat(70 * 1024)).await;
+    let answer = ws.next_json().await;
+    assert_eq!(answer["type"], "error");
+    assert_eq!(answer["code"], "frame_too_large", "{answer}");
+    ws.send_json(&json!({"type": "ping"})).await;
+    ws.collect_until(|f| f["type"] == "pong").await;
+}
+
+#[tokio::test]
+async fn tokens_are_refused_in_rest_urls_and_ride_a_subprotocol_on_the_socket() {
+    let server = TestServer::start().await;
+    let hal = server.register("hal").await;
+    let response = server
+        .http
+        .get(server.url(&format!("/api/threads?token={}", hal.token)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+
+    let mut request = server.ws_url().into_client_request().unwrap();
+    let protocols =
+        HeaderValue::from_str(&format!("cordon.v1, cordon.token.{}", hal.token)).unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocols);
+    let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "cordon.v1");
+    let mut ws = WsClient::from_stream(socket).await;
+    ws.send_json(&json!({"type": "ping"})).await;
+    ws.collect_until(|f| f["type"] == "pong").await;
+}
