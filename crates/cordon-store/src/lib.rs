@@ -9,6 +9,7 @@
 //! half its bound no new run is admitted, and once a batch fails every
 //! write is refused until a probe write commits again. No sqlx or rusqlite type leaves this crate.
 
+mod checkpoint;
 mod convert;
 mod health;
 mod sqlite;

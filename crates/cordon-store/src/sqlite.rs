@@ -17,6 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoint::Checkpointer;
 use crate::convert::{backend, from_micros, id, to_micros};
 use crate::health::{DEFAULT_WRITE_QUEUE_CAPACITY, WriteHealth};
 use crate::writer::{self, EventRow, WriteOp};
@@ -47,6 +48,7 @@ pub struct SqliteStore {
     /// The writer thread ends when the store (and so this sender) is dropped.
     writes: mpsc::UnboundedSender<WriteOp>,
     health: Arc<WriteHealth>,
+    _checkpointer: Checkpointer,
 }
 
 impl SqliteStore {
@@ -81,6 +83,7 @@ impl SqliteStore {
             .await
             .map_err(|error| StoreError::Backend(format!("migration failed: {error}")))?;
         let conn = writer::open(&data_dir.join(DATABASE_FILE))?;
+        let checkpointer = Checkpointer::start(&data_dir.join(DATABASE_FILE))?;
         // Unbounded channel, bounded queue: `WriteHealth` counts what is
         // queued, admission stops at half the bound and runs in progress wait
         // for room, so appends stay synchronous (taken under the log's lock).
@@ -94,6 +97,7 @@ impl SqliteStore {
             reads,
             writes,
             health,
+            _checkpointer: checkpointer,
         }))
     }
 

@@ -82,6 +82,11 @@ pub fn open(path: &std::path::Path) -> Result<Connection, StoreError> {
         .map_err(backend)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(backend)?;
+    // With `synchronous=NORMAL` a commit in WAL mode does not fsync; only a
+    // checkpoint does. The checkpointer thread runs them, so no commit (and
+    // so no event, which is sent only once committed) waits for the disk.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(backend)?;
     // The per-user indexes it inserts into outgrow SQLite's default 2 MiB cache
     // within minutes under load; 32 MiB keeps their hot pages resident.
     conn.pragma_update(None, "cache_size", -32 * 1024)
@@ -97,6 +102,10 @@ pub fn run(
     mut queue: mpsc::UnboundedReceiver<WriteOp>,
     health: Arc<WriteHealth>,
 ) {
+    let Some(publisher) = Publisher::start() else {
+        tracing::error!("could not start the event publisher; the store takes no writes");
+        return;
+    };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -108,12 +117,14 @@ pub fn run(
         }
         let count = batch.len();
         let probed = batch.iter().any(|op| matches!(op, WriteOp::Probe(_)));
+        let mut settled = Settled::default();
         if health.is_failing() {
-            probe_then_refuse(&mut conn, &mut batch, &health);
+            probe_then_refuse(&mut conn, &mut batch, &health, &mut settled);
         }
         if !batch.is_empty() {
-            commit_batch(&mut conn, &mut batch, &health);
+            commit_batch(&mut conn, &mut batch, &health, &mut settled);
         }
+        publisher.hand_over(settled);
         if probed {
             health.probe_done();
         }
@@ -121,21 +132,60 @@ pub fn run(
     }
 }
 
+/// A batch's events, settled (committed or failed), in queue order.
+type Settled = Vec<(EventRow, Result<u64, StoreError>)>;
+
+/// Publishes committed events on a thread of its own, batch after batch in
+/// commit order, so the writer starts its next transaction instead of
+/// fanning the last one out to sockets (that wait is every event's latency).
+struct Publisher {
+    batches: std::sync::mpsc::Sender<Settled>,
+}
+
+impl Publisher {
+    /// Ends when the writer drops it.
+    fn start() -> Option<Self> {
+        let (batches, settled) = std::sync::mpsc::channel::<Settled>();
+        std::thread::Builder::new()
+            .name("cordon-store-publisher".into())
+            .spawn(move || {
+                for batch in settled {
+                    for (row, result) in batch {
+                        publish(row, result);
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self { batches })
+    }
+
+    fn hand_over(&self, settled: Settled) {
+        if !settled.is_empty() {
+            let _ = self.batches.send(settled);
+        }
+    }
+}
+
 /// While writes fail, a batch's probe is tried first, alone; if it commits
 /// the batch goes on as usual, otherwise every write of it is refused.
-fn probe_then_refuse(conn: &mut Connection, batch: &mut Vec<WriteOp>, health: &WriteHealth) {
+fn probe_then_refuse(
+    conn: &mut Connection,
+    batch: &mut Vec<WriteOp>,
+    health: &WriteHealth,
+    settled: &mut Settled,
+) {
     if let Some(at) = batch.iter().position(|op| matches!(op, WriteOp::Probe(_))) {
         let probe = batch.remove(at);
         let result = in_transaction(conn, |tx| probe_write(tx));
         if result.is_ok() {
             health.recover();
         }
-        acknowledge(probe, result.map(|()| 1).map_err(backend));
+        acknowledge(probe, result.map(|()| 1).map_err(backend), settled);
     }
     if let Err(refusal) = health.check_failing() {
         for op in batch.drain(..) {
             let result = refused(&op, &refusal);
-            acknowledge(op, result);
+            acknowledge(op, result, settled);
         }
     }
 }
@@ -163,7 +213,12 @@ fn in_transaction(
 /// username) is answered alone; any other error aborts the whole batch:
 /// after a full disk or an I/O error SQLite may have rolled back already,
 /// and later statements must not run outside the transaction.
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<WriteOp>, health: &WriteHealth) {
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<WriteOp>,
+    health: &WriteHealth,
+    settled: &mut Settled,
+) {
     let mut results = Vec::with_capacity(batch.len());
     let committed = in_transaction(conn, |tx| {
         for op in batch.iter() {
@@ -183,7 +238,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<WriteOp>, health: &WriteH
             Ok(()) => result,
             Err(error) => refused(&op, &StoreError::Backend(error.to_string())),
         };
-        acknowledge(op, result);
+        acknowledge(op, result, settled);
     }
 }
 
@@ -191,9 +246,9 @@ fn backend(error: rusqlite::Error) -> StoreError {
     StoreError::Backend(error.to_string())
 }
 
-/// Tells each write's caller how it went; a committed event goes to its
-/// subscriber here, after the commit and in queue (so `seq`) order.
-fn acknowledge(op: WriteOp, result: Result<u64, StoreError>) {
+/// Tells each write's caller how it went; an event is set aside for the
+/// publisher, which hands it to its subscriber in queue (so `seq`) order.
+fn acknowledge(op: WriteOp, result: Result<u64, StoreError>, settled: &mut Settled) {
     let ack = match op {
         WriteOp::CreateUser(_, ack)
         | WriteOp::RevokeTokens(_, ack)
@@ -205,7 +260,7 @@ fn acknowledge(op: WriteOp, result: Result<u64, StoreError>) {
             let _ = ack.send(result);
             return;
         }
-        WriteOp::Event(row) => return publish(row, result),
+        WriteOp::Event(row) => return settled.push((row, result)),
         WriteOp::LlmCall { call, .. } => {
             return log_failure(result, "model call's usage", call.run_id.as_str());
         }
