@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use cordon_core::{ConnectionId, Multitask, RunId};
+use cordon_core::{ConnectionId, ErrorCode, Multitask, RunId};
 use cordon_engine::{NewMessage, ServiceError};
 use cordon_protocol::{ClientFrame, RunEnvelope, ServerFrame};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -348,7 +348,8 @@ impl Session {
 
     /// Hands the message to the run service. The accepted run's events come
     /// through the log; a refusal is answered to this connection only and is
-    /// not in the log (`seq` 0), since nothing of the message was stored.
+    /// not in the log (`seq` 0), since nothing of the message was stored (or
+    /// its writes failed: `storage_failed`).
     async fn on_user_message(&self, message: NewMessage) -> Option<ServerFrame> {
         let thread_id = message.thread_id.clone().unwrap_or_default();
         let client_request_id = message.client_request_id.clone();
@@ -358,8 +359,13 @@ impl Session {
             .submit_message(&self.user.user_id, message)
             .await
             .err()?;
-        Some(match error {
-            ServiceError::Rejected(code) => ServerFrame::AgentError {
+        let refused_with = match &error {
+            ServiceError::Rejected(code) => Some(*code),
+            ServiceError::Storage(_) => Some(ErrorCode::StorageFailed),
+            _ => None,
+        };
+        Some(match (refused_with, error) {
+            (Some(code), error) => ServerFrame::AgentError {
                 envelope: RunEnvelope {
                     run_id: RunId::generate().to_string(),
                     thread_id,
@@ -371,13 +377,13 @@ impl Session {
                 message: error.to_string(),
                 client_request_id,
             },
-            ServiceError::RateLimited { retry_after } => ServerFrame::Error {
+            (None, error @ ServiceError::RateLimited { retry_after }) => ServerFrame::Error {
                 code: error.code().to_owned(),
                 message: error.to_string(),
                 oldest_seq: None,
                 retry_after_ms: Some(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)),
             },
-            other => ServerFrame::error(other.code(), other.to_string()),
+            (None, other) => ServerFrame::error(other.code(), other.to_string()),
         })
     }
 }
