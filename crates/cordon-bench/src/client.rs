@@ -151,6 +151,14 @@ pub async fn read_connection(
                 verify_run_event(&user, &frame, envelope, &threads, &mut last_seq)?;
                 events.fetch_add(1, Ordering::Relaxed);
             }
+            // A refused message: the run it asked for never existed.
+            ServerFrame::Error { code, .. } if code == "rate_limited" => {
+                let _ = observations.send(Observation {
+                    connection,
+                    kind: RunMilestone::Failed(code.clone()),
+                    at: Instant::now(),
+                });
+            }
             ServerFrame::Error { .. } => {
                 return Err(BenchError::Protocol(format!(
                     "server error frame: {frame:?}"

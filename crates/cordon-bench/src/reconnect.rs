@@ -191,6 +191,10 @@ impl Resumer {
             return Ok(None);
         }
         if let ServerFrame::Error { code, message, .. } = frame {
+            // A refused message: the run it asked for never existed.
+            if code == "rate_limited" {
+                return Ok(Some(RunMilestone::Failed(code.clone())));
+            }
             return Err(BenchError::Protocol(format!(
                 "error frame {code}: {message}"
             )));

@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::checkpoint::Checkpointer;
+use crate::checkpoint::{Checkpointer, WalBound};
 use crate::convert::{backend, from_micros, id, to_micros};
 use crate::health::{DEFAULT_WRITE_QUEUE_CAPACITY, WriteHealth};
 use crate::writer::{self, EventRow, WriteOp};
@@ -84,6 +84,7 @@ impl SqliteStore {
             .map_err(|error| StoreError::Backend(format!("migration failed: {error}")))?;
         let conn = writer::open(&data_dir.join(DATABASE_FILE))?;
         let checkpointer = Checkpointer::start(&data_dir.join(DATABASE_FILE))?;
+        let wal = WalBound::new(&data_dir.join(DATABASE_FILE));
         // Unbounded channel, bounded queue: `WriteHealth` counts what is
         // queued, admission stops at half the bound and runs in progress wait
         // for room, so appends stay synchronous (taken under the log's lock).
@@ -91,7 +92,7 @@ impl SqliteStore {
         let writer_health = Arc::clone(&health);
         std::thread::Builder::new()
             .name("cordon-store-writer".into())
-            .spawn(move || writer::run(conn, queue, writer_health))
+            .spawn(move || writer::run(conn, queue, writer_health, wal))
             .map_err(|error| StoreError::Backend(format!("could not start the writer: {error}")))?;
         Ok(Arc::new(Self {
             reads,

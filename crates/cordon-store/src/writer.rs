@@ -12,6 +12,7 @@ use cordon_core::{
 use rusqlite::{Connection, ErrorCode, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoint::WalBound;
 use crate::convert::to_micros;
 use crate::health::WriteHealth;
 
@@ -101,6 +102,7 @@ pub fn run(
     mut conn: Connection,
     mut queue: mpsc::UnboundedReceiver<WriteOp>,
     health: Arc<WriteHealth>,
+    mut wal: WalBound,
 ) {
     let Some(publisher) = Publisher::start() else {
         tracing::error!("could not start the event publisher; the store takes no writes");
@@ -125,6 +127,7 @@ pub fn run(
             commit_batch(&mut conn, &mut batch, &health, &mut settled);
         }
         publisher.hand_over(settled);
+        wal.after_batch(&conn);
         if probed {
             health.probe_done();
         }

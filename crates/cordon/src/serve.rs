@@ -67,6 +67,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         max_runs_global: args.max_runs_global,
         agent_timeout: seconds("--agent-timeout", args.agent_timeout)?,
         engine_idle_ttl: seconds("--engine-idle-ttl", args.engine_idle_ttl)?,
+        messages_per_minute: args.messages_per_minute,
         ..EngineConfig::default()
     };
     Ok(config)
@@ -139,5 +140,44 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn the_limit_flags_reach_the_config() {
+        let args = Wrapper::parse_from([
+            "serve",
+            "--messages-per-minute",
+            "7",
+            "--max-sockets-per-user",
+            "3",
+            "--trusted-proxy",
+            "10.0.0.0/8,192.0.2.1",
+            "--write-queue-capacity",
+            "100",
+        ])
+        .serve;
+        let config = config_from(args).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(config.engine.messages_per_minute, 7);
+        assert_eq!(config.max_sockets_per_user, 3);
+        assert_eq!(config.write_queue_capacity, 100);
+        let proxies: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.1/32"]);
     }
 }
