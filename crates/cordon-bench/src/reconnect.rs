@@ -53,7 +53,7 @@ struct Resumer {
 }
 
 /// The run that `ask` waits for, as far as it is known.
-struct Pending {
+struct AwaitedRun {
     client_request_id: String,
     run_id: Option<String>,
     sent: Instant,
@@ -139,7 +139,7 @@ impl Resumer {
 
     /// Sends one question and follows its run to the end across reconnects.
     async fn ask(&mut self, m: usize, timeout: Duration) -> Result<RunTiming, BenchError> {
-        let mut pending = Pending {
+        let mut pending = AwaitedRun {
             client_request_id: format!("{}-m{m}", self.user.tag),
             run_id: None,
             sent: Instant::now(),
@@ -183,7 +183,7 @@ impl Resumer {
     async fn take(
         &mut self,
         frame: &ServerFrame,
-        pending: &mut Pending,
+        pending: &mut AwaitedRun,
     ) -> Result<Option<RunMilestone>, BenchError> {
         if let ServerFrame::Ping { .. } = frame {
             let pong = serde_json::to_string(&ClientFrame::Pong {}).unwrap_or_default();
@@ -246,7 +246,7 @@ impl Resumer {
     }
 
     /// Whether the frame is of the pending run (matched by `client_request_id`).
-    fn follow(&self, frame: &ServerFrame, pending: &mut Pending, run_id: &str) -> bool {
+    fn follow(&self, frame: &ServerFrame, pending: &mut AwaitedRun, run_id: &str) -> bool {
         if let ServerFrame::AgentStarted {
             client_request_id: Some(id),
             ..
@@ -271,7 +271,7 @@ impl Resumer {
     }
 }
 
-impl Pending {
+impl AwaitedRun {
     fn ended(&self, outcome: RunMilestone) -> RunTiming {
         RunTiming {
             to_started: self.to_started,

@@ -6,8 +6,9 @@ use time::OffsetDateTime;
 use crate::event::ErrorCode;
 use crate::ids::{MessageId, RunId, ThreadId, UserId};
 
-/// A registered account; `password_hash` is an argon2 PHC string, never the password.
-#[derive(Debug, Clone)]
+/// A registered account; `password_hash` is an argon2 PHC string, never the
+/// password, and is left out of `Debug`.
+#[derive(Clone)]
 pub struct User {
     pub id: UserId,
     pub username: String,
@@ -15,6 +16,18 @@ pub struct User {
     pub created_at: OffsetDateTime,
     /// Tokens issued in an older generation are no longer accepted.
     pub token_generation: u32,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("token_generation", &self.token_generation)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

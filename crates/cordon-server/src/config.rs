@@ -10,7 +10,8 @@ pub struct ServerConfig {
     /// Where the SQLite file and the generated JWT secret live.
     pub data_dir: PathBuf,
     /// HS256 secret; `None` means generate one once and keep it in the data dir.
-    pub jwt_secret: Option<String>,
+    /// Redacted in `Debug`: a config is logged at start-up.
+    pub jwt_secret: Option<secrecy::SecretString>,
     /// Lifetime of issued tokens.
     pub token_ttl: Duration,
     /// Server `ping` frame interval.
@@ -27,6 +28,12 @@ pub struct ServerConfig {
     pub event_retention: Duration,
     /// How often retention deletes expired events.
     pub retention_sweep_interval: Duration,
+    /// Password hashes queued or running at most; past it sign-ins get `503 busy`.
+    pub max_pending_hashes: usize,
+    /// Sign-up attempts per client address per hour (`429 too_many_signups`).
+    pub signups_per_hour: u32,
+    /// A socket whose peer takes no frame for this long is closed.
+    pub write_timeout: Duration,
     /// Sockets one user may have open at once; another upgrade gets `429 too_many_connections`.
     pub max_sockets_per_user: usize,
     /// Proxies whose `X-Forwarded-For` names the client (for per-address limits).
@@ -55,6 +62,9 @@ impl ServerConfig {
             write_queue_capacity: cordon_store::DEFAULT_WRITE_QUEUE_CAPACITY,
             trusted_proxies: Vec::new(),
             max_sockets_per_user: 8,
+            write_timeout: Duration::from_secs(30),
+            max_pending_hashes: crate::auth::password::DEFAULT_MAX_PENDING,
+            signups_per_hour: crate::auth::signup::DEFAULT_SIGNUPS_PER_HOUR,
             offline_step_delay: Duration::from_millis(100),
             engine: EngineConfig::default(),
         }

@@ -28,6 +28,12 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// The password hashers' queue is full.
+    #[error("too many sign-ins at once; try again in a moment")]
+    Busy,
+    /// This address made its hourly allowance of sign-ups.
+    #[error("too many sign-ups from this address; try again later")]
+    TooManySignups { retry_after: std::time::Duration },
     /// The user already has `limit` sockets open.
     #[error("you already have {limit} connections open; close one first")]
     TooManyConnections { limit: usize },
@@ -61,6 +67,8 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
             }
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "origin_not_allowed"),
+            ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            ApiError::TooManySignups { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_signups"),
             ApiError::TooManyConnections { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_connections")
             }
@@ -143,7 +151,9 @@ impl ApiError {
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             ApiError::TooManyAttempts { retry_after }
+            | ApiError::TooManySignups { retry_after }
             | ApiError::Service(ServiceError::RateLimited { retry_after }) => Some(*retry_after),
+            ApiError::Busy => Some(std::time::Duration::from_secs(1)),
             _ => None,
         }
     }

@@ -17,6 +17,7 @@ use cordon_engine::{
 use cordon_llm::OfflineModel;
 use cordon_protocol::FrameEncoder;
 use cordon_store::{SqliteStore, StoreOptions};
+use secrecy::ExposeSecret;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,7 +27,7 @@ use tower_http::trace::TraceLayer;
 use crate::api::{auth, events, health, messages, runs, threads, usage};
 use crate::auth::password::PasswordError;
 use crate::auth::secret::{self, SecretError};
-use crate::auth::{LoginThrottle, PasswordHasher, TokenGenerations, TokenKeys};
+use crate::auth::{LoginThrottle, PasswordHasher, SignupThrottle, TokenGenerations, TokenKeys};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics;
@@ -164,7 +165,8 @@ impl Server {
     async fn build_state(self) -> Result<AppState, ServeError> {
         let config = self.config;
         std::fs::create_dir_all(&config.data_dir).map_err(ServeError::DataDir)?;
-        let secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)?;
+        let configured = config.jwt_secret.as_ref().map(ExposeSecret::expose_secret);
+        let secret = secret::load_or_create(configured, &config.data_dir)?;
         let options = StoreOptions {
             write_queue_capacity: config.write_queue_capacity,
         };
@@ -192,8 +194,9 @@ impl Server {
         Ok(AppState {
             tokens: Arc::new(TokenKeys::new(&secret, config.token_ttl)),
             generations: Arc::new(TokenGenerations::default()),
-            passwords: PasswordHasher::new(hash_permits)?,
+            passwords: PasswordHasher::new(hash_permits, config.max_pending_hashes)?,
             login_throttle: Arc::new(LoginThrottle::default()),
+            signup_throttle: Arc::new(SignupThrottle::new(config.signups_per_hour)),
             config: Arc::new(config),
             store,
             runs,

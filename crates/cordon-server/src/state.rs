@@ -7,7 +7,7 @@ use cordon_engine::RunService;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{LoginThrottle, PasswordHasher, TokenGenerations, TokenKeys};
+use crate::auth::{LoginThrottle, PasswordHasher, SignupThrottle, TokenGenerations, TokenKeys};
 use crate::config::ServerConfig;
 use crate::ws::hub::ConnectionHub;
 
@@ -23,6 +23,7 @@ pub struct AppState {
     pub generations: Arc<TokenGenerations>,
     pub passwords: PasswordHasher,
     pub login_throttle: Arc<LoginThrottle>,
+    pub signup_throttle: Arc<SignupThrottle>,
     /// Live WebSocket sessions, so shutdown can wait for their close frames.
     pub sessions: TaskTracker,
     /// Fired when sessions must close (after the runs' grace period).

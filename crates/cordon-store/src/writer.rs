@@ -135,8 +135,17 @@ pub fn run(
     }
 }
 
-/// A batch's events, settled (committed or failed), in queue order.
-type Settled = Vec<(EventRow, Result<u64, StoreError>)>;
+/// What the publisher does with a batch, in queue order.
+enum Settle {
+    /// A committed (or failed) event, for its subscriber.
+    Event(EventRow, Result<u64, StoreError>),
+    /// A barrier, answered once every event before it is published: after a
+    /// `sync`, the events it waited for have reached their subscribers (so
+    /// shutdown closes sockets only after their last events are queued).
+    Barrier(Ack, Result<(), StoreError>),
+}
+
+type Settled = Vec<Settle>;
 
 /// Publishes committed events on a thread of its own, batch after batch in
 /// commit order, so the writer starts its next transaction instead of
@@ -153,8 +162,13 @@ impl Publisher {
             .name("cordon-store-publisher".into())
             .spawn(move || {
                 for batch in settled {
-                    for (row, result) in batch {
-                        publish(row, result);
+                    for item in batch {
+                        match item {
+                            Settle::Event(row, result) => publish(row, result),
+                            Settle::Barrier(ack, result) => {
+                                let _ = ack.send(result);
+                            }
+                        }
                     }
                 }
             })
@@ -257,13 +271,13 @@ fn acknowledge(op: WriteOp, result: Result<u64, StoreError>, settled: &mut Settl
         | WriteOp::RevokeTokens(_, ack)
         | WriteOp::FinishRun { ack, .. }
         | WriteOp::EndAbandonedRun { ack, .. }
-        | WriteOp::Barrier(ack)
         | WriteOp::Probe(ack) => ack,
+        WriteOp::Barrier(ack) => return settled.push(Settle::Barrier(ack, result.map(drop))),
         WriteOp::PruneEvents(_, ack) => {
             let _ = ack.send(result);
             return;
         }
-        WriteOp::Event(row) => return settled.push((row, result)),
+        WriteOp::Event(row) => return settled.push(Settle::Event(row, result)),
         WriteOp::LlmCall { call, .. } => {
             return log_failure(result, "model call's usage", call.run_id.as_str());
         }

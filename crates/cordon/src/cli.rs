@@ -55,8 +55,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "./cordon-data")]
     pub data_dir: PathBuf,
     /// HS256 signing secret (at least 32 bytes); generated and kept in the data dir when unset.
-    #[arg(long, env = "CORDON_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    /// Prefer the environment variable: a flag's value is visible to every user in `ps`.
+    #[arg(long, env = "CORDON_JWT_SECRET", hide_env_values = true, value_parser = secret_value)]
+    pub jwt_secret: Option<secrecy::SecretString>,
     /// Seconds between server `ping` frames.
     #[arg(long, default_value_t = 15.0)]
     pub heartbeat_interval: f64,
@@ -66,6 +67,15 @@ pub struct ServeArgs {
     /// Runs one user may have in flight.
     #[arg(long, default_value_t = 2)]
     pub max_runs_per_user: usize,
+    /// Sign-up attempts one client address may make per hour (`429 too_many_signups`).
+    #[arg(long, default_value_t = 20)]
+    pub signups_per_hour: u32,
+    /// Password hashes queued or running at most; past it sign-ins get `503 busy` with `Retry-After`.
+    #[arg(long, default_value_t = 64)]
+    pub max_pending_hashes: usize,
+    /// Seconds a socket write may wait for a peer that does not read before the socket is closed.
+    #[arg(long, default_value_t = 30.0)]
+    pub write_timeout: f64,
     /// Sockets one user may have open; another upgrade gets `429 too_many_connections`.
     #[arg(long, default_value_t = 8)]
     pub max_sockets_per_user: usize,
@@ -125,4 +135,9 @@ fn proxy_net(raw: &str) -> Result<ipnet::IpNet, String> {
     raw.parse::<ipnet::IpNet>()
         .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("`{raw}` is neither an IP address nor a CIDR network"))
+}
+
+/// A secret from the command line or environment, redacted in `Debug`.
+fn secret_value(raw: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
+    Ok(secrecy::SecretString::from(raw))
 }

@@ -52,6 +52,12 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         bail!("--max-sockets-per-user and --messages-per-minute must be at least 1");
     }
     let mut config = ServerConfig::new(args.data_dir);
+    if args.jwt_secret.is_some() && std::env::var_os("CORDON_JWT_SECRET").is_none() {
+        tracing::warn!(
+            "--jwt-secret on the command line is visible to every user of this machine (ps); \
+             set CORDON_JWT_SECRET instead, or let cordon keep one in the data dir"
+        );
+    }
     config.jwt_secret = args.jwt_secret;
     config.heartbeat_interval = seconds("--heartbeat-interval", args.heartbeat_interval)?;
     config.idle_timeout = seconds("--idle-timeout", args.idle_timeout)?;
@@ -61,6 +67,9 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     config.write_queue_capacity = args.write_queue_capacity;
     config.trusted_proxies = args.trusted_proxies;
     config.max_sockets_per_user = args.max_sockets_per_user;
+    config.write_timeout = seconds("--write-timeout", args.write_timeout)?;
+    config.signups_per_hour = args.signups_per_hour.max(1);
+    config.max_pending_hashes = args.max_pending_hashes.max(1);
     config.allowed_origins = args.allowed_origins;
     config.engine = EngineConfig {
         max_runs_per_user: args.max_runs_per_user,

@@ -210,3 +210,78 @@ async fn tokens_are_refused_in_rest_urls_and_ride_a_subprotocol_on_the_socket() 
     ws.send_json(&json!({"type": "ping"})).await;
     ws.collect_until(|f| f["type"] == "pong").await;
 }
+
+#[tokio::test]
+async fn sign_ups_are_throttled_per_address_and_a_taken_name_is_refused_before_the_hash() {
+    let server = TestServer::start_with(|c| c.signups_per_hour = 3).await;
+    let register = |name: &'static str| {
+        server
+            .http
+            .post(server.url("/api/auth/register"))
+            .json(&json!({"username": name, "password": PASSWORD}))
+            .send()
+    };
+    assert_eq!(register("ivy").await.unwrap().status(), 201);
+    let taken = register("ivy").await.unwrap();
+    assert_eq!(
+        taken.status(),
+        409,
+        "a taken name is still answered, but counts"
+    );
+    assert_eq!(register("jon").await.unwrap().status(), 201);
+    let throttled = register("kim").await.unwrap();
+    assert_eq!(throttled.status(), 429);
+    assert!(throttled.headers().contains_key("retry-after"));
+    let body: Value = throttled.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_signups");
+}
+
+#[tokio::test]
+async fn a_peer_that_never_reads_is_closed_within_the_write_timeout() {
+    let server = TestServer::start_with(|c| {
+        c.write_timeout = Duration::from_secs(1);
+        c.engine.messages_per_minute = 1000;
+    })
+    .await;
+    let kai = server.register("kai").await;
+    // A socket with a tiny receive window whose owner never reads it.
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let stream = tcp.connect(server.addr).await.unwrap();
+    let mut request = server.ws_url().into_client_request().unwrap();
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", kai.token)).unwrap();
+    request.headers_mut().insert("authorization", bearer);
+    let (_stalled, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+
+    // Kai's other socket makes events until the stalled one's write blocks.
+    let mut ws = server.connect(&kai).await;
+    for i in 0..120 {
+        // A long expression is echoed in the run's thinking and tool events: ~60 KB a run.
+        let expression = format!("{i}{}", "+1".repeat(10_000));
+        ws.send_json(&json!({"type": "user_message", "content": format!("what is {expression}?")}))
+            .await;
+        ws.collect_until(|f| f["type"] == "agent_completed" || f["type"] == "agent_error")
+            .await;
+        if timeouts(&server).await > 0 {
+            return;
+        }
+    }
+    for _ in 0..50 {
+        if timeouts(&server).await > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the stalled socket's write never timed out");
+}
+
+async fn timeouts(server: &TestServer) -> u64 {
+    server
+        .metrics_text()
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix("cordon_ws_write_timeouts_total "))
+        .map_or(0, |n| n.trim().parse().unwrap_or(0))
+}

@@ -4,9 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
-use cordon_core::{User, UserId};
+use cordon_core::{StoreError, User, UserId};
 use cordon_protocol::rest::{AuthResponse, Credentials, UserView};
 
+use crate::auth::password::PasswordError;
 use crate::auth::{AuthUser, ClientAddress, throttle};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -14,18 +15,33 @@ use crate::state::AppState;
 const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
 const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=1024;
 
+/// Throttled per address before anything else, and a taken name is refused
+/// before the (slow) hash, so neither sign-ups nor name probes run at speed.
 pub async fn register(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<(StatusCode, Json<AuthResponse>), ApiError> {
     let Json(credentials) = body.map_err(invalid_body)?;
     let username = validate_username(&credentials.username)?;
     validate_password(&credentials.password)?;
+    state
+        .signup_throttle
+        .admit(address)
+        .map_err(|retry_after| ApiError::TooManySignups { retry_after })?;
+    if state
+        .store
+        .find_user_by_username(&username)
+        .await?
+        .is_some()
+    {
+        return Err(StoreError::UsernameTaken.into());
+    }
     let password_hash = state
         .passwords
         .hash(credentials.password)
         .await
-        .map_err(|error| ApiError::Internal(error.to_string()))?;
+        .map_err(hashing_failed)?;
     let user = User {
         id: UserId::generate(),
         username,
@@ -60,7 +76,8 @@ pub async fn login(
     let valid = state
         .passwords
         .verify(credentials.password, stored_hash)
-        .await;
+        .await
+        .map_err(hashing_failed)?;
     match user {
         Some(user) if valid => {
             state.login_throttle.succeeded(&keys);
@@ -102,6 +119,13 @@ fn issue(state: &AppState, user: &User) -> Result<AuthResponse, ApiError> {
             username: user.username.clone(),
         },
     })
+}
+
+fn hashing_failed(error: PasswordError) -> ApiError {
+    match error {
+        PasswordError::Busy => ApiError::Busy,
+        PasswordError::Hashing => ApiError::Internal(error.to_string()),
+    }
 }
 
 pub fn invalid_body(rejection: JsonRejection) -> ApiError {

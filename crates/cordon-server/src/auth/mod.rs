@@ -6,6 +6,7 @@ pub mod jwt;
 pub mod password;
 pub mod revocation;
 pub mod secret;
+pub mod signup;
 pub mod throttle;
 
 pub use address::ClientAddress;
@@ -13,4 +14,5 @@ pub use extract::AuthUser;
 pub use jwt::{TokenError, TokenKeys};
 pub use password::PasswordHasher;
 pub use revocation::TokenGenerations;
+pub use signup::SignupThrottle;
 pub use throttle::LoginThrottle;

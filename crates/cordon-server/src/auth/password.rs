@@ -1,5 +1,6 @@
 //! Password hashing with argon2id (m=19 MiB, t=2, p=1) on a few dedicated threads, off the async runtime.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -12,7 +13,15 @@ use tokio::sync::oneshot;
 pub enum PasswordError {
     #[error("password hashing failed")]
     Hashing,
+    /// As many hashes as allowed are queued already: the caller should retry
+    /// shortly rather than wait in an unbounded backlog.
+    #[error("too many sign-ins at once; try again in a moment")]
+    Busy,
 }
+
+/// Hashes queued or running at most, by default: with two threads of ~20 ms
+/// each, the last one waits about half a second.
+pub const DEFAULT_MAX_PENDING: usize = 64;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -22,13 +31,16 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Clone)]
 pub struct PasswordHasher {
     jobs: mpsc::Sender<Job>,
+    /// Jobs queued or running, bounded by `max_pending`.
+    pending: Arc<AtomicUsize>,
+    max_pending: usize,
     /// Verified against when the user does not exist, so an unknown username
     /// costs the same time as a wrong password.
     dummy_hash: Arc<str>,
 }
 
 impl PasswordHasher {
-    pub fn new(threads: usize) -> Result<Self, PasswordError> {
+    pub fn new(threads: usize, max_pending: usize) -> Result<Self, PasswordError> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads.max(1) {
@@ -41,32 +53,59 @@ impl PasswordHasher {
         let dummy_hash = hash_now("cordon-dummy-password")?;
         Ok(Self {
             jobs,
+            pending: Arc::new(AtomicUsize::new(0)),
+            max_pending: max_pending.max(1),
             dummy_hash: dummy_hash.into(),
         })
     }
 
     /// An argon2id PHC string for `password`.
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        self.run(move || hash_now(&password))
-            .await
-            .ok_or(PasswordError::Hashing)?
+        self.run(move || hash_now(&password)).await?
     }
 
     /// Whether `password` matches `stored`; with `None` it checks a dummy hash and returns false.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PasswordError> {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
-        let matches = self.run(move || verify_now(&password, &hash)).await;
-        known && matches == Some(true)
+        let matches = self.run(move || verify_now(&password, &hash)).await?;
+        Ok(known && matches)
     }
 
-    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let slot = self.claim()?;
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
+            let _slot = slot;
             let _ = done.send(job());
         });
-        self.jobs.send(job).ok()?;
-        result.await.ok()
+        self.jobs.send(job).map_err(|_| PasswordError::Hashing)?;
+        result.await.map_err(|_| PasswordError::Hashing)
+    }
+
+    /// One place in the bounded queue, given back when the job is done.
+    fn claim(&self) -> Result<PendingSlot, PasswordError> {
+        self.pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
+                (pending < self.max_pending).then_some(pending + 1)
+            })
+            .map_err(|_| PasswordError::Busy)?;
+        Ok(PendingSlot(Arc::clone(&self.pending)))
+    }
+}
+
+struct PendingSlot(Arc<AtomicUsize>);
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -105,15 +144,29 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_and_verify() {
-        let hasher = PasswordHasher::new(1).unwrap();
+        let hasher = PasswordHasher::new(1, DEFAULT_MAX_PENDING).unwrap();
         let hash = hasher.hash("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        let verify =
+            |password: &str, stored: Option<String>| hasher.verify(password.into(), stored);
+        assert!(verify("correct horse", Some(hash.clone())).await.unwrap());
+        assert!(!verify("wrong", Some(hash)).await.unwrap());
+        assert!(!verify("cordon-dummy-password", None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_instead_of_growing() {
+        let hasher = PasswordHasher::new(1, 2).unwrap();
+        let burst = (0..6).map(|_| hasher.hash("correct horse".into()));
+        let results = futures_util::future::join_all(burst).await;
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Err(PasswordError::Busy)))
+            .count();
+        assert_eq!(busy, 4, "two are taken, the rest refused: {results:?}");
         assert!(
-            hasher
-                .verify("correct horse".into(), Some(hash.clone()))
-                .await
+            hasher.hash("correct horse".into()).await.is_ok(),
+            "room again once done"
         );
-        assert!(!hasher.verify("wrong".into(), Some(hash)).await);
-        assert!(!hasher.verify("cordon-dummy-password".into(), None).await);
     }
 }

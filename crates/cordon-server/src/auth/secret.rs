@@ -17,6 +17,11 @@ pub enum SecretError {
     TooShort,
     #[error("could not read or create the JWT secret file in the data directory: {0}")]
     Io(#[from] std::io::Error),
+    /// Like ssh with a private key: a secret others can read is not used.
+    #[error(
+        "{path} can be read by other users (mode {mode:o}); run `chmod 600 {path}` or remove it to have a new one made"
+    )]
+    Exposed { path: String, mode: u32 },
 }
 
 /// The configured secret, or the one stored in `data_dir`, created on first start.
@@ -26,7 +31,10 @@ pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<Vec<u
     }
     let path = data_dir.join(SECRET_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(stored) => check(stored.trim().as_bytes().to_vec()),
+        Ok(stored) => {
+            check_private(&path)?;
+            check(stored.trim().as_bytes().to_vec())
+        }
         Err(error) if error.kind() == ErrorKind::NotFound => create(&path),
         Err(error) => Err(error.into()),
     }
@@ -37,6 +45,19 @@ fn check(secret: Vec<u8>) -> Result<Vec<u8>, SecretError> {
         return Err(SecretError::TooShort);
     }
     Ok(secret)
+}
+
+/// The secret file must be readable by its owner only.
+fn check_private(path: &Path) -> Result<(), SecretError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(SecretError::Exposed {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 fn create(path: &Path) -> Result<Vec<u8>, SecretError> {
@@ -69,6 +90,18 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_secret_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        load_or_create(None, dir.path()).unwrap();
+        let path = dir.path().join(SECRET_FILE);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            load_or_create(None, dir.path()),
+            Err(SecretError::Exposed { mode: 0o644, .. })
+        ));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Replaying a user's stored event log to one socket, page by page, at the client's pace.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes};
-use cordon_core::{Store, StoreError, UserId};
+use cordon_core::{Store, StoreError, StoredEvent, UserId};
 use futures_util::SinkExt;
 
 use crate::ws::session::Outgoing;
@@ -27,11 +28,17 @@ pub enum ReplayError {
 pub struct Replay<'a> {
     store: &'a Arc<dyn Store>,
     user_id: &'a UserId,
+    /// A page the peer does not take within this long ends the replay.
+    write_timeout: Duration,
 }
 
 impl<'a> Replay<'a> {
-    pub fn new(store: &'a Arc<dyn Store>, user_id: &'a UserId) -> Self {
-        Self { store, user_id }
+    pub fn new(store: &'a Arc<dyn Store>, user_id: &'a UserId, write_timeout: Duration) -> Self {
+        Self {
+            store,
+            user_id,
+            write_timeout,
+        }
     }
 
     /// Whether every event after `after_seq` is still in the log.
@@ -57,24 +64,37 @@ impl<'a> Replay<'a> {
                 .list_events(self.user_id, cursor, REPLAY_PAGE)
                 .await?;
             let full = page.len() == REPLAY_PAGE as usize;
-            for event in page {
-                if until.is_some_and(|until| event.seq > until) {
-                    return Ok(cursor);
-                }
-                let text = Utf8Bytes::from(event.payload.to_string());
-                outgoing
-                    .feed(Message::Text(text))
-                    .await
-                    .map_err(|_| ReplayError::Socket)?;
-                cursor = event.seq;
-            }
-            // One flush per page keeps the socket's write buffer bounded.
-            outgoing.flush().await.map_err(|_| ReplayError::Socket)?;
-            if !full {
+            let wanted: Vec<_> = page
+                .into_iter()
+                .take_while(|event| until.is_none_or(|until| event.seq <= until))
+                .collect();
+            let cut_short = wanted.len() < REPLAY_PAGE as usize && full;
+            let written = tokio::time::timeout(self.write_timeout, write_page(outgoing, &wanted))
+                .await
+                .map_err(|_| ReplayError::Socket)?;
+            cursor = written?.unwrap_or(cursor);
+            if !full || cut_short {
                 return Ok(cursor);
             }
         }
     }
+}
+
+/// Writes one page with one flush (which keeps the socket's write buffer
+/// bounded); returns the last `seq` written.
+async fn write_page(
+    outgoing: &mut Outgoing,
+    events: &[StoredEvent],
+) -> Result<Option<u64>, ReplayError> {
+    for event in events {
+        let text = Utf8Bytes::from(event.payload.to_string());
+        outgoing
+            .feed(Message::Text(text))
+            .await
+            .map_err(|_| ReplayError::Socket)?;
+    }
+    outgoing.flush().await.map_err(|_| ReplayError::Socket)?;
+    Ok(events.last().map(|event| event.seq))
 }
 
 /// `Err(CursorExpired)` when retention deleted events after `after_seq`.

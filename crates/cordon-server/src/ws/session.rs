@@ -95,10 +95,13 @@ pub async fn run_session(session: Session, socket: WebSocket) {
     };
     tracing::debug!(connection_id = %session.connection_id, user_id = %session.user.user_id, "socket opened");
     let Close(frame) = session.serve(&mut outgoing, incoming, live, &end).await;
+    // A peer that stopped reading would hold the close forever, too.
     if let Some(frame) = frame {
-        let _ = outgoing.send(Message::Close(Some(frame))).await;
+        let _ = session
+            .write(outgoing.send(Message::Close(Some(frame))))
+            .await;
     }
-    let _ = outgoing.close().await;
+    let _ = session.write(outgoing.close()).await;
     tracing::debug!(connection_id = %session.connection_id, "socket closed");
 }
 
@@ -145,7 +148,7 @@ impl Session {
                 () = self.state.close_sessions.cancelled() => {
                     // Runs ended during the drain: their last events go out first.
                     while let Ok(item) = live.queue.try_recv() {
-                        if write_queued(outgoing, &mut live, item).await.is_err() {
+                        if self.write(write_queued(outgoing, &mut live, item)).await.is_err() {
                             return Close(None);
                         }
                     }
@@ -156,7 +159,7 @@ impl Session {
                     Ended::SignedOut => Close(Some(signed_out_frame())),
                 },
                 Some(first) = live.queue.recv() => {
-                    if write_queued(outgoing, &mut live, first).await.is_err() {
+                    if self.write(write_queued(outgoing, &mut live, first)).await.is_err() {
                         return Close(None);
                     }
                 }
@@ -202,7 +205,11 @@ impl Session {
         live: &mut Live,
         after_seq: u64,
     ) -> Result<(), Close> {
-        let replay = Replay::new(&self.state.store, &self.user.user_id);
+        let replay = Replay::new(
+            &self.state.store,
+            &self.user.user_id,
+            self.state.config.write_timeout,
+        );
         if let Err(ReplayError::CursorExpired { oldest_seq }) = replay.check(after_seq).await {
             let frame = ServerFrame::Error {
                 code: "cursor_expired".into(),
@@ -343,6 +350,24 @@ impl Session {
                 ts: cordon_core::now(),
             }),
             ClientFrame::Pong {} | ClientFrame::Resume { .. } => None,
+        }
+    }
+
+    /// A write the peer does not take within `--write-timeout` (it stopped
+    /// reading, its window is full) ends the session: nobody can wait on it.
+    async fn write<T>(
+        &self,
+        write: impl Future<Output = Result<T, axum::Error>>,
+    ) -> Result<T, axum::Error> {
+        match tokio::time::timeout(self.state.config.write_timeout, write).await {
+            Ok(written) => written,
+            Err(_) => {
+                tracing::warn!(connection_id = %self.connection_id, "a write timed out; closing the socket");
+                metrics::counter!("cordon_ws_write_timeouts_total").increment(1);
+                Err(axum::Error::new(
+                    "the peer did not read within the write timeout",
+                ))
+            }
         }
     }
 
