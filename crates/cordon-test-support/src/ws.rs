@@ -86,6 +86,15 @@ impl WsClient {
         serde_json::from_value(self.next_json().await).expect("a known server frame")
     }
 
+    /// Asks `content` in a new thread and waits until its run started;
+    /// returns the `agent_started` frame (its `run_id`, `thread_id`).
+    pub async fn start_run(&mut self, content: &str) -> Value {
+        self.send_json(&serde_json::json!({"type": "user_message", "content": content}))
+            .await;
+        let frames = self.collect_until(|f| f["type"] == "agent_started").await;
+        frames.last().cloned().unwrap_or_default()
+    }
+
     /// Frames up to and including the first for which `done` holds; heartbeat pings are skipped.
     pub async fn collect_until(&mut self, mut done: impl FnMut(&Value) -> bool) -> Vec<Value> {
         let mut frames = Vec::new();

@@ -103,13 +103,8 @@ async fn cancel_stops_a_run_and_unknown_runs_are_reported() {
     let frank = server.register("frank").await;
     let grace = server.register("grace").await;
     let mut ws = server.connect(&frank).await;
-    ws.send_json(&json!({"type": "user_message", "content": "slow question"}))
-        .await;
-    let started = ws.collect_until(|f| f["type"] == "agent_started").await;
-    let run_id = started.last().unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let started = ws.start_run("slow question").await;
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
 
     // Another user cannot cancel frank's run: it is "not found" for them.
     let mut intruder = server.connect(&grace).await;

@@ -197,13 +197,8 @@ async fn a_run_whose_writes_fail_midway_ends_storage_failed_and_its_end_is_store
     .await;
     let fred = server.register("fred").await;
     let mut ws = server.connect(&fred).await;
-    ws.send_json(&json!({"type": "user_message", "content": "what is 12 * 12?"}))
-        .await;
-    let started = ws.collect_until(|f| f["type"] == "agent_started").await;
-    let run_id = started.last().unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let started = ws.start_run("what is 12 * 12?").await;
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
     // Another connection holds the write lock past the writer's busy timeout
     // (5 s): the run's next write fails, as on a stalled or broken disk.
     let lock = WriteLock::take(server.data_dir.path());

@@ -102,6 +102,25 @@ async fn thread_titles(page: &BrowserSession) -> Vec<String> {
     serde_json::from_value(titles).unwrap()
 }
 
+/// Waits for a run in `status` whose summary says so.
+async fn wait_summary(page: &BrowserSession, status: &str, label: &str) {
+    let script = format!(
+        "return [...document.querySelectorAll('#messages .turn[data-status={status}] summary')]
+             .some(s => s.textContent.startsWith('{label}'));"
+    );
+    page.wait_until(&format!("a {status} run that says so"), WAIT, &script)
+        .await;
+}
+
+/// The event-log cursor the page keeps in sessionStorage.
+async fn cursor_of(page: &BrowserSession) -> Value {
+    page.js(
+        "return Number(Object.entries(sessionStorage).find(([k]) => k.startsWith('cordon.cursor.'))[1]);",
+        vec![],
+    )
+    .await
+}
+
 fn target_file(name: &str) -> PathBuf {
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target");
     std::fs::create_dir_all(&target).unwrap();
@@ -558,13 +577,7 @@ async fn a_busy_thread_queues_or_interrupts_and_a_reload_resumes_the_live_run() 
     )
     .await;
     send(&page, "What is 3 + 3?").await;
-    page.wait_until(
-        "a queued run that says so",
-        WAIT,
-        "return [...document.querySelectorAll('#messages .turn[data-status=queued] summary')]
-             .some(s => s.textContent.startsWith('Queued'));",
-    )
-    .await;
+    wait_summary(&page, "queued", "Queued").await;
     wait_turns(&page, "completed", 2).await;
 
     // Or it interrupts the run in progress, which says so.
@@ -576,21 +589,13 @@ async fn a_busy_thread_queues_or_interrupts_and_a_reload_resumes_the_live_run() 
     )
     .await;
     send(&page, "What is 6 + 6?").await;
-    page.wait_until(
-        "an interrupted run that says so",
-        WAIT,
-        "return [...document.querySelectorAll('#messages .turn[data-status=interrupted] summary')]
-             .some(s => s.textContent.startsWith('Interrupted'));",
-    )
-    .await;
+    wait_summary(&page, "interrupted", "Interrupted").await;
     wait_turns(&page, "completed", 3).await;
 
     // A reload mid-run resumes the log after the last seq seen: the run goes on live.
     send(&page, "What is 7 + 7?").await;
     wait_turns(&page, "running", 1).await;
-    let cursor = page
-        .js("return Number(Object.entries(sessionStorage).find(([k]) => k.startsWith('cordon.cursor.'))[1]);", vec![])
-        .await;
+    let cursor = cursor_of(&page).await;
     assert!(cursor.as_u64().unwrap() > 0, "the cursor is kept: {cursor}");
     page.js("location.reload();", vec![]).await;
     wait_connected(&page).await;
@@ -607,9 +612,7 @@ async fn a_busy_thread_queues_or_interrupts_and_a_reload_resumes_the_live_run() 
     wait_turns(&page, "completed", 4).await;
     let all = text_of(&page, "#messages").await;
     assert!(all.contains("7 + 7 = 14."), "{all}");
-    let after = page
-        .js("return Number(Object.entries(sessionStorage).find(([k]) => k.startsWith('cordon.cursor.'))[1]);", vec![])
-        .await;
+    let after = cursor_of(&page).await;
     assert!(
         after.as_u64() > cursor.as_u64(),
         "resumed and advanced: {cursor} -> {after}"
