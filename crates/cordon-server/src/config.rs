@@ -32,6 +32,10 @@ pub struct ServerConfig {
     pub max_pending_hashes: usize,
     /// Sign-up attempts per client address per hour (`429 too_many_signups`).
     pub signups_per_hour: u32,
+    /// Longest a connection may take to send a request's headers, or stay idle between requests.
+    pub header_timeout: Duration,
+    /// Longest a request body may take to arrive (`408`).
+    pub body_timeout: Duration,
     /// A socket whose peer takes no frame for this long is closed.
     pub write_timeout: Duration,
     /// Sockets one user may have open at once; another upgrade gets `429 too_many_connections`.
@@ -63,6 +67,8 @@ impl ServerConfig {
             trusted_proxies: Vec::new(),
             max_sockets_per_user: 8,
             write_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
             max_pending_hashes: crate::auth::password::DEFAULT_MAX_PENDING,
             signups_per_hour: crate::auth::signup::DEFAULT_SIGNUPS_PER_HOUR,
             offline_step_delay: Duration::from_millis(100),

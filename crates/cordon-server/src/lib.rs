@@ -13,6 +13,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod server;
 pub mod state;

@@ -1,14 +1,12 @@
 //! The router and the serve loop with graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use cordon_core::{LlmProvider, Store, StoreError};
 use cordon_engine::{
     AgentRegistry, EngineDeps, ExecutionEngineFactory, RunService, ToolDispatcher,
@@ -18,10 +16,11 @@ use cordon_llm::OfflineModel;
 use cordon_protocol::FrameEncoder;
 use cordon_store::{SqliteStore, StoreOptions};
 use secrecy::ExposeSecret;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{auth, events, health, messages, runs, threads, usage};
@@ -76,6 +75,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .merge(web::routes())
         .fallback(|| async { ApiError::NotFound("route") })
+        // A body that trickles in slower than this is cut off (408).
+        .layer(RequestBodyTimeoutLayer::new(state.config.body_timeout))
         .layer(axum::middleware::map_response(web::security_headers))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -86,12 +87,6 @@ pub fn app(state: AppState) -> Router {
             tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
         }))
         .with_state(state)
-}
-
-fn disable_nagle(stream: &mut TcpStream) {
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, "could not set TCP_NODELAY");
-    }
 }
 
 /// A configured server, ready to serve on a listener.
@@ -123,16 +118,12 @@ impl Server {
         let cleanup = state.runs.factory().spawn_cleanup(stop_cleanup.clone());
         let retention = spawn_retention(&state, stop_cleanup.clone());
         let draining = CancellationToken::new();
-        let http = tokio::spawn(
-            // Events are small frames written one by one: without TCP_NODELAY
-            // Nagle's algorithm holds each behind the peer's delayed ACK (~40 ms).
-            axum::serve(
-                listener.tap_io(disable_nagle),
-                app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(draining.clone().cancelled_owned())
-            .into_future(),
-        );
+        let http = tokio::spawn(crate::http::serve(
+            listener,
+            app(state.clone()),
+            state.config.header_timeout,
+            draining.clone(),
+        ));
         tracing::info!("cordon is serving");
         shutdown.await;
         tracing::info!("shutting down: no new connections or runs");
@@ -153,13 +144,10 @@ impl Server {
         stop_cleanup.cancel();
         let _ = cleanup.await;
         let _ = retention.await;
-        let served = http.await;
+        let _ = http.await;
         state.store.close().await;
         tracing::info!("shutdown complete");
-        match served {
-            Ok(result) => result.map_err(ServeError::Io),
-            Err(_) => Ok(()),
-        }
+        Ok(())
     }
 
     async fn build_state(self) -> Result<AppState, ServeError> {

@@ -193,11 +193,12 @@ fn probe_then_refuse(
 ) {
     if let Some(at) = batch.iter().position(|op| matches!(op, WriteOp::Probe(_))) {
         let probe = batch.remove(at);
-        let result = in_transaction(conn, |tx| probe_write(tx));
+        let result = room_on_disk(conn)
+            .and_then(|()| in_transaction(conn, |tx| probe_write(tx)).map_err(backend));
         if result.is_ok() {
             health.recover();
         }
-        acknowledge(probe, result.map(|()| 1).map_err(backend), settled);
+        acknowledge(probe, result.map(|()| 1), settled);
     }
     if let Err(refusal) = health.check_failing() {
         for op in batch.drain(..) {
@@ -347,6 +348,32 @@ fn refused_alone(result: rusqlite::Result<u64>) -> rusqlite::Result<Result<u64, 
         }
         Err(error) => Err(error),
     }
+}
+
+/// Free space the database's filesystem must have before writes are taken
+/// again. SQLite can often still write into pages it owns on a full disk,
+/// so a probe write alone would succeed, let the next real write fail, and
+/// readiness would flap.
+const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// `Err` while the database's filesystem has less than `MIN_FREE_BYTES` free.
+fn room_on_disk(conn: &Connection) -> Result<(), StoreError> {
+    let Some(dir) = conn
+        .path()
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::parent)
+    else {
+        return Ok(());
+    };
+    let stats = rustix::fs::statvfs(dir)
+        .map_err(|error| StoreError::Backend(format!("could not read free space: {error}")))?;
+    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+    if free < MIN_FREE_BYTES {
+        return Err(StoreError::Backend(format!(
+            "the disk has {free} bytes free; writes resume past {MIN_FREE_BYTES}"
+        )));
+    }
+    Ok(())
 }
 
 /// Rewrites one 64 KiB row: it commits only when the log file can take

@@ -73,6 +73,12 @@ pub struct ServeArgs {
     /// Password hashes queued or running at most; past it sign-ins get `503 busy` with `Retry-After`.
     #[arg(long, default_value_t = 64)]
     pub max_pending_hashes: usize,
+    /// Seconds an HTTP connection may take to send a request's headers, or stay idle between requests.
+    #[arg(long, default_value_t = 10.0)]
+    pub header_timeout: f64,
+    /// Seconds a request body may take to arrive (then `408`).
+    #[arg(long, default_value_t = 30.0)]
+    pub body_timeout: f64,
     /// Seconds a socket write may wait for a peer that does not read before the socket is closed.
     #[arg(long, default_value_t = 30.0)]
     pub write_timeout: f64,

@@ -68,6 +68,8 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     config.trusted_proxies = args.trusted_proxies;
     config.max_sockets_per_user = args.max_sockets_per_user;
     config.write_timeout = seconds("--write-timeout", args.write_timeout)?;
+    config.header_timeout = seconds("--header-timeout", args.header_timeout)?;
+    config.body_timeout = seconds("--body-timeout", args.body_timeout)?;
     config.signups_per_hour = args.signups_per_hour.max(1);
     config.max_pending_hashes = args.max_pending_hashes.max(1);
     config.allowed_origins = args.allowed_origins;

@@ -285,3 +285,60 @@ async fn timeouts(server: &TestServer) -> u64 {
         .find_map(|line| line.strip_prefix("cordon_ws_write_timeouts_total "))
         .map_or(0, |n| n.trim().parse().unwrap_or(0))
 }
+
+/// Whether the server closes `stream` (EOF or reset) within `within`,
+/// reading and dropping whatever it sends first.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let mut buffer = [0_u8; 1024];
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return Some(String::from_utf8_lossy(&received).into_owned()),
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_slow_bodies_and_idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start_with(|c| {
+        c.header_timeout = Duration::from_millis(500);
+        c.body_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // Slowloris: headers that never end.
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: cordon\r\nX-Slow: 1\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "slow headers kept open"
+    );
+
+    // An idle keep-alive connection after one request.
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: cordon\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = closed_within(&mut idle, Duration::from_secs(5)).await;
+    assert!(
+        answered.is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+        "idle connection kept open"
+    );
+
+    // A body that never arrives.
+    let mut trickle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    trickle
+        .write_all(b"POST /api/auth/login HTTP/1.1\r\nHost: cordon\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user")
+        .await
+        .unwrap();
+    let answer = closed_within(&mut trickle, Duration::from_secs(5)).await;
+    assert!(answer.is_some(), "a stalled body kept the connection open");
+}
