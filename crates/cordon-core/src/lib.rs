@@ -29,8 +29,8 @@ pub use llm::{
 pub use model::{Message, Multitask, Role, RunRecord, RunStatus, Thread, User};
 pub use sink::{EventEncoder, EventSink, EventSinks};
 pub use store::{
-    LlmCallRecord, LogBounds, ModelUsage, RunFilter, RunOutcome, Store, StoreError, StoredEvent,
-    UsageTotals,
+    LlmCallRecord, LogBounds, MessagePage, ModelUsage, RunFilter, RunOutcome, Store, StoreError,
+    StoredEvent, UsageTotals,
 };
 pub use tool::{Tool, ToolContext, ToolError};
 pub use user_store::UserStore;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::event::RunEvent;
-use crate::ids::{RunId, ThreadId, UserId};
+use crate::ids::{MessageId, RunId, ThreadId, UserId};
 use crate::model::{Message, RunRecord, RunStatus, Thread, User};
 use crate::sink::EventSink;
 
@@ -30,6 +30,24 @@ pub struct StoredEvent {
     pub run_id: RunId,
     pub event_type: String,
     pub payload: Arc<str>,
+}
+
+/// Which of a thread's messages to read: the newest `limit` of those before
+/// the message `before` (all of them without it), returned oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePage {
+    pub limit: u32,
+    pub before: Option<MessageId>,
+}
+
+impl MessagePage {
+    /// The newest `limit` messages.
+    pub fn newest(limit: u32) -> Self {
+        Self {
+            limit,
+            before: None,
+        }
+    }
 }
 
 /// Which of a user's runs `list_runs` returns.
@@ -115,13 +133,22 @@ pub trait Store: Send + Sync + 'static {
         user_id: &UserId,
         thread_id: &ThreadId,
     ) -> Result<Option<Thread>, StoreError>;
-    /// Newest first.
-    async fn list_threads(&self, user_id: &UserId) -> Result<Vec<Thread>, StoreError>;
-    /// `None` when the thread is not this user's.
+    /// At most `limit` threads, most recently active first, after the thread
+    /// `after` in that order (from the top without it).
+    async fn list_threads(
+        &self,
+        user_id: &UserId,
+        limit: u32,
+        after: Option<&ThreadId>,
+    ) -> Result<Vec<Thread>, StoreError>;
+    /// One page of the thread's messages, oldest first; `None` when the
+    /// thread is not this user's. A `before` that is not a message of the
+    /// thread gives an empty page.
     async fn list_messages(
         &self,
         user_id: &UserId,
         thread_id: &ThreadId,
+        page: &MessagePage,
     ) -> Result<Option<Vec<Message>>, StoreError>;
     /// The user's own messages containing `query` (case-insensitive), newest first.
     async fn search_messages(

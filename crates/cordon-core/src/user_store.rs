@@ -6,7 +6,7 @@ use crate::event::RunEvent;
 use crate::ids::{RunId, ThreadId, UserId};
 use crate::model::{Message, RunRecord, RunStatus, Thread};
 use crate::sink::EventSink;
-use crate::store::{LlmCallRecord, RunOutcome, Store, StoreError};
+use crate::store::{LlmCallRecord, MessagePage, RunOutcome, Store, StoreError};
 
 /// A handle on the store that can only read and write one user's rows. The
 /// engine, the agents and the tools get this, never the unbound `Store`, so
@@ -31,9 +31,15 @@ impl UserStore {
         self.store.get_thread(&self.user_id, thread_id).await
     }
 
-    /// The thread's messages in order; `None` when it is not this user's.
-    pub async fn messages(&self, thread_id: &ThreadId) -> Result<Option<Vec<Message>>, StoreError> {
-        self.store.list_messages(&self.user_id, thread_id).await
+    /// One page of the thread's messages, oldest first; `None` when it is not this user's.
+    pub async fn messages(
+        &self,
+        thread_id: &ThreadId,
+        page: &MessagePage,
+    ) -> Result<Option<Vec<Message>>, StoreError> {
+        self.store
+            .list_messages(&self.user_id, thread_id, page)
+            .await
     }
 
     /// This user's own messages containing `query`, newest first.

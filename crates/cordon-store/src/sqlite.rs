@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cordon_core::{
-    EventSink, LlmCallRecord, LogBounds, Message, MessageId, ModelUsage, Role, RunEvent, RunFilter,
-    RunId, RunOutcome, RunRecord, RunStatus, Store, StoreError, StoredEvent, Thread, ThreadId,
-    UsageTotals, User, UserId,
+    EventSink, LlmCallRecord, LogBounds, Message, MessageId, MessagePage, ModelUsage, Role,
+    RunEvent, RunFilter, RunId, RunOutcome, RunRecord, RunStatus, Store, StoreError, StoredEvent,
+    Thread, ThreadId, UsageTotals, User, UserId,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -172,32 +172,40 @@ impl SqliteStore {
         .transpose()
     }
 
-    /// The thread's messages in order; `None` when the thread is not the user's.
+    /// One page of the thread's messages, oldest first; `None` when the
+    /// thread is not the user's. It reads only the page: newest first
+    /// through the by-thread index, then reversed.
     /// `INDEXED BY`: left to itself the planner picked the by-user index, so
     /// every history read scanned all of the user's messages and runs slowed
     /// down as users wrote more (docs/performance.md).
     /// One query: the thread row (so "not yours" and "empty" differ) joined
-    /// with its messages; an empty thread yields one row of NULLs.
+    /// with its messages; an empty page yields one row of NULLs.
     async fn thread_messages(
         &self,
         user_id: &UserId,
         thread_id: &ThreadId,
+        page: &MessagePage,
     ) -> Result<Option<Vec<Message>>, StoreError> {
         let rows = sqlx::query(
             "SELECT m.id, m.thread_id, m.role, m.content, m.run_id, m.created_at \
              FROM threads t LEFT JOIN messages m INDEXED BY messages_by_thread \
              ON m.thread_id = t.id AND m.user_id = t.user_id \
-             WHERE t.id = ? AND t.user_id = ? ORDER BY m.rowid",
+             AND (?3 IS NULL OR m.rowid < (SELECT rowid FROM messages \
+                  WHERE id = ?3 AND thread_id = t.id AND user_id = t.user_id)) \
+             WHERE t.id = ?1 AND t.user_id = ?2 ORDER BY m.rowid DESC LIMIT ?4",
         )
         .bind(thread_id.as_str())
         .bind(user_id.as_str())
+        .bind(page.before.as_ref().map(|id| id.as_str()))
+        .bind(i64::from(page.limit.max(1)))
         .fetch_all(&self.reads)
         .await
         .map_err(backend)?;
         if rows.is_empty() {
             return Ok(None);
         }
-        rows.into_iter()
+        let mut messages: Vec<Message> = rows
+            .into_iter()
             .filter(|row| {
                 row.try_get::<Option<String>, _>("id")
                     .ok()
@@ -205,8 +213,9 @@ impl SqliteStore {
                     .is_some()
             })
             .map(message_of)
-            .collect::<Result<_, _>>()
-            .map(Some)
+            .collect::<Result<_, _>>()?;
+        messages.reverse();
+        Ok(Some(messages))
     }
 
     /// Waits until every write queued so far is committed (read-your-writes).
@@ -340,13 +349,22 @@ impl Store for SqliteStore {
         self.find_thread(user_id, thread_id).await
     }
 
-    async fn list_threads(&self, user_id: &UserId) -> Result<Vec<Thread>, StoreError> {
+    async fn list_threads(
+        &self,
+        user_id: &UserId,
+        limit: u32,
+        after: Option<&ThreadId>,
+    ) -> Result<Vec<Thread>, StoreError> {
         self.barrier().await?;
         sqlx::query(
             "SELECT id, user_id, title, created_at, updated_at FROM threads \
-             WHERE user_id = ? ORDER BY updated_at DESC, rowid DESC",
+             WHERE user_id = ?1 AND (?2 IS NULL OR (updated_at, rowid) < \
+                 (SELECT updated_at, rowid FROM threads WHERE id = ?2 AND user_id = ?1)) \
+             ORDER BY updated_at DESC, rowid DESC LIMIT ?3",
         )
         .bind(user_id.as_str())
+        .bind(after.map(ThreadId::as_str))
+        .bind(i64::from(limit.max(1)))
         .fetch_all(&self.reads)
         .await
         .map_err(backend)?
@@ -359,12 +377,13 @@ impl Store for SqliteStore {
         &self,
         user_id: &UserId,
         thread_id: &ThreadId,
+        page: &MessagePage,
     ) -> Result<Option<Vec<Message>>, StoreError> {
-        if let Some(messages) = self.thread_messages(user_id, thread_id).await? {
+        if let Some(messages) = self.thread_messages(user_id, thread_id, page).await? {
             return Ok(Some(messages));
         }
         self.barrier().await?;
-        self.thread_messages(user_id, thread_id).await
+        self.thread_messages(user_id, thread_id, page).await
     }
 
     async fn search_messages(

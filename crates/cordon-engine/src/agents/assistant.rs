@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cordon_core::{
-    LlmError, LlmObserver, LlmRequest, LlmResponse, LlmTurn, Message, Role, RunEventKind,
-    ToolContext,
+    LlmError, LlmObserver, LlmRequest, LlmResponse, LlmTurn, Message, MessagePage, Role,
+    RunEventKind, ToolContext,
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -269,9 +269,13 @@ fn system_prompt(notes: &[String]) -> String {
 /// The thread's recent messages, ending with the current one. Falls back to
 /// just the current message if the history cannot be read.
 async fn conversation(cx: &AgentContext<'_>, input: &AgentInput) -> Vec<LlmTurn> {
+    // Only the tail the run uses: its history, plus the messages that may
+    // be queued behind its own (the window then ends at its own message).
+    let window = HISTORY_MESSAGES + crate::engine::MAX_WAITING_PER_THREAD + 1;
+    let page = MessagePage::newest(u32::try_from(window).unwrap_or(u32::MAX));
     let mut history = cx
         .store
-        .messages(cx.ctx.thread_id())
+        .messages(cx.ctx.thread_id(), &page)
         .await
         .ok()
         .flatten()
