@@ -45,6 +45,9 @@ impl Default for StoreOptions {
 
 pub struct SqliteStore {
     reads: SqlitePool,
+    /// History searches (a tool's queries) run here, off `reads`: however
+    /// many a tenant starts, other tenants' reads do not wait behind them.
+    searches: SqlitePool,
     /// The writer thread ends when the store (and so this sender) is dropped.
     writes: mpsc::UnboundedSender<WriteOp>,
     health: Arc<WriteHealth>,
@@ -75,6 +78,12 @@ impl SqliteStore {
             // A local file cannot drop a connection: skip the ping that would
             // double every read's round trips to SQLite's thread.
             .test_before_acquire(false)
+            .connect_with(connect.clone())
+            .await
+            .map_err(backend)?;
+        let searches = SqlitePoolOptions::new()
+            .max_connections(2)
+            .test_before_acquire(false)
             .connect_with(connect)
             .await
             .map_err(backend)?;
@@ -96,6 +105,7 @@ impl SqliteStore {
             .map_err(|error| StoreError::Backend(format!("could not start the writer: {error}")))?;
         Ok(Arc::new(Self {
             reads,
+            searches,
             writes,
             health,
             _checkpointer: checkpointer,
@@ -392,15 +402,21 @@ impl Store for SqliteStore {
         query: &str,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
+        // Trigrams match substrings of 3 characters or more; a shorter
+        // query could only scan, so it finds nothing.
+        if query.chars().count() < 3 {
+            return Ok(Vec::new());
+        }
         sqlx::query(
-            "SELECT id, thread_id, role, content, run_id, created_at FROM messages \
-             WHERE user_id = ? AND role = 'user' AND content LIKE ? ESCAPE '\\' \
-             ORDER BY rowid DESC LIMIT ?",
+            "SELECT m.id, m.thread_id, m.role, m.content, m.run_id, m.created_at \
+             FROM messages_fts f JOIN messages m ON m.rowid = f.rowid \
+             WHERE messages_fts MATCH ?1 AND m.user_id = ?2 AND m.role = 'user' \
+             ORDER BY f.rank LIMIT ?3",
         )
+        .bind(search_expression(user_id, query))
         .bind(user_id.as_str())
-        .bind(format!("%{}%", escape_like(query)))
         .bind(i64::from(limit))
-        .fetch_all(&self.reads)
+        .fetch_all(&self.searches)
         .await
         .map_err(backend)?
         .into_iter()
@@ -682,11 +698,15 @@ impl Store for SqliteStore {
     }
 }
 
-fn escape_like(query: &str) -> String {
-    query
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
+/// The FTS5 query: the user's rows, containing `query` as a phrase (quotes
+/// doubled, so any text is a literal).
+fn search_expression(user_id: &UserId, query: &str) -> String {
+    let phrase = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
+    format!(
+        "user_key : {} AND content : {}",
+        phrase(user_id.as_str()),
+        phrase(query)
+    )
 }
 
 fn user_of(row: SqliteRow) -> Result<User, StoreError> {

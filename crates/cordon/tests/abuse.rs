@@ -342,3 +342,50 @@ async fn slow_headers_slow_bodies_and_idle_connections_are_closed() {
     let answer = closed_within(&mut trickle, Duration::from_secs(5)).await;
     assert!(answer.is_some(), "a stalled body kept the connection open");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_heavy_history_searches_do_not_slow_another_tenants_reads() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    // The shape that stalled every read for 8 s: searches for a 24 KB word
+    // over 32 KB messages.
+    let word: String = (0..24_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let mut noisy = Vec::new();
+    for name in ["noisy-one", "noisy-two"] {
+        let account = server.register(name).await;
+        let word = word.clone();
+        let server = std::sync::Arc::clone(&server);
+        noisy.push(tokio::spawn(async move {
+            let mut ws = server.connect(&account).await;
+            for _ in 0..4 {
+                for _ in 0..2 {
+                    ws.send_json(&json!({"type": "user_message", "content": format!("tell me about {word} {word}")[..32_000].to_owned()}))
+                        .await;
+                }
+                for _ in 0..2 {
+                    ws.collect_until(|f| f["type"] == "agent_completed" || f["type"] == "agent_error")
+                        .await;
+                }
+            }
+        }));
+    }
+    let quiet = server.register("quiet").await;
+    let mut latencies = Vec::new();
+    for _ in 0..60 {
+        let started = std::time::Instant::now();
+        let (status, _) = server.get_json(&quiet, "/api/threads").await;
+        assert_eq!(status, 200);
+        latencies.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for task in noisy {
+        task.await.unwrap();
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    assert!(
+        p99 < Duration::from_millis(100),
+        "the quiet tenant's p99 read took {p99:?}"
+    );
+}

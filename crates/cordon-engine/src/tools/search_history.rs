@@ -6,6 +6,9 @@ use serde_json::{Value, json};
 
 const DEFAULT_LIMIT: u32 = 5;
 const MAX_LIMIT: u32 = 20;
+/// A query is a word or a phrase: 3 to 200 characters (the index matches
+/// substrings of 3 or more; longer queries only cost, they find nothing more).
+const QUERY_CHARS: std::ops::RangeInclusive<usize> = 3..=200;
 
 pub struct SearchHistory;
 
@@ -23,7 +26,7 @@ impl Tool for SearchHistory {
         json!({
             "type": "object",
             "properties": {
-                "query": { "type": "string", "description": "word or phrase to look for" },
+                "query": { "type": "string", "minLength": 3, "maxLength": 200, "description": "word or phrase to look for" },
                 "limit": { "type": "integer", "minimum": 1, "maximum": MAX_LIMIT }
             },
             "required": ["query"],
@@ -36,8 +39,11 @@ impl Tool for SearchHistory {
             .as_str()
             .map(str::trim)
             .filter(|q| !q.is_empty())
+            .filter(|q| QUERY_CHARS.contains(&q.chars().count()))
             .ok_or_else(|| {
-                ToolError::InvalidArguments("`query` must be a non-empty string".into())
+                ToolError::InvalidArguments(
+                    "`query` must be a string of 3 to 200 characters".into(),
+                )
             })?;
         let limit = arguments["limit"]
             .as_u64()
