@@ -126,6 +126,31 @@ pub struct Duplicates {
     pub allowed_names: Vec<String>,
     /// Suffixes stripped (after lowercasing) before comparing type names.
     pub strip_suffixes: Vec<String>,
+    /// Types defined inside another type or a function take no part in the
+    /// same-name check (a nested `class Meta` is a framework convention).
+    pub ignore_nested: bool,
+    /// Names that conventions give to many types, each allowed in the paths
+    /// its globs match (everywhere when it has none): Django's `Migration`
+    /// in `migrations/`, `Meta`, `Media`, `Config`.
+    pub convention_names: Vec<ConventionName>,
+}
+
+/// A conventional type name, allowed where `paths` match (everywhere without globs).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConventionName {
+    pub name: String,
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+impl ConventionName {
+    fn new(name: &str, paths: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
 }
 
 impl Default for Duplicates {
@@ -135,6 +160,13 @@ impl Default for Duplicates {
             min_tokens: 50,
             allowed_names: Vec::new(),
             strip_suffixes: vec!["impl".to_string()],
+            ignore_nested: true,
+            convention_names: vec![
+                ConventionName::new("Migration", &["**/migrations/**"]),
+                ConventionName::new("Meta", &[]),
+                ConventionName::new("Media", &[]),
+                ConventionName::new("Config", &[]),
+            ],
         }
     }
 }

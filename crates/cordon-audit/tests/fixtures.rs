@@ -123,3 +123,18 @@ fn unparsable_files_are_warnings_with_their_paths() {
     // Only good.py and its one function are checked.
     assert_compliance(&outcome, 2, 0.0, 100.0);
 }
+
+#[test]
+fn framework_conventions_and_nested_classes_are_not_duplicates() {
+    // Nested `Meta` and `Media` in two models, and `Migration` in two
+    // `migrations/` packages, are conventions; a second top-level `Product`
+    // and `Migration` outside `migrations/` are real duplicate names.
+    let outcome = audit_fixture("python_conventions");
+    let expected = triples(&[
+        ("duplicate-implementation", "blog/models.py", 14),
+        ("duplicate-implementation", "shop/models.py", 4),
+        ("duplicate-implementation", "tools/migrate.py", 4),
+        ("duplicate-implementation", "tools/upgrade.py", 4),
+    ]);
+    assert_eq!(found(&outcome), expected);
+}

@@ -32,6 +32,8 @@ pub struct TypeDef {
     pub name: String,
     pub line: usize,
     pub in_test: bool,
+    /// Defined inside another type or a function (Django's `class Meta`).
+    pub nested: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -288,6 +290,7 @@ fn record(
                 name,
                 line,
                 in_test,
+                nested: frame.scope.is_some(),
             });
             Some((Some(qualified), in_test))
         }

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::config::Duplicates;
+use globset::GlobSet;
+
+use crate::config::{Duplicates, glob_set};
 use crate::model::{Rule, Violation};
 use crate::normalize::BodyFingerprint;
 use crate::parse::{FileFacts, TypeDef, Unit};
@@ -25,17 +27,41 @@ pub fn normalize_name(name: &str, suffixes: &[String]) -> String {
     norm
 }
 
+/// Conventional names and where each is allowed (`None`: everywhere). A
+/// glob that does not compile allows nothing, so it shows up as findings.
+fn conventions(cfg: &Duplicates) -> Vec<(String, Option<GlobSet>)> {
+    cfg.convention_names
+        .iter()
+        .map(|c| {
+            let paths = if c.paths.is_empty() {
+                None
+            } else {
+                Some(glob_set(&c.paths).unwrap_or_else(|_| GlobSet::empty()))
+            };
+            (normalize_name(&c.name, &cfg.strip_suffixes), paths)
+        })
+        .collect()
+}
+
+fn is_convention(conventions: &[(String, Option<GlobSet>)], norm: &str, file: &str) -> bool {
+    conventions.iter().any(|(name, paths)| {
+        name == norm && paths.as_ref().is_none_or(|paths| paths.is_match(file))
+    })
+}
+
 pub fn by_name(files: &[FileFacts], cfg: &Duplicates) -> Vec<Violation> {
     let allowed: BTreeSet<String> = cfg
         .allowed_names
         .iter()
         .map(|n| normalize_name(n, &cfg.strip_suffixes))
         .collect();
+    let conventions = conventions(cfg);
     let mut groups: BTreeMap<(&str, String), Vec<(&str, &TypeDef)>> = BTreeMap::new();
     for f in files.iter().filter(|f| !f.is_test) {
-        for t in f.types.iter().filter(|t| !t.in_test) {
+        let considered = |t: &&TypeDef| !(t.in_test || (cfg.ignore_nested && t.nested));
+        for t in f.types.iter().filter(considered) {
             let norm = normalize_name(&t.name, &cfg.strip_suffixes);
-            if !allowed.contains(&norm) {
+            if !allowed.contains(&norm) && !is_convention(&conventions, &norm, &f.rel) {
                 groups
                     .entry((f.lang.family(), norm))
                     .or_default()
