@@ -95,6 +95,13 @@ fn service_status(error: &ServiceError) -> StatusCode {
     }
 }
 
+/// A query string that does not parse: `400 invalid_query`, for every route.
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", rejection.body_text())
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         ApiError::Service(error)

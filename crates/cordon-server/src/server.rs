@@ -45,8 +45,6 @@ pub enum ServeError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Password(#[from] PasswordError),
-    #[error("the server failed: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 /// Every route of cordon over `state`.

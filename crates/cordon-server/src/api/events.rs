@@ -31,8 +31,7 @@ pub async fn list_events(
     user: AuthUser,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) =
-        query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let Query(query) = query?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     check_cursor(state.store.as_ref(), &user.user_id, query.after_seq)
         .await

@@ -31,8 +31,7 @@ pub async fn list_runs(
     user: AuthUser,
     query: Result<Query<RunsQuery>, QueryRejection>,
 ) -> Result<Json<Vec<RunView>>, ApiError> {
-    let Query(query) =
-        query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let Query(query) = query?;
     let status = query
         .status
         .as_deref()
@@ -126,8 +125,7 @@ pub async fn list_events(
     Path(run_id): Path<String>,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) =
-        query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let Query(query) = query?;
     let run_id = RunId::parse(run_id).map_err(|_| ApiError::NotFound("run"))?;
     if state.store.get_run(&user.user_id, &run_id).await?.is_none() {
         return Err(ApiError::NotFound("run"));

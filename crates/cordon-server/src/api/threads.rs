@@ -27,7 +27,7 @@ pub async fn list_threads(
     user: AuthUser,
     query: Result<Query<ThreadsQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ThreadView>>, ApiError> {
-    let Query(query) = query.map_err(invalid_query)?;
+    let Query(query) = query?;
     let before = query
         .before
         .map(|raw| ThreadId::parse(raw).map_err(|_| cursor_error("a thread id")))
@@ -41,10 +41,6 @@ pub async fn list_threads(
         .list_threads(&user.user_id, limit, before.as_ref())
         .await?;
     Ok(Json(threads.iter().map(thread_view).collect()))
-}
-
-fn invalid_query(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request("invalid_query", rejection.body_text())
 }
 
 fn cursor_error(what: &str) -> ApiError {
@@ -70,7 +66,7 @@ pub async fn list_messages(
     Path(thread_id): Path<String>,
     query: Result<Query<MessagesQuery>, QueryRejection>,
 ) -> Result<Json<Vec<MessageView>>, ApiError> {
-    let Query(query) = query.map_err(invalid_query)?;
+    let Query(query) = query?;
     let thread_id = ThreadId::parse(thread_id).map_err(|_| ApiError::NotFound("thread"))?;
     let before = query
         .before

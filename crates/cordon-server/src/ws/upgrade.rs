@@ -44,8 +44,7 @@ pub async fn ws_handler(
 ) -> Result<Response, ApiError> {
     // `AuthUser` already checked that the user exists and has not signed out.
     check_origin(&headers, &state.config.allowed_origins)?;
-    let Query(query) =
-        query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    let Query(query) = query?;
     let limit = state.config.max_sockets_per_user;
     let slot = state
         .hub
