@@ -35,12 +35,15 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The model asked for more tool steps than allowed.
     StepLimit,
-    /// The model provider failed in a way not covered below.
+    /// No longer produced (a malformed reply is `LlmBadResponse`); kept so
+    /// logs stored by older versions still read.
     LlmError,
     LlmRateLimited,
     LlmUnavailable,
     LlmBadRequest,
     LlmAuth,
+    /// The provider's reply was malformed, cut short, oversized, or redirected elsewhere.
+    LlmBadResponse,
     /// The server restarted (or crashed) while the run was in flight.
     Interrupted,
     /// The thread already has a run in progress and the message asked for `reject`.

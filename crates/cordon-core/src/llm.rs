@@ -87,7 +87,7 @@ impl LlmError {
             LlmError::Unavailable(_) => ErrorCode::LlmUnavailable,
             LlmError::BadRequest(_) => ErrorCode::LlmBadRequest,
             LlmError::Auth => ErrorCode::LlmAuth,
-            LlmError::Malformed(_) => ErrorCode::LlmError,
+            LlmError::Malformed(_) => ErrorCode::LlmBadResponse,
         }
     }
 }

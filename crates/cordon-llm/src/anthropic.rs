@@ -12,6 +12,9 @@ use cordon_core::{
 use serde_json::{Value, json};
 
 use crate::http::{HttpSettings, parse_chunk};
+use crate::limits::{
+    self, MAX_ARGUMENT_BYTES, MAX_BLOCKS, MAX_TEXT_BYTES, MAX_THINKING_BYTES, MAX_TOOL_CALLS,
+};
 use crate::openai::{parse_arguments, tool_result_text};
 use crate::pricing::ModelPrice;
 use crate::sse::SseStream;
@@ -104,7 +107,7 @@ impl LlmProvider for AnthropicProvider {
                 self.http
                     .client
                     .post(&self.url)
-                    .header("x-api-key", self.http.key.expose())
+                    .header("x-api-key", self.http.key.header_value())
                     .header("anthropic-version", &self.options.version)
                     .json(&body)
             })
@@ -162,7 +165,7 @@ impl AnthropicReply {
                 self.usage.output_tokens = usage["output_tokens"].as_u64().unwrap_or(0);
                 observer.on_usage(self.usage);
             }
-            "content_block_start" => self.start_block(index, &chunk["content_block"], observer),
+            "content_block_start" => self.start_block(index, &chunk["content_block"], observer)?,
             "content_block_delta" => self.apply_delta(index, &chunk["delta"], observer)?,
             "message_delta" => {
                 self.apply_message_delta(chunk);
@@ -178,21 +181,40 @@ impl AnthropicReply {
         Ok(false)
     }
 
-    fn start_block(&mut self, index: u64, block: &Value, observer: &dyn LlmObserver) {
+    fn start_block(
+        &mut self,
+        index: u64,
+        block: &Value,
+        observer: &dyn LlmObserver,
+    ) -> Result<(), LlmError> {
+        if !self.blocks.contains_key(&index) {
+            limits::check_count(self.blocks.len() + 1, MAX_BLOCKS, "content blocks")?;
+        }
         let block = match block["type"].as_str().unwrap_or_default() {
             "text" => {
-                self.push_text(block["text"].as_str().unwrap_or_default(), observer);
+                self.push_text(block["text"].as_str().unwrap_or_default(), observer)?;
                 Block::Text
             }
             "thinking" => Block::Thinking,
-            "tool_use" => Block::ToolUse {
-                id: block["id"].as_str().unwrap_or_default().to_owned(),
-                name: block["name"].as_str().unwrap_or_default().to_owned(),
-                input: String::new(),
-            },
+            "tool_use" => {
+                limits::check_count(self.tool_uses() + 1, MAX_TOOL_CALLS, "tool calls")?;
+                Block::ToolUse {
+                    id: block["id"].as_str().unwrap_or_default().to_owned(),
+                    name: block["name"].as_str().unwrap_or_default().to_owned(),
+                    input: String::new(),
+                }
+            }
             _ => Block::Other,
         };
         self.blocks.insert(index, block);
+        Ok(())
+    }
+
+    fn tool_uses(&self) -> usize {
+        self.blocks
+            .values()
+            .filter(|block| matches!(block, Block::ToolUse { .. }))
+            .count()
     }
 
     fn apply_delta(
@@ -202,17 +224,23 @@ impl AnthropicReply {
         observer: &dyn LlmObserver,
     ) -> Result<(), LlmError> {
         match delta["type"].as_str().unwrap_or_default() {
-            "text_delta" => self.push_text(delta["text"].as_str().unwrap_or_default(), observer),
+            "text_delta" => self.push_text(delta["text"].as_str().unwrap_or_default(), observer)?,
             "thinking_delta" => {
                 let thinking = delta["thinking"].as_str().unwrap_or_default();
                 if !thinking.is_empty() {
-                    self.thinking.push_str(thinking);
+                    limits::append(
+                        &mut self.thinking,
+                        thinking,
+                        MAX_THINKING_BYTES,
+                        "reasoning",
+                    )?;
                     observer.on_thinking(thinking);
                 }
             }
             "input_json_delta" => match self.blocks.get_mut(&index) {
                 Some(Block::ToolUse { input, .. }) => {
-                    input.push_str(delta["partial_json"].as_str().unwrap_or_default());
+                    let piece = delta["partial_json"].as_str().unwrap_or_default();
+                    limits::append(input, piece, MAX_ARGUMENT_BYTES, "tool-call arguments")?;
                 }
                 _ => {
                     return Err(LlmError::Malformed(format!(
@@ -238,11 +266,12 @@ impl AnthropicReply {
         }
     }
 
-    fn push_text(&mut self, text: &str, observer: &dyn LlmObserver) {
+    fn push_text(&mut self, text: &str, observer: &dyn LlmObserver) -> Result<(), LlmError> {
         if !text.is_empty() {
-            self.text.push_str(text);
+            limits::append(&mut self.text, text, MAX_TEXT_BYTES, "answer text")?;
             observer.on_delta(text);
         }
+        Ok(())
     }
 
     fn finish(self) -> Result<LlmResponse, LlmError> {

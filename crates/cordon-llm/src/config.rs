@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cordon_core::LlmProvider;
+use reqwest::Url;
 use serde::Deserialize;
+use url::Host;
 
 use crate::anthropic::{AnthropicOptions, AnthropicProvider, DEFAULT_VERSION};
 use crate::http::{ApiKey, HttpSettings};
@@ -91,6 +93,9 @@ pub struct LlmConfig {
     pub stream_usage: Option<bool>,
     /// Anthropic only: the `anthropic-version` header.
     pub anthropic_version: Option<String>,
+    /// Send the API key over plain `http://` to a host that is not loopback
+    /// (default false: such a config is refused at start-up).
+    pub allow_insecure_http: Option<bool>,
     /// Prices per model, USD per million tokens; added to (and overriding) the built-in table.
     #[serde(default)]
     pub prices: BTreeMap<String, ModelPrice>,
@@ -115,6 +120,11 @@ pub enum ConfigError {
     },
     #[error("invalid LLM config: {0}")]
     Invalid(String),
+    #[error(
+        "refusing to send the API key over plain http to {host}: use https, or set \
+         allow_insecure_http = true (--llm-allow-insecure-http) if the network is trusted"
+    )]
+    InsecureKey { host: String },
 }
 
 impl LlmConfig {
@@ -191,24 +201,15 @@ impl LlmConfig {
             .base_url
             .clone()
             .unwrap_or_else(|| kind.default_base_url().to_owned());
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(ConfigError::Invalid(format!(
-                "base_url must start with http:// or https://, got `{base_url}`"
-            )));
-        }
-        let env_var = self.api_key_env_name();
-        let key = env(&env_var).filter(|key| !key.trim().is_empty());
-        let key = match key {
-            Some(key) => ApiKey::new(key.trim()),
-            // Local OpenAI-compatible servers (Ollama, llama.cpp) take no key.
-            None if kind == ProviderKind::Openai && is_loopback(&base_url) => ApiKey::default(),
-            None => {
-                return Err(ConfigError::MissingApiKey {
-                    provider: kind.as_str(),
-                    env_var,
-                });
-            }
-        };
+        let url = Url::parse(&base_url)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "base_url must be an http:// or https:// URL, got `{base_url}`"
+                ))
+            })?;
+        let key = self.api_key(kind, &url, env)?;
         let http = HttpSettings::new(key, self.retry_policy()?, self.timeout()?);
         let model = self.model_name();
         let price = self.price_table().lookup(&model);
@@ -244,6 +245,39 @@ impl LlmConfig {
     }
 }
 
+impl LlmConfig {
+    /// The key from the configured environment variable, refused where it would
+    /// travel in clear text to another machine.
+    fn api_key(
+        &self,
+        kind: ProviderKind,
+        url: &Url,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ApiKey, ConfigError> {
+        let env_var = self.api_key_env_name();
+        let key = match env(&env_var).filter(|key| !key.trim().is_empty()) {
+            Some(key) => ApiKey::new(key.trim()),
+            // Local OpenAI-compatible servers (Ollama, llama.cpp) take no key.
+            None if kind == ProviderKind::Openai && is_loopback(url) => {
+                return Ok(ApiKey::default());
+            }
+            None => {
+                return Err(ConfigError::MissingApiKey {
+                    provider: kind.as_str(),
+                    env_var,
+                });
+            }
+        };
+        let clear_text = url.scheme() == "http" && !is_loopback(url);
+        if clear_text && !self.allow_insecure_http.unwrap_or(false) {
+            return Err(ConfigError::InsecureKey {
+                host: url.host_str().unwrap_or_default().to_owned(),
+            });
+        }
+        Ok(key)
+    }
+}
+
 fn seconds(field: &str, value: f64) -> Result<Duration, ConfigError> {
     Duration::try_from_secs_f64(value)
         .ok()
@@ -251,16 +285,14 @@ fn seconds(field: &str, value: f64) -> Result<Duration, ConfigError> {
         .ok_or_else(|| ConfigError::Invalid(format!("{field} must be a positive number")))
 }
 
-fn is_loopback(url: &str) -> bool {
-    let rest = url
-        .trim_start_matches("http://")
-        .trim_start_matches("https://");
-    let host = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = host
-        .rsplit_once(':')
-        .filter(|(h, port)| !h.is_empty() && port.chars().all(|c| c.is_ascii_digit()))
-        .map_or(host, |(h, _)| h);
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+/// Whether `url` names this machine: `localhost` or a loopback address.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -337,8 +369,37 @@ mod tests {
         };
         let provider = config.build(|_| None).unwrap().unwrap();
         assert_eq!(provider.model(), "llama3.2");
-        assert!(is_loopback("http://localhost:8080/v1"));
-        assert!(!is_loopback("https://api.openai.com/v1"));
+        let url = |text: &str| Url::parse(text).unwrap();
+        assert!(is_loopback(&url("http://localhost:8080/v1")));
+        assert!(is_loopback(&url("http://127.0.0.2:8080/v1")));
+        assert!(is_loopback(&url("http://[::1]:8080/v1")));
+        assert!(!is_loopback(&url("https://api.openai.com/v1")));
+        assert!(!is_loopback(&url("http://localhost.evil.com/v1")));
         assert!(LlmConfig::default().build(|_| None).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_key_never_travels_in_clear_text_to_another_machine_unless_allowed() {
+        let mut config = LlmConfig {
+            provider: Some(ProviderKind::Openai),
+            base_url: Some("http://10.0.0.5:8000/v1".into()),
+            ..LlmConfig::default()
+        };
+        let key = |_: &str| Some("sk-real-key".to_owned());
+        let error = config.build(key).err().unwrap();
+        assert!(matches!(&error, ConfigError::InsecureKey { host } if host == "10.0.0.5"));
+        assert!(!error.to_string().contains("sk-real-key"));
+        config.base_url = Some("http://127.0.0.1:8000/v1".into());
+        assert!(config.build(key).is_ok(), "loopback is not the network");
+        config.base_url = Some("https://10.0.0.5/v1".into());
+        assert!(config.build(key).is_ok());
+        config.base_url = Some("http://10.0.0.5:8000/v1".into());
+        config.allow_insecure_http = Some(true);
+        assert!(
+            config.build(key).is_ok(),
+            "the operator said the network is trusted"
+        );
+        config.base_url = Some("ftp://10.0.0.5/".into());
+        assert!(matches!(config.build(key), Err(ConfigError::Invalid(_))));
     }
 }

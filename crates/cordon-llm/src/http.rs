@@ -1,11 +1,16 @@
-//! The HTTP side shared by the real providers: the API key, timeouts, retries and error mapping.
+//! The HTTP side shared by the real providers: the API key, timeouts, retries, redirects and error mapping.
+//!
+//! A failed call is retried only when the provider cannot have done the work
+//! (the connection was never made, or it answered 429, 500, 503 or 529), so a
+//! timed-out call is never billed twice; a redirect is followed only to the
+//! same scheme, host and port, so the key never reaches another host.
 
 use std::fmt;
 use std::time::Duration;
 
 use cordon_core::LlmError;
 use futures_util::StreamExt;
-use reqwest::{RequestBuilder, Response, StatusCode};
+use reqwest::{RequestBuilder, Response, StatusCode, Url, redirect};
 
 use crate::retry::{RetryPolicy, retry_after};
 
@@ -13,6 +18,8 @@ use crate::retry::{RetryPolicy, retry_after};
 const MAX_ERROR_BODY: usize = 16 * 1024;
 /// Longest provider message passed on to the user.
 const MAX_ERROR_MESSAGE: usize = 300;
+/// Same-origin redirects followed before giving up.
+const MAX_REDIRECTS: usize = 5;
 
 /// An API key: never printed by `Debug`, and scrubbed from any text passed on.
 #[derive(Clone, Default)]
@@ -25,6 +32,14 @@ impl ApiKey {
 
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// The key as a header value marked sensitive, so HTTP tracing never prints it.
+    pub fn header_value(&self) -> reqwest::header::HeaderValue {
+        let mut value = reqwest::header::HeaderValue::from_str(&self.0)
+            .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+        value.set_sensitive(true);
+        value
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,6 +79,7 @@ impl HttpSettings {
     pub fn new(key: ApiKey, retry: RetryPolicy, timeout: Duration) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(redirect::Policy::custom(same_origin_only))
             .build()
             .unwrap_or_default();
         Self {
@@ -74,8 +90,8 @@ impl HttpSettings {
         }
     }
 
-    /// Sends the request `build` makes, retrying 429, 5xx, timeouts and connection
-    /// failures with backoff; returns a successful response whose body is unread.
+    /// Sends the request `build` makes, retrying with backoff while a retry is
+    /// known to be safe; returns a successful response whose body is unread.
     pub async fn send(
         &self,
         provider: &str,
@@ -83,53 +99,39 @@ impl HttpSettings {
     ) -> Result<Response, LlmError> {
         let mut retry = 0;
         loop {
-            let (error, wait_hint) = match self.attempt(build()).await {
+            let failure = match self.attempt(build()).await {
                 Ok(response) => return Ok(response),
                 Err(failure) => failure,
             };
-            let retryable = matches!(
-                error,
-                LlmError::RateLimited { .. } | LlmError::Unavailable(_)
-            );
-            let delay = retryable
-                .then(|| self.retry.delay(retry, wait_hint))
+            let delay = failure
+                .retry_safe
+                .then(|| self.retry.delay(retry, failure.wait))
                 .flatten();
             let Some(delay) = delay else {
-                return Err(error);
+                return Err(failure.error);
             };
             retry += 1;
             tracing::warn!(
                 provider,
                 retry,
                 delay_ms = delay.as_millis() as u64,
-                %error,
+                error = %failure.error,
                 "model call failed; retrying"
             );
             tokio::time::sleep(delay).await;
         }
     }
 
-    async fn attempt(
-        &self,
-        request: RequestBuilder,
-    ) -> Result<Response, (LlmError, Option<Duration>)> {
+    async fn attempt(&self, request: RequestBuilder) -> Result<Response, Failure> {
         let response = match tokio::time::timeout(self.timeout, request.send()).await {
+            // The request may have reached the provider, which may bill it: not retried.
             Err(_) => {
-                return Err((
-                    LlmError::Unavailable(format!(
-                        "no response within {} s",
-                        self.timeout.as_secs_f64()
-                    )),
-                    None,
-                ));
+                return Err(Failure::unsafe_to_retry(LlmError::Unavailable(format!(
+                    "no response within {} s",
+                    self.timeout.as_secs_f64()
+                ))));
             }
-            Ok(Err(error)) => {
-                let error = self.key.redact(&error.without_url().to_string());
-                return Err((
-                    LlmError::Unavailable(format!("could not reach the provider: {error}")),
-                    None,
-                ));
-            }
+            Ok(Err(error)) => return Err(self.send_failure(error)),
             Ok(Ok(response)) => response,
         };
         let status = response.status();
@@ -145,9 +147,40 @@ impl HttpSettings {
                 LlmError::Unavailable(format!("HTTP {}: {message}", status.as_u16()))
             }
             StatusCode::REQUEST_TIMEOUT => LlmError::Unavailable(format!("HTTP 408: {message}")),
+            status if status.is_redirection() => LlmError::Malformed(format!(
+                "HTTP {}: the provider redirected the call; point base_url at the final address",
+                status.as_u16()
+            )),
             status => LlmError::BadRequest(format!("HTTP {}: {message}", status.as_u16())),
         };
-        Err((error, wait))
+        Err(Failure {
+            error,
+            wait,
+            retry_safe: provider_did_no_work(status),
+        })
+    }
+
+    /// A request that got no response: retried only if it never left this machine.
+    fn send_failure(&self, error: reqwest::Error) -> Failure {
+        if error.is_redirect() {
+            return Failure::unsafe_to_retry(LlmError::Malformed(
+                "the provider redirected the call to another host, where cordon does not send \
+                 the API key; point base_url at the final address"
+                    .into(),
+            ));
+        }
+        let text = self.key.redact(&error_chain(&error));
+        let error_kind = LlmError::Unavailable(format!("could not reach the provider: {text}"));
+        if error.is_connect() {
+            // The connection was never made: the provider cannot have seen the call.
+            Failure {
+                error: error_kind,
+                wait: None,
+                retry_safe: true,
+            }
+        } else {
+            Failure::unsafe_to_retry(error_kind)
+        }
     }
 
     /// The provider's own explanation (`error.message` of the JSON body), short and without the key.
@@ -183,6 +216,64 @@ impl HttpSettings {
     }
 }
 
+/// Why one attempt failed, and whether trying again cannot bill the work twice.
+struct Failure {
+    error: LlmError,
+    /// The provider's `Retry-After`.
+    wait: Option<Duration>,
+    retry_safe: bool,
+}
+
+impl Failure {
+    fn unsafe_to_retry(error: LlmError) -> Self {
+        Self {
+            error,
+            wait: None,
+            retry_safe: false,
+        }
+    }
+}
+
+/// Statuses with which the provider says it refused or failed the call before
+/// doing billable work. 502, 504 and 408 are not among them: a gateway or proxy
+/// gave up waiting, and the provider behind it may have answered and billed.
+fn provider_did_no_work(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 500 | 503 | 529)
+}
+
+/// Follows a redirect only to the origin the call was made to, so the API key
+/// header (which reqwest keeps on redirects, except `Authorization` across hosts)
+/// never reaches another host.
+fn same_origin_only(attempt: redirect::Attempt<'_>) -> redirect::Action {
+    let first = attempt.previous().first().cloned();
+    match first {
+        _ if attempt.previous().len() > MAX_REDIRECTS => attempt.error("too many redirects"),
+        Some(first) if same_origin(&first, attempt.url()) => attempt.follow(),
+        _ => attempt.error("a redirect to another origin"),
+    }
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// An error with its causes (reqwest's own text hides them), without the URL.
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut text = match error.url() {
+        Some(url) => error.to_string().replace(&format!(" for url ({url})"), ""),
+        None => error.to_string(),
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Parses one streamed JSON payload, turning garbage into a clear error.
 pub fn parse_chunk(provider: &str, data: &str) -> Result<serde_json::Value, LlmError> {
     serde_json::from_str(data).map_err(|error| {
@@ -194,7 +285,39 @@ pub fn parse_chunk(provider: &str, data: &str) -> Result<serde_json::Value, LlmE
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests panic on a broken assumption")]
     use super::*;
+
+    #[test]
+    fn only_calls_the_provider_refused_are_retried() {
+        for status in [429, 500, 503, 529] {
+            assert!(provider_did_no_work(StatusCode::from_u16(status).unwrap()));
+        }
+        for status in [400, 401, 408, 502, 504] {
+            assert!(!provider_did_no_work(StatusCode::from_u16(status).unwrap()));
+        }
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_port() {
+        let url = |text: &str| Url::parse(text).unwrap();
+        assert!(same_origin(
+            &url("https://api.x.com/v1/a"),
+            &url("https://api.x.com:443/v2")
+        ));
+        assert!(!same_origin(
+            &url("https://api.x.com/v1"),
+            &url("http://api.x.com/v1")
+        ));
+        assert!(!same_origin(
+            &url("https://api.x.com/v1"),
+            &url("https://evil.com/v1")
+        ));
+        assert!(!same_origin(
+            &url("http://127.0.0.1:80/"),
+            &url("http://127.0.0.1:81/")
+        ));
+    }
 
     #[test]
     fn the_key_never_shows() {

@@ -4,12 +4,13 @@
 //! golden path run with no network and no API key. [`openai::OpenAiProvider`]
 //! (OpenAI-compatible chat completions) and [`anthropic::AnthropicProvider`]
 //! (Anthropic Messages) stream answers over SSE, call tools, retry with backoff
-//! and report token usage, priced by [`pricing::PriceTable`]. [`config::LlmConfig`]
+//! where that is safe, bound what a reply may accumulate ([`limits`]) and report token usage, priced by [`pricing::PriceTable`]. [`config::LlmConfig`]
 //! selects and builds one from TOML and CLI flags.
 
 pub mod anthropic;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod offline;
 pub mod openai;
 pub mod pricing;

@@ -14,6 +14,7 @@ use cordon_core::{
 use serde_json::{Value, json};
 
 use crate::http::{HttpSettings, parse_chunk};
+use crate::limits::{self, MAX_ARGUMENT_BYTES, MAX_TEXT_BYTES, MAX_THINKING_BYTES, MAX_TOOL_CALLS};
 use crate::pricing::ModelPrice;
 use crate::sse::SseStream;
 
@@ -175,40 +176,63 @@ impl OpenAiReply {
             return Ok(());
         };
         for choice in choices {
-            if choice["index"].as_u64().unwrap_or(0) != 0 {
-                continue;
+            if choice["index"].as_u64().unwrap_or(0) == 0 {
+                self.apply_choice(choice, observer)?;
             }
-            let delta = &choice["delta"];
-            let reasoning = delta["reasoning_content"]
-                .as_str()
-                .or_else(|| delta["reasoning"].as_str());
-            if let Some(reasoning) = reasoning.filter(|r| !r.is_empty()) {
-                self.thinking.push_str(reasoning);
-                observer.on_thinking(reasoning);
+        }
+        Ok(())
+    }
+
+    fn apply_choice(&mut self, choice: &Value, observer: &dyn LlmObserver) -> Result<(), LlmError> {
+        let delta = &choice["delta"];
+        let reasoning = delta["reasoning_content"]
+            .as_str()
+            .or_else(|| delta["reasoning"].as_str());
+        if let Some(reasoning) = reasoning.filter(|r| !r.is_empty()) {
+            limits::append(
+                &mut self.thinking,
+                reasoning,
+                MAX_THINKING_BYTES,
+                "reasoning",
+            )?;
+            observer.on_thinking(reasoning);
+        }
+        if let Some(content) = delta["content"].as_str().filter(|c| !c.is_empty()) {
+            limits::append(&mut self.text, content, MAX_TEXT_BYTES, "answer text")?;
+            observer.on_delta(content);
+        }
+        if let Some(calls) = delta["tool_calls"].as_array() {
+            for (position, call) in calls.iter().enumerate() {
+                self.apply_call_delta(position, call)?;
             }
-            if let Some(content) = delta["content"].as_str().filter(|c| !c.is_empty()) {
-                self.text.push_str(content);
-                observer.on_delta(content);
-            }
-            if let Some(calls) = delta["tool_calls"].as_array() {
-                for (position, call) in calls.iter().enumerate() {
-                    let index = call["index"].as_u64().unwrap_or(position as u64);
-                    let entry = self.calls.entry(index).or_default();
-                    if let Some(id) = call["id"].as_str().filter(|id| !id.is_empty()) {
-                        entry.id = id.to_owned();
-                    }
-                    let function = &call["function"];
-                    if let Some(name) = function["name"].as_str().filter(|n| !n.is_empty()) {
-                        entry.name = name.to_owned();
-                    }
-                    if let Some(arguments) = function["arguments"].as_str() {
-                        entry.arguments.push_str(arguments);
-                    }
-                }
-            }
-            if let Some(reason) = choice["finish_reason"].as_str() {
-                self.finish_reason = Some(reason.to_owned());
-            }
+        }
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            self.finish_reason = Some(reason.to_owned());
+        }
+        Ok(())
+    }
+
+    /// One tool-call delta, assembled by its `index` (or its position when it has none).
+    fn apply_call_delta(&mut self, position: usize, call: &Value) -> Result<(), LlmError> {
+        let index = call["index"].as_u64().unwrap_or(position as u64);
+        if !self.calls.contains_key(&index) {
+            limits::check_count(self.calls.len() + 1, MAX_TOOL_CALLS, "tool calls")?;
+        }
+        let entry = self.calls.entry(index).or_default();
+        if let Some(id) = call["id"].as_str().filter(|id| !id.is_empty()) {
+            entry.id = id.to_owned();
+        }
+        let function = &call["function"];
+        if let Some(name) = function["name"].as_str().filter(|n| !n.is_empty()) {
+            entry.name = name.to_owned();
+        }
+        if let Some(arguments) = function["arguments"].as_str() {
+            limits::append(
+                &mut entry.arguments,
+                arguments,
+                MAX_ARGUMENT_BYTES,
+                "tool-call arguments",
+            )?;
         }
         Ok(())
     }

@@ -6,6 +6,8 @@ use futures_util::{Stream, StreamExt};
 
 /// Longest line accepted; a provider sending more without a newline is broken.
 const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
+/// Most `data` one event may carry, over all its lines.
+const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// One dispatched event: its `event:` name (empty when none) and its `data:` lines joined by `\n`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -84,6 +86,11 @@ impl SseDecoder {
         match field {
             "event" => self.event = value.to_owned(),
             "data" => match &mut self.data {
+                Some(data) if data.len() + 1 + value.len() > MAX_EVENT_BYTES => {
+                    return Err(LlmError::Malformed(
+                        "an event-stream event carries too much data".into(),
+                    ));
+                }
                 Some(data) => {
                     data.push('\n');
                     data.push_str(value);
@@ -211,5 +218,14 @@ mod tests {
         let mut decoder = SseDecoder::new();
         let error = decoder.push(b"data: \xFF\xFE\n\n").unwrap_err();
         assert!(matches!(error, LlmError::Malformed(_)));
+    }
+
+    #[test]
+    fn an_event_of_endless_short_data_lines_is_refused() {
+        let mut decoder = SseDecoder::new();
+        let line = format!("data: {}\n", "x".repeat(1023));
+        let lines = line.repeat(MAX_EVENT_BYTES / 1024 + 2);
+        let error = decoder.push(lines.as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("too much data"), "{error}");
     }
 }

@@ -134,6 +134,9 @@ pub struct ServeArgs {
     /// TOML file with the remaining model settings (see docs/llm.md); flags override it.
     #[arg(long)]
     pub llm_config: Option<PathBuf>,
+    /// Send the API key over plain http:// to a host that is not loopback (refused by default).
+    #[arg(long)]
+    pub llm_allow_insecure_http: bool,
 }
 
 /// A trusted proxy: an address (`10.0.0.7`) or a network (`10.0.0.0/8`).

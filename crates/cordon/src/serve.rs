@@ -105,6 +105,9 @@ fn llm_from(args: &ServeArgs) -> anyhow::Result<LlmSetup> {
     llm.model = args.llm_model.clone().or(llm.model);
     llm.base_url = args.llm_base_url.clone().or(llm.base_url);
     llm.api_key_env = args.llm_api_key_env.clone().or(llm.api_key_env);
+    if args.llm_allow_insecure_http {
+        llm.allow_insecure_http = Some(true);
+    }
     let provider = llm.build(|name| std::env::var(name).ok())?;
     if let Some(provider) = &provider {
         tracing::info!(

@@ -205,7 +205,7 @@ async fn errors_and_garbage_inside_the_stream_end_the_run_cleanly() {
         ),
     ]));
     let frames = ask(&mut ws, "two").await;
-    assert_eq!(error_code(&frames), "llm_error");
+    assert_eq!(error_code(&frames), "llm_bad_response");
 
     fake.push(anthropic::text(&["recovered"], (1, 1)));
     let frames = ask(&mut ws, "three").await;

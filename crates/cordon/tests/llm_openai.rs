@@ -299,7 +299,7 @@ async fn cancelling_a_run_mid_stream_closes_the_provider_connection() {
 }
 
 #[tokio::test]
-async fn malformed_chunks_end_the_run_with_llm_error_and_the_server_stays_healthy() {
+async fn malformed_chunks_end_the_run_with_llm_bad_response_and_the_server_stays_healthy() {
     let (fake, server) = start(PROVIDER, |_| {}).await;
     fake.push(Reply::Stream(vec![
         openai::chunk(json!({"content": "Hi"}), None),
@@ -313,7 +313,7 @@ async fn malformed_chunks_end_the_run_with_llm_error_and_the_server_stays_health
     let (_alice, mut ws) = user(&server, "alice").await;
 
     let frames = ask(&mut ws, "one").await;
-    assert_eq!(error_code(&frames), "llm_error");
+    assert_eq!(error_code(&frames), "llm_bad_response");
     assert!(
         last(&frames)["message"]
             .as_str()
@@ -323,7 +323,7 @@ async fn malformed_chunks_end_the_run_with_llm_error_and_the_server_stays_health
     let frames = ask(&mut ws, "two").await;
     assert_eq!(
         error_code(&frames),
-        "llm_error",
+        "llm_bad_response",
         "a stream without an end is an error"
     );
     let frames = ask(&mut ws, "three").await;

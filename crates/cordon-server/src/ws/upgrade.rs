@@ -18,7 +18,11 @@ use crate::ws::session::{Session, run_session};
 /// buffer and an unbounded write buffer per connection.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 const WRITE_BUFFER_BYTES: usize = 4 * 1024;
-const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+/// A cap, not an allocation: the buffer must hold the largest frame the server
+/// sends (an answer of up to 2 MiB, `cordon_llm::limits`, six times that once
+/// control characters are escaped), or the socket drops mid-run. A peer that
+/// stops reading is closed by the write timeout, which frees it.
+const MAX_WRITE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 /// What the transport reads of one client message. The protocol's limit is
 /// `MAX_CLIENT_FRAME_BYTES` (64 KiB), answered with `frame_too_large` and the
 /// socket left open; only past this the socket closes (1009).

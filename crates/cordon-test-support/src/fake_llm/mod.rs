@@ -45,6 +45,10 @@ pub enum Reply {
         body: String,
         retry_after: Option<String>,
     },
+    /// A redirect to `location` (e.g. 307 to another host).
+    Redirect { status: u16, location: String },
+    /// This reply, after sending nothing for `delay` (a provider that hangs before its headers).
+    Delayed(Duration, Box<Reply>),
 }
 
 /// A request as the fake received it.
@@ -223,6 +227,13 @@ async fn handle(
             }
         }
     };
+    let reply = match reply {
+        Reply::Delayed(delay, reply) => {
+            tokio::time::sleep(delay).await;
+            *reply
+        }
+        reply => reply,
+    };
     reply.into_response_parts_with(state)
 }
 
@@ -247,7 +258,14 @@ impl Reply {
                 }
                 response
             }
-            Reply::Stream(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            Reply::Redirect { status, location } => (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::TEMPORARY_REDIRECT),
+                [("location", location)],
+            )
+                .into_response(),
+            Reply::Stream(_) | Reply::Delayed(..) => {
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
         }
     }
 
