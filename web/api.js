@@ -65,10 +65,15 @@ async function request(method, path, { token, body } = {}) {
   return data;
 }
 
-/** `POST /api/auth/login` or `/api/auth/register`; resolves to the session to store. */
+/**
+ * `POST /api/auth/login` or `/api/auth/register`; resolves to the session to store.
+ * A server run with `--quiet-signup` answers a sign-up `202 accepted` without a
+ * token (free and taken names alike), so the sign-in follows.
+ */
 export async function authenticate(kind, username, password) {
-  const path = kind === "register" ? "/api/auth/register" : "/api/auth/login";
-  const auth = await request("POST", path, { body: { username, password } });
+  const body = { username, password };
+  let auth = await request("POST", kind === "register" ? "/api/auth/register" : "/api/auth/login", { body });
+  if (!auth.token) auth = await request("POST", "/api/auth/login", { body });
   return {
     token: auth.token,
     expires_at: auth.expires_at,

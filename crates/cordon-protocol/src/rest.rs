@@ -66,6 +66,14 @@ pub struct AuthResponse {
     pub user: UserView,
 }
 
+/// Answer to a sign-up under `--quiet-signup`: the same for a free and a taken
+/// name, and without a token (the client signs in next).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignupAccepted {
+    /// Always `accepted`.
+    pub status: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThreadView {
     pub id: String,

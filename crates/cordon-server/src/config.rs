@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub max_pending_hashes: usize,
     /// Sign-up attempts per client address per hour (`429 too_many_signups`).
     pub signups_per_hour: u32,
+    /// Sign-up answers `202 accepted` whether the name was free or taken (no
+    /// token: the client signs in next), so names cannot be enumerated.
+    pub quiet_signup: bool,
     /// Longest a connection may take to send a request's headers, or stay idle between requests.
     pub header_timeout: Duration,
     /// Longest a request body may take to arrive (`408`).
@@ -71,6 +74,7 @@ impl ServerConfig {
             body_timeout: Duration::from_secs(30),
             max_pending_hashes: crate::auth::password::DEFAULT_MAX_PENDING,
             signups_per_hour: crate::auth::signup::DEFAULT_SIGNUPS_PER_HOUR,
+            quiet_signup: false,
             offline_step_delay: Duration::from_millis(100),
             engine: EngineConfig::default(),
         }

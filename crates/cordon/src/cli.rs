@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// Sign-up attempts one client address may make per hour (`429 too_many_signups`).
     #[arg(long, default_value_t = 20)]
     pub signups_per_hour: u32,
+    /// Sign-up answers `202 accepted` for free and taken names alike (no token; sign in next),
+    /// so nobody can learn which names exist.
+    #[arg(long)]
+    pub quiet_signup: bool,
     /// Password hashes queued or running at most; past it sign-ins get `503 busy` with `Retry-After`.
     #[arg(long, default_value_t = 64)]
     pub max_pending_hashes: usize,

@@ -71,6 +71,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     config.header_timeout = seconds("--header-timeout", args.header_timeout)?;
     config.body_timeout = seconds("--body-timeout", args.body_timeout)?;
     config.signups_per_hour = args.signups_per_hour.max(1);
+    config.quiet_signup = args.quiet_signup;
     config.max_pending_hashes = args.max_pending_hashes.max(1);
     config.allowed_origins = args.allowed_origins;
     config.engine = EngineConfig {

@@ -1,4 +1,4 @@
-//! A hostile client against the real server: racing the login throttle, locking out an owner, too many sockets, message floods, oversized frames, tokens in URLs.
+//! A hostile client against the real server: racing the login throttle, locking out an owner, too many sockets, message floods, oversized frames, tokens in URLs, name probes.
 #![allow(
     clippy::unwrap_used,
     reason = "a test should panic loudly on a broken assumption"
@@ -234,6 +234,40 @@ async fn sign_ups_are_throttled_per_address_and_a_taken_name_is_refused_before_t
     assert!(throttled.headers().contains_key("retry-after"));
     let body: Value = throttled.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_signups");
+}
+
+#[tokio::test]
+async fn a_quiet_sign_up_answers_the_same_for_free_and_taken_names() {
+    let server = TestServer::start_with(|c| c.quiet_signup = true).await;
+    let server = &server;
+    let register = |password: &'static str| async move {
+        let response = server
+            .http
+            .post(server.url("/api/auth/register"))
+            .json(&json!({"username": "ivy", "password": password}))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    let free = register(PASSWORD).await;
+    let taken = register("another-password").await;
+    assert_eq!(free, (202, r#"{"status":"accepted"}"#.to_owned()));
+    assert_eq!(taken, free, "a prober learns nothing");
+    assert_eq!(login(server, "ivy", PASSWORD, "").await.0, 200);
+    assert_eq!(
+        login(server, "ivy", "another-password", "").await.0,
+        401,
+        "the taken name kept its owner's password"
+    );
+    let invalid = server
+        .http
+        .post(server.url("/api/auth/register"))
+        .json(&json!({"username": "x", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), 400, "bad input is still told apart");
 }
 
 #[tokio::test]

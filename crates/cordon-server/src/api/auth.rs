@@ -4,8 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use cordon_core::{StoreError, User, UserId};
-use cordon_protocol::rest::{AuthResponse, Credentials, UserView};
+use cordon_protocol::rest::{AuthResponse, Credentials, SignupAccepted, UserView};
 
 use crate::auth::password::PasswordError;
 use crate::auth::{AuthUser, ClientAddress, throttle};
@@ -17,11 +18,13 @@ const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=1024;
 
 /// Throttled per address before anything else, and a taken name is refused
 /// before the (slow) hash, so neither sign-ups nor name probes run at speed.
+/// Under `--quiet-signup` a taken name is hashed too and answered like a free
+/// one (`202`, no token), so neither the answer nor its timing tells them apart.
 pub async fn register(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
     body: Result<Json<Credentials>, JsonRejection>,
-) -> Result<(StatusCode, Json<AuthResponse>), ApiError> {
+) -> Result<Response, ApiError> {
     let Json(credentials) = body.map_err(invalid_body)?;
     let username = validate_username(&credentials.username)?;
     validate_password(&credentials.password)?;
@@ -29,12 +32,13 @@ pub async fn register(
         .signup_throttle
         .admit(address)
         .map_err(|retry_after| ApiError::TooManySignups { retry_after })?;
-    if state
+    let quiet = state.config.quiet_signup;
+    let taken = state
         .store
         .find_user_by_username(&username)
         .await?
-        .is_some()
-    {
+        .is_some();
+    if taken && !quiet {
         return Err(StoreError::UsernameTaken.into());
     }
     let password_hash = state
@@ -49,9 +53,24 @@ pub async fn register(
         created_at: cordon_core::now(),
         token_generation: 0,
     };
-    state.store.create_user(&user).await?;
-    tracing::info!(user_id = %user.id, "user registered");
-    Ok((StatusCode::CREATED, Json(issue(&state, &user)?)))
+    let created = if taken {
+        Err(StoreError::UsernameTaken)
+    } else {
+        state.store.create_user(&user).await
+    };
+    match created {
+        Ok(()) => tracing::info!(user_id = %user.id, "user registered"),
+        // Taken before, or by a concurrent sign-up since the look-up.
+        Err(StoreError::UsernameTaken) if quiet => {}
+        Err(error) => return Err(error.into()),
+    }
+    if quiet {
+        let accepted = SignupAccepted {
+            status: "accepted".into(),
+        };
+        return Ok((StatusCode::ACCEPTED, Json(accepted)).into_response());
+    }
+    Ok((StatusCode::CREATED, Json(issue(&state, &user)?)).into_response())
 }
 
 /// The attempt is counted before the user is looked up and the password
