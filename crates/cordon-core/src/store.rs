@@ -19,6 +19,9 @@ pub enum StoreError {
     /// keeping up, so no new run may start writing.
     #[error("storage cannot keep up with the writes queued")]
     Overloaded,
+    /// A query a tenant made expensive ran past its time budget and was stopped.
+    #[error("the query ran past its {} ms budget", .budget.as_millis())]
+    OverBudget { budget: std::time::Duration },
     #[error("storage failure: {0}")]
     Backend(String),
 }

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use cordon_core::StoreError;
 use rusqlite::Connection;
 
+use crate::convert::rusqlite_backend as backend;
+
 /// How often the WAL is checkpointed (without blocking the writer).
 const INTERVAL: Duration = Duration::from_millis(100);
 /// A WAL past this size is restarted by the writer itself. A background
@@ -97,7 +99,3 @@ impl WalBound {
 
 /// How soon the writer tries again when a checkpoint could not finish.
 const RETRY: Duration = Duration::from_millis(50);
-
-fn backend(error: rusqlite::Error) -> StoreError {
-    StoreError::Backend(error.to_string())
-}

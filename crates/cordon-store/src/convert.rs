@@ -24,6 +24,11 @@ pub fn backend(error: sqlx::Error) -> StoreError {
     StoreError::Backend(error.to_string())
 }
 
+/// The same for the threads that speak rusqlite (writer, checkpointer, indexer).
+pub fn rusqlite_backend(error: rusqlite::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
 /// Rebuilds a validated id from a stored column; a bad one means corruption.
 pub fn id<T, E: std::fmt::Display>(
     parse: impl FnOnce(String) -> Result<T, E>,

@@ -7,13 +7,17 @@
 //! transaction was committing, so thousands of events per second cost a
 //! handful of transactions. The queue to it is bounded ([`health`]): past
 //! half its bound no new run is admitted, and once a batch fails every
-//! write is refused until a probe write commits again. No sqlx or rusqlite type leaves this crate.
+//! write is refused until a probe write commits again. History searches run on
+//! their own pool under a time budget ([`search`]). No sqlx or rusqlite type leaves this crate.
 
 mod checkpoint;
 mod convert;
 mod health;
+mod indexer;
+mod search;
 mod sqlite;
 mod writer;
 
 pub use health::DEFAULT_WRITE_QUEUE_CAPACITY;
+pub use search::SEARCH_BUDGET;
 pub use sqlite::{SqliteStore, StoreOptions};

@@ -19,6 +19,7 @@ use crate::convert::{
     backend, event_of, message_of, model_usage_of, run_of, thread_of, to_micros, user_of,
 };
 use crate::health::{DEFAULT_WRITE_QUEUE_CAPACITY, WriteHealth};
+use crate::search::Searches;
 use crate::writer::{self, EventRow, WriteOp};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -44,9 +45,10 @@ impl Default for StoreOptions {
 
 pub struct SqliteStore {
     reads: SqlitePool,
-    /// History searches (a tool's queries) run here, off `reads`: however
-    /// many a tenant starts, other tenants' reads do not wait behind them.
-    searches: SqlitePool,
+    /// History searches (a tool's queries) run here, off `reads` and under a
+    /// time budget: however many a tenant starts, other tenants' reads do
+    /// not wait behind them.
+    searches: Searches,
     /// The writer thread ends when the store (and so this sender) is dropped.
     writes: mpsc::UnboundedSender<WriteOp>,
     health: Arc<WriteHealth>,
@@ -80,19 +82,15 @@ impl SqliteStore {
             .connect_with(connect.clone())
             .await
             .map_err(backend)?;
-        let searches = SqlitePoolOptions::new()
-            .max_connections(2)
-            .test_before_acquire(false)
-            .connect_with(connect)
-            .await
-            .map_err(backend)?;
+        let database = data_dir.join(DATABASE_FILE);
         MIGRATOR
             .run(&reads)
             .await
             .map_err(|error| StoreError::Backend(format!("migration failed: {error}")))?;
-        let conn = writer::open(&data_dir.join(DATABASE_FILE))?;
-        let checkpointer = Checkpointer::start(&data_dir.join(DATABASE_FILE))?;
-        let wal = WalBound::new(&data_dir.join(DATABASE_FILE));
+        let conn = writer::open(&database)?;
+        let searches = Searches::open(connect, &database, data_dir).await?;
+        let checkpointer = Checkpointer::start(&database)?;
+        let wal = WalBound::new(&database);
         // Unbounded channel, bounded queue: `WriteHealth` counts what is
         // queued, admission stops at half the bound and runs in progress wait
         // for room, so appends stay synchronous (taken under the log's lock).
@@ -401,26 +399,7 @@ impl Store for SqliteStore {
         query: &str,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        // Trigrams match substrings of 3 characters or more; a shorter
-        // query could only scan, so it finds nothing.
-        if query.chars().count() < 3 {
-            return Ok(Vec::new());
-        }
-        sqlx::query(
-            "SELECT m.id, m.thread_id, m.role, m.content, m.run_id, m.created_at \
-             FROM messages_fts f JOIN messages m ON m.rowid = f.rowid \
-             WHERE messages_fts MATCH ?1 AND m.user_id = ?2 AND m.role = 'user' \
-             ORDER BY f.rank LIMIT ?3",
-        )
-        .bind(search_expression(user_id, query))
-        .bind(user_id.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&self.searches)
-        .await
-        .map_err(backend)?
-        .into_iter()
-        .map(message_of)
-        .collect()
+        self.searches.messages(user_id, query, limit).await
     }
 
     fn begin_run(&self, run: &RunRecord, message: Option<&Message>) -> Result<(), StoreError> {
@@ -694,16 +673,6 @@ impl Store for SqliteStore {
     async fn close(&self) {
         let _ = self.barrier().await;
         self.reads.close().await;
+        self.searches.close().await;
     }
-}
-
-/// The FTS5 query: the user's rows, containing `query` as a phrase (quotes
-/// doubled, so any text is a literal).
-fn search_expression(user_id: &UserId, query: &str) -> String {
-    let phrase = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
-    format!(
-        "user_key : {} AND content : {}",
-        phrase(user_id.as_str()),
-        phrase(query)
-    )
 }

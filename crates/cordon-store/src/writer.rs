@@ -13,7 +13,7 @@ use rusqlite::{Connection, ErrorCode, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpoint::WalBound;
-use crate::convert::to_micros;
+use crate::convert::{rusqlite_backend as backend, to_micros};
 use crate::health::WriteHealth;
 
 /// Most writes folded into one transaction.
@@ -258,10 +258,6 @@ fn commit_batch(
         };
         acknowledge(op, result, settled);
     }
-}
-
-fn backend(error: rusqlite::Error) -> StoreError {
-    StoreError::Backend(error.to_string())
 }
 
 /// Tells each write's caller how it went; an event is set aside for the

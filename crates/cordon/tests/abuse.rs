@@ -426,3 +426,44 @@ async fn one_tenants_heavy_history_searches_do_not_slow_another_tenants_reads() 
         "the quiet tenant's p99 read took {p99:?}"
     );
 }
+
+#[tokio::test]
+async fn a_search_made_expensive_on_purpose_is_stopped_at_its_budget() {
+    let server = TestServer::start_with(|c| c.engine.messages_per_minute = 10_000).await;
+    let hoarder = server.register("hoarder").await;
+    let mut ws = server.connect(&hoarder).await;
+    let is_end = |f: &Value| f["type"] == "agent_completed" || f["type"] == "agent_error";
+    ws.send_json(&json!({"type": "user_message", "content": "I planted tomatoes"}))
+        .await;
+    ws.collect_until(is_end).await;
+    // Long messages that a long phrase almost matches at every offset.
+    for _ in 0..40 {
+        ws.send_json(&json!({"type": "user_message", "content": "a".repeat(31_000)}))
+            .await;
+        ws.collect_until(is_end).await;
+    }
+    let near_miss = format!("tell me about {}b", "a".repeat(199));
+    ws.send_json(&json!({"type": "user_message", "content": near_miss}))
+        .await;
+    let frames = ws.collect_until(is_end).await;
+    let tool = frames
+        .iter()
+        .find(|f| f["type"] == "tool_completed")
+        .unwrap();
+    assert_eq!(tool["is_error"], true, "{tool}");
+    let error = tool["result"]["error"].as_str().unwrap();
+    assert!(error.contains("stopped after 50 ms"), "{error}");
+    assert_eq!(frames.last().unwrap()["type"], "agent_completed");
+
+    ws.send_json(&json!({"type": "user_message", "content": "what about tomatoes?"}))
+        .await;
+    let frames = ws.collect_until(is_end).await;
+    let tool = frames
+        .iter()
+        .find(|f| f["type"] == "tool_completed")
+        .unwrap();
+    assert_eq!(
+        tool["result"]["matches"][0]["content"], "I planted tomatoes",
+        "an ordinary search still answers"
+    );
+}

@@ -40,3 +40,33 @@ async fn restart_keeps_threads_and_continues_seq() {
         "seq continues after a restart"
     );
 }
+
+#[tokio::test]
+async fn the_search_index_is_derived_data_rebuilt_from_the_messages() {
+    let server = TestServer::start().await;
+    let pia = server.register("pia").await;
+    let mut ws = server.connect(&pia).await;
+    let is_end = |f: &serde_json::Value| f["type"] == "agent_completed";
+    ws.send_json(&json!({"type": "user_message", "content": "I planted tomatoes"}))
+        .await;
+    ws.collect_until(is_end).await;
+    ws.close().await;
+    let data_dir = server.stop().await;
+    for file in ["search.db", "search.db-wal", "search.db-shm"] {
+        let _ = std::fs::remove_file(data_dir.path().join(file));
+    }
+
+    let server = TestServer::start_in(data_dir, |_| {}).await;
+    let mut ws = server.connect(&pia).await;
+    ws.send_json(&json!({"type": "user_message", "content": "what about tomatoes?"}))
+        .await;
+    let frames = ws.collect_until(is_end).await;
+    let tool = frames
+        .iter()
+        .find(|f| f["type"] == "tool_completed")
+        .unwrap();
+    assert_eq!(
+        tool["result"]["matches"][0]["content"], "I planted tomatoes",
+        "a lost index is rebuilt from the stored messages"
+    );
+}

@@ -1,7 +1,7 @@
 //! `search_history`: finds the calling user's own earlier messages that mention a query.
 
 use async_trait::async_trait;
-use cordon_core::{Tool, ToolContext, ToolError};
+use cordon_core::{StoreError, Tool, ToolContext, ToolError};
 use serde_json::{Value, json};
 
 const DEFAULT_LIMIT: u32 = 5;
@@ -50,11 +50,15 @@ impl Tool for SearchHistory {
             .map_or(DEFAULT_LIMIT, |n| n.clamp(1, u64::from(MAX_LIMIT)) as u32);
         // The user is taken from the context, never from the arguments: the
         // model cannot ask for someone else's history.
-        let found = cx
-            .store
-            .search_messages(query, limit + 1)
-            .await
-            .map_err(|_| ToolError::Failed("the message history is unavailable".into()))?;
+        let found = cx.store.search_messages(query, limit + 1).await.map_err(
+            |error| match error {
+                StoreError::OverBudget { budget } => ToolError::Failed(format!(
+                    "the search was stopped after {} ms; try a shorter or more distinctive query",
+                    budget.as_millis()
+                )),
+                _ => ToolError::Failed("the message history is unavailable".into()),
+            },
+        )?;
         let matches: Vec<Value> = found
             .into_iter()
             .filter(|m| m.run_id.as_ref() != Some(cx.ctx.root_run_id()))
