@@ -46,6 +46,22 @@ pub struct BenchArgs {
     /// the time from reconnect to the first event.
     #[arg(long)]
     pub reconnect_every: Option<usize>,
+    /// Seconds each user waits between sending two messages (from send to
+    /// send); without it a user sends its next message as soon as a run ends.
+    #[arg(long)]
+    pub pace: Option<f64>,
+    /// Abuse mode: measure the users for --duration seconds (default 20)
+    /// alone, then again while one noisy tenant floods sockets, messages,
+    /// history searches and sign-ins, and compare their latency. Run the
+    /// server with its default limits.
+    #[arg(long)]
+    pub abuse: bool,
+    /// Abuse mode: messages per second the noisy tenant sends, over all its sockets.
+    #[arg(long, default_value_t = 500)]
+    pub noisy_rate: u32,
+    /// Abuse mode: sockets the noisy tenant tries to hold open (past the server's cap they are refused).
+    #[arg(long, default_value_t = 24)]
+    pub noisy_sockets: usize,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

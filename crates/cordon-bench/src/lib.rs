@@ -11,8 +11,13 @@
 //! events and resumed from its last `seq`, and what it received must be
 //! exactly the user's stored log: no gap, no duplicate.
 //!
+//! With `--abuse` the users are measured twice, alone and while one noisy
+//! tenant floods sockets, messages, history searches and sign-ins; the
+//! report compares their p50/p99.
+//!
 //! It speaks only `cordon-protocol` (plus plain HTTP for auth and `/metrics`).
 
+mod abuse;
 pub mod args;
 mod client;
 mod memory;
@@ -21,6 +26,7 @@ pub mod report;
 mod run;
 mod stats;
 
+pub use abuse::AbuseReport;
 pub use args::BenchArgs;
 pub use memory::parse_gauge;
 pub use report::BenchReport;

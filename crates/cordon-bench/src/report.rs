@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::abuse::AbuseReport;
 use crate::reconnect::ReconnectReport;
 use crate::stats::Percentiles;
 
@@ -39,6 +40,8 @@ pub struct BenchReport {
     pub server_memory: Memory,
     /// Only with `--reconnect-every`.
     pub reconnect: Option<ReconnectReport>,
+    /// Only with `--abuse`.
+    pub abuse: Option<AbuseReport>,
 }
 
 impl BenchReport {
@@ -58,6 +61,7 @@ impl BenchReport {
         let mut out = String::new();
         self.write_runs(&mut out);
         self.write_reconnects(&mut out);
+        self.write_abuse(&mut out);
         self.write_memory(&mut out);
         out
     }
@@ -138,6 +142,93 @@ impl BenchReport {
                 "{:.1} / {:.1} / {:.1} / {:.1} ms",
                 p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms
             ),
+        );
+    }
+
+    fn write_abuse(&self, out: &mut String) {
+        let Some(a) = &self.abuse else {
+            return;
+        };
+        row(
+            out,
+            "abuse: phase / pace",
+            format!(
+                "{:.0} s each / one message per {:.1} s per user",
+                a.phase_seconds, a.pace_seconds
+            ),
+        );
+        row(
+            out,
+            "p50 / p99 (ms)",
+            "alone           with the noisy tenant   p99 change".into(),
+        );
+        let (alone, noisy, change) = (&a.alone, &a.with_noisy, &a.p99_change);
+        for (name, before, after, change) in [
+            (
+                "  to agent_started",
+                &alone.to_agent_started,
+                &noisy.to_agent_started,
+                change.to_agent_started,
+            ),
+            (
+                "  to agent_completed",
+                &alone.to_agent_completed,
+                &noisy.to_agent_completed,
+                change.to_agent_completed,
+            ),
+            (
+                "  GET /api/threads",
+                &alone.rest_threads,
+                &noisy.rest_threads,
+                change.rest_threads,
+            ),
+        ] {
+            row(
+                out,
+                name,
+                format!(
+                    "{:>6.1} / {:<6.1}  {:>6.1} / {:<6.1}          {:+.0} %",
+                    before.p50_ms,
+                    before.p99_ms,
+                    after.p50_ms,
+                    after.p99_ms,
+                    change * 100.0
+                ),
+            );
+        }
+        row(
+            out,
+            "  runs completed / failed",
+            format!(
+                "{} / {}           {} / {}",
+                alone.runs_completed, alone.runs_failed, noisy.runs_completed, noisy.runs_failed
+            ),
+        );
+        row(
+            out,
+            "target: every p99 within +20 %",
+            if a.target_met() { "met" } else { "missed" }.into(),
+        );
+        let n = &a.noisy_tenant;
+        row(
+            out,
+            "noisy: sockets opened / refused",
+            format!("{} / {}", n.sockets_opened, n.sockets_refused),
+        );
+        row(
+            out,
+            "noisy: messages sent / runs admitted",
+            format!("{} / {}", n.messages_sent, n.runs_admitted),
+        );
+        row(
+            out,
+            "noisy: rate_limited / other refusals",
+            format!("{} / {}", n.rate_limited, n.other_refusals),
+        );
+        row(
+            out,
+            "noisy: sign-ins tried / throttled",
+            format!("{} / {}", n.sign_ins_tried, n.sign_ins_throttled),
         );
     }
 

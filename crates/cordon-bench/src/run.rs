@@ -10,6 +10,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use crate::abuse;
 use crate::args::BenchArgs;
 use crate::client::{self, BenchUser, Observation, RunMilestone, RunTiming, Writer};
 use crate::memory::server_rss;
@@ -36,10 +37,19 @@ pub enum BenchError {
 /// Handshakes in flight at once while connecting.
 const CONNECT_CONCURRENCY: usize = 256;
 
-struct LiveUser {
-    user: Arc<BenchUser>,
+/// A connected bench user, between phases too.
+pub(crate) struct LiveUser {
+    pub user: Arc<BenchUser>,
     writers: Vec<Arc<Mutex<Writer>>>,
     observations: mpsc::UnboundedReceiver<Observation>,
+    /// Messages sent so far (each question is numbered, across phases).
+    sent: usize,
+}
+
+impl LiveUser {
+    pub(crate) fn connections(&self) -> usize {
+        self.writers.len()
+    }
 }
 
 pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
@@ -51,6 +61,9 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let http = reqwest::Client::new();
     let users = authenticate_all(&http, &http_base, &args).await?;
     let rss_before = server_rss(&http, &http_base, args.server_pid).await;
+    if args.abuse {
+        return abuse::run(&args, &http, &http_base, &ws_url, users).await;
+    }
     if let Some(every) = args.reconnect_every {
         return run_reconnecting(&args, &http, &http_base, &ws_url, users, every, rss_before).await;
     }
@@ -59,7 +72,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let mut readers = JoinSet::new();
     let (live, failed_connections) =
         connect_all(&args, &ws_url, users, &events, &mut readers).await;
-    let established = live.iter().map(|u| u.writers.len()).sum::<usize>();
+    let established = live.iter().map(LiveUser::connections).sum::<usize>();
     tokio::time::sleep(Duration::from_secs_f64(args.hold.max(0.0))).await;
     let rss_connected = server_rss(&http, &http_base, args.server_pid).await;
 
@@ -71,7 +84,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         args.server_pid,
         args.duration.is_some(),
     );
-    let timings = drive_all(&args, live, &mut readers).await?;
+    let (_, timings) = drive_all(Workload::from_args(&args), live, &mut readers).await?;
     let elapsed = started.elapsed();
     wait_until_quiet(&events).await;
     let rss_samples = match sampler {
@@ -134,7 +147,7 @@ async fn run_reconnecting(
     Ok(report)
 }
 
-fn http_base(url: &str) -> Result<String, BenchError> {
+pub(crate) fn http_base(url: &str) -> Result<String, BenchError> {
     let rest = url
         .strip_prefix("ws://")
         .map(|r| format!("http://{r}"))
@@ -148,7 +161,7 @@ fn http_base(url: &str) -> Result<String, BenchError> {
         .to_owned())
 }
 
-async fn authenticate_all(
+pub(crate) async fn authenticate_all(
     http: &reqwest::Client,
     base: &str,
     args: &BenchArgs,
@@ -179,7 +192,7 @@ async fn authenticate_all(
 }
 
 /// Opens every connection, spread evenly over the ramp; starts a reader for each.
-async fn connect_all(
+pub(crate) async fn connect_all(
     args: &BenchArgs,
     ws_url: &str,
     users: Vec<Arc<BenchUser>>,
@@ -253,64 +266,110 @@ fn start_readers(
         user,
         writers,
         observations,
+        sent: 0,
+    }
+}
+
+/// What the drivers send: a fixed count per user or until a deadline, at
+/// most one message per `pace` per user (zero: as fast as runs end).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Workload {
+    pub messages: usize,
+    pub deadline: Option<Instant>,
+    pub pace: Duration,
+    pub timeout: Duration,
+}
+
+impl Workload {
+    pub(crate) fn from_args(args: &BenchArgs) -> Self {
+        Self {
+            messages: args.messages,
+            deadline: args
+                .duration
+                .map(|d| Instant::now() + Duration::from_secs_f64(d)),
+            pace: Duration::from_secs_f64(args.pace.unwrap_or(0.0).max(0.0)),
+            timeout: Duration::from_secs_f64(args.run_timeout),
+        }
+    }
+
+    fn more(&self, sent: usize) -> bool {
+        match self.deadline {
+            Some(deadline) => Instant::now() < deadline,
+            None => sent < self.messages,
+        }
     }
 }
 
 /// Every user sends its messages one after another; all users at once. A
-/// reader that finds a cross-user frame aborts the whole run.
-async fn drive_all(
-    args: &BenchArgs,
+/// reader that finds a cross-user frame aborts the whole run. The users come
+/// back with their connections, for another phase.
+pub(crate) async fn drive_all(
+    workload: Workload,
     live: Vec<LiveUser>,
     readers: &mut JoinSet<Result<(), BenchError>>,
-) -> Result<Vec<RunTiming>, BenchError> {
-    let deadline = args
-        .duration
-        .map(|d| Instant::now() + Duration::from_secs_f64(d));
-    let (messages, timeout) = (args.messages, Duration::from_secs_f64(args.run_timeout));
+) -> Result<(Vec<LiveUser>, Vec<RunTiming>), BenchError> {
+    let users = live.len().max(1) as u32;
     let mut drivers = JoinSet::new();
-    for mut user in live.into_iter().filter(|u| !u.writers.is_empty()) {
-        drivers.spawn(async move {
-            let mut timings = Vec::new();
-            for m in 0.. {
-                let more = match deadline {
-                    Some(deadline) => Instant::now() < deadline,
-                    None => m < messages,
-                };
-                if !more {
-                    break;
-                }
-                let c = m % user.writers.len();
-                timings.push(
-                    client::ask(
-                        &user.user,
-                        m,
-                        c,
-                        &user.writers[c],
-                        &mut user.observations,
-                        timeout,
-                    )
-                    .await,
-                );
-            }
-            timings
-        });
+    for (u, user) in live.into_iter().enumerate() {
+        // Paced users start spread over one pace, not in lockstep.
+        let offset = workload.pace * u as u32 / users;
+        drivers.spawn(drive_user(workload, user, offset));
     }
-    let mut all = Vec::new();
+    let (mut back, mut all) = (Vec::new(), Vec::new());
     loop {
         tokio::select! {
             done = drivers.join_next() => match done {
-                Some(Ok(timings)) => all.extend(timings),
+                Some(Ok((user, timings))) => {
+                    back.push(user);
+                    all.extend(timings);
+                }
                 Some(Err(_)) => {}
-                None => return Ok(all),
+                None => {
+                    back.sort_by_key(|u: &LiveUser| u.user.index);
+                    return Ok((back, all));
+                }
             },
             Some(Ok(Err(error))) = readers.join_next() => return Err(error),
         }
     }
 }
 
+async fn drive_user(
+    workload: Workload,
+    mut user: LiveUser,
+    offset: Duration,
+) -> (LiveUser, Vec<RunTiming>) {
+    let mut timings = Vec::new();
+    if user.writers.is_empty() {
+        return (user, timings);
+    }
+    tokio::time::sleep(offset).await;
+    let mut m = user.sent;
+    while workload.more(m - user.sent) {
+        let sent = Instant::now();
+        let c = m % user.writers.len();
+        let writer = Arc::clone(&user.writers[c]);
+        timings.push(
+            client::ask(
+                &user.user,
+                m,
+                c,
+                &writer,
+                &mut user.observations,
+                workload.timeout,
+            )
+            .await,
+        );
+        m += 1;
+        tokio::time::sleep_until((sent + workload.pace).into()).await;
+    }
+    user.sent = m;
+    (user, timings)
+}
+
 /// A user's other connections may still be receiving the last events when its
 /// driver finishes; wait until no event has arrived for a moment (at most 5 s).
-async fn wait_until_quiet(events: &AtomicU64) {
+pub(crate) async fn wait_until_quiet(events: &AtomicU64) {
     for _ in 0..20 {
         let before = events.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -359,7 +418,7 @@ fn per_connection(before: Option<u64>, connected: Option<u64>, connections: usiz
     (connections > 0).then(|| grown / connections as u64)
 }
 
-fn report(
+pub(crate) fn report(
     args: &BenchArgs,
     established: usize,
     failed_connections: usize,
@@ -398,5 +457,6 @@ fn report(
         send_phase_seconds: secs,
         server_memory: memory,
         reconnect: None,
+        abuse: None,
     }
 }
