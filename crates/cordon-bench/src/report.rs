@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::abuse::AbuseReport;
+use crate::abuse::{AbuseReport, NoisyCounts};
 use crate::reconnect::ReconnectReport;
 use crate::stats::Percentiles;
 
@@ -209,27 +209,7 @@ impl BenchReport {
             "target: every p99 within +20 %",
             if a.target_met() { "met" } else { "missed" }.into(),
         );
-        let n = &a.noisy_tenant;
-        row(
-            out,
-            "noisy: sockets opened / refused",
-            format!("{} / {}", n.sockets_opened, n.sockets_refused),
-        );
-        row(
-            out,
-            "noisy: messages sent / runs admitted",
-            format!("{} / {}", n.messages_sent, n.runs_admitted),
-        );
-        row(
-            out,
-            "noisy: rate_limited / other refusals",
-            format!("{} / {}", n.rate_limited, n.other_refusals),
-        );
-        row(
-            out,
-            "noisy: sign-ins tried / throttled",
-            format!("{} / {}", n.sign_ins_tried, n.sign_ins_throttled),
-        );
+        write_noisy(out, &a.noisy_tenant);
     }
 
     fn write_memory(&self, out: &mut String) {
@@ -254,6 +234,30 @@ impl BenchReport {
                 .map_or("n/a".into(), |b| format!("{:.1} KiB", b as f64 / 1024.0)),
         );
     }
+}
+
+/// What the noisy tenant of `--abuse` tried, and what the limits let through.
+fn write_noisy(out: &mut String, n: &NoisyCounts) {
+    row(
+        out,
+        "noisy: sockets opened / refused",
+        format!("{} / {}", n.sockets_opened, n.sockets_refused),
+    );
+    row(
+        out,
+        "noisy: messages sent / runs admitted",
+        format!("{} / {}", n.messages_sent, n.runs_admitted),
+    );
+    row(
+        out,
+        "noisy: rate_limited / other refusals",
+        format!("{} / {}", n.rate_limited, n.other_refusals),
+    );
+    row(
+        out,
+        "noisy: sign-ins tried / throttled",
+        format!("{} / {}", n.sign_ins_tried, n.sign_ins_throttled),
+    );
 }
 
 fn row(out: &mut String, key: &str, value: String) {

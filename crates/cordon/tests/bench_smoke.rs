@@ -96,3 +96,40 @@ async fn reconnect_every_drops_and_resumes_every_socket_with_no_gap_or_duplicate
     assert_eq!(report.run_events_received, 90 * 8, "every event once");
     assert!(reconnects.reconnect_to_first_event.count > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_abuse_mode_measures_both_phases_and_the_limits_hold_the_noisy_tenant() {
+    let server = TestServer::start().await;
+    let url = format!("ws://{}", server.addr);
+    let args = Wrapper::parse_from([
+        "bench",
+        "--url",
+        &url,
+        "--users",
+        "3",
+        "--abuse",
+        "--duration",
+        "2",
+        "--pace",
+        "0.5",
+        "--noisy-rate",
+        "100",
+        "--noisy-sockets",
+        "10",
+    ])
+    .bench;
+    let report = cordon_bench::run(args).await.unwrap();
+    assert!(report.passed(), "{}", report.to_table());
+    let abuse = report.abuse.as_ref().unwrap();
+    for phase in [&abuse.alone, &abuse.with_noisy] {
+        assert!(phase.runs_completed >= 6, "{}", report.to_table());
+        assert_eq!(phase.runs_failed, 0);
+        assert!(phase.rest_threads.count > 10, "the REST probe ran");
+    }
+    let noisy = &abuse.noisy_tenant;
+    assert_eq!(noisy.sockets_opened, 8, "the socket cap held");
+    assert!(noisy.sockets_refused >= 2);
+    assert!(noisy.rate_limited > 0, "{}", report.to_table());
+    assert!(noisy.sign_ins_throttled > 0, "{}", report.to_table());
+    assert!(report.to_table().contains("with the noisy tenant"));
+}
