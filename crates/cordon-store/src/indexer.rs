@@ -4,9 +4,11 @@
 //! (an FTS5 trigger, until migration 0007) that held every tenant's commit,
 //! and so every event, behind one tenant's long messages. Here the index is
 //! derived data in its own file, with its own write lock, filled after the
-//! fact by a thread of the idle scheduling class; `upto` (the last message
-//! rowid indexed) makes it resumable after a crash and rebuildable from
-//! nothing.
+//! fact by a thread of its own; `upto` (the last message rowid indexed)
+//! makes it resumable after a crash and rebuildable from nothing. The thread
+//! keeps normal priority: its work is bounded by what tenants may write (the
+//! message rate and size limits), and in the idle class it starved whenever
+//! the machine was busy, so searches missed what had just been said.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,7 +140,6 @@ fn run(
     progress: &IndexProgress,
     woken: &mpsc::Receiver<()>,
 ) {
-    crate::search::lower_priority_of_this_thread();
     loop {
         match catch_up(main, index, progress) {
             Ok(()) => {}

@@ -20,8 +20,12 @@ use sqlx::{Executor, SqlitePool};
 use crate::convert::{backend, message_of};
 use crate::indexer::{Indexer, SEARCH_FILE};
 
-/// Longest one search may compute before it is interrupted.
+/// CPU time one search may spend before it is interrupted. CPU, not wall
+/// time: in the idle class a search on a busy machine waits for CPU, and
+/// that wait must not count against it.
 pub const SEARCH_BUDGET: Duration = Duration::from_millis(50);
+/// Longest one search may hold a connection, waiting for CPU included.
+const SEARCH_WALL_LIMIT: Duration = Duration::from_secs(2);
 /// Searches that may run at once, over all tenants.
 const SEARCH_CONNECTIONS: u32 = 2;
 /// SQLite virtual-machine steps between two looks at the clock.
@@ -82,8 +86,7 @@ impl Searches {
         }
         let mut conn = self.pool.acquire().await.map_err(backend)?;
         self.wait_for_index(&mut conn).await?;
-        let deadline = Instant::now() + SEARCH_BUDGET;
-        set_deadline(&mut conn, Some(deadline)).await?;
+        set_budget(&mut conn, true).await?;
         let rows = sqlx::query(
             "SELECT m.id, m.thread_id, m.role, m.content, m.run_id, m.created_at \
              FROM search.messages_fts f JOIN messages m ON m.rowid = f.rowid \
@@ -95,7 +98,7 @@ impl Searches {
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await;
-        set_deadline(&mut conn, None).await?;
+        set_budget(&mut conn, false).await?;
         match rows {
             Ok(rows) => rows.into_iter().map(message_of).collect(),
             Err(error) if interrupted(&error) => Err(StoreError::OverBudget {
@@ -131,22 +134,33 @@ impl Searches {
     }
 }
 
-/// Interrupts the connection's statements past `deadline` (`None`: never).
-async fn set_deadline(
-    conn: &mut PoolConnection<Sqlite>,
-    deadline: Option<Instant>,
-) -> Result<(), StoreError> {
+/// Interrupts the connection's next statement once it has used
+/// [`SEARCH_BUDGET`] of CPU or [`SEARCH_WALL_LIMIT`] of time (`on`), or
+/// never again (`!on`).
+async fn set_budget(conn: &mut PoolConnection<Sqlite>, on: bool) -> Result<(), StoreError> {
     let mut handle = conn.lock_handle().await.map_err(backend)?;
-    match deadline {
-        Some(deadline) => {
-            handle.set_progress_handler(STEPS_PER_CHECK, move || {
-                lower_priority_of_this_thread();
-                Instant::now() < deadline
-            });
-        }
-        None => handle.remove_progress_handler(),
+    if !on {
+        handle.remove_progress_handler();
+        return Ok(());
     }
+    let wall_deadline = Instant::now() + SEARCH_WALL_LIMIT;
+    // The handler runs on SQLite's worker thread: its CPU clock is the search's.
+    let mut started: Option<Duration> = None;
+    handle.set_progress_handler(STEPS_PER_CHECK, move || {
+        lower_priority_of_this_thread();
+        let used = thread_cpu_time();
+        let started = *started.get_or_insert(used);
+        used.saturating_sub(started) < SEARCH_BUDGET && Instant::now() < wall_deadline
+    });
     Ok(())
+}
+
+fn thread_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        now.tv_sec.unsigned_abs(),
+        now.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 thread_local! {
@@ -154,14 +168,14 @@ thread_local! {
 }
 
 /// Moves the calling thread to the idle scheduling class, once: a search
-/// connection's SQLite worker thread (from the progress handler, which SQLite
-/// runs there; a search that never reaches it was cheap) and the indexer.
+/// connection's SQLite worker thread, from the progress handler, which SQLite
+/// runs there (a search that never reaches it was cheap).
 ///
 /// Measured with `cordon bench --abuse` on 2 cores: with the search threads at
 /// nice 19 another tenant's `GET /api/threads` p99 still rose from 1.0 to 4 ms
 /// while a noisy tenant searched (a woken thread waits out the nice thread's
 /// slice); under SCHED_IDLE it stayed within 10 %.
-pub(crate) fn lower_priority_of_this_thread() {
+fn lower_priority_of_this_thread() {
     if LOWERED.replace(true) {
         return;
     }
