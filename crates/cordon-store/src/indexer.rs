@@ -6,9 +6,9 @@
 //! derived data in its own file, with its own write lock, filled after the
 //! fact by a thread of its own; `upto` (the last message rowid indexed)
 //! makes it resumable after a crash and rebuildable from nothing. The thread
-//! keeps normal priority: its work is bounded by what tenants may write (the
-//! message rate and size limits), and in the idle class it starved whenever
-//! the machine was busy, so searches missed what had just been said.
+//! runs as SCHED_BATCH: its fair share of CPU (in the idle class it starved
+//! whenever the machine was busy, and searches missed what had just been
+//! said), but it never preempts a woken request thread.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
 use crate::convert::rusqlite_backend as backend;
+use crate::search::{Background, set_policy_once};
 
 /// The index's file, beside the database.
 pub const SEARCH_FILE: &str = "search.db";
@@ -140,6 +141,7 @@ fn run(
     progress: &IndexProgress,
     woken: &mpsc::Receiver<()>,
 ) {
+    set_policy_once(Background::Batch);
     loop {
         match catch_up(main, index, progress) {
             Ok(()) => {}

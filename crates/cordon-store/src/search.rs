@@ -176,6 +176,21 @@ thread_local! {
 /// while a noisy tenant searched (a woken thread waits out the nice thread's
 /// slice); under SCHED_IDLE it stayed within 10 %.
 fn lower_priority_of_this_thread() {
+    set_policy_once(Background::Idle);
+}
+
+/// The scheduling classes of background work (Linux's `SCHED_IDLE` and `SCHED_BATCH`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Background {
+    /// Runs only on CPU no other thread wants.
+    Idle,
+    /// Its fair share of CPU, but never preempts a woken thread.
+    Batch,
+}
+
+/// Moves the calling thread to `class` the first time it asks (Linux only;
+/// elsewhere the thread keeps its priority).
+pub(crate) fn set_policy_once(class: Background) {
     if LOWERED.replace(true) {
         return;
     }
@@ -185,11 +200,14 @@ fn lower_priority_of_this_thread() {
             NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
             set_thread_priority_and_policy, thread_native_id,
         };
-        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let policy = ThreadSchedulePolicy::Normal(match class {
+            Background::Idle => NormalThreadSchedulePolicy::Idle,
+            Background::Batch => NormalThreadSchedulePolicy::Batch,
+        });
         if let Err(error) =
-            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle)
+            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, policy)
         {
-            tracing::debug!(?error, "could not move a search thread to SCHED_IDLE");
+            tracing::debug!(?error, "could not change a thread's scheduling policy");
         }
     }
 }
