@@ -256,7 +256,7 @@ async fn provider_errors_end_the_run_with_clear_codes_and_never_leak_the_key() {
     assert_no_key(&frames);
 
     let before = fake.requests().len();
-    fake.respond_with(|_| openai::error(502, "bad gateway", "server_error"));
+    fake.respond_with(|_| openai::error(503, "overloaded", "server_error"));
     let frames = ask(&mut ws, "three").await;
     assert_eq!(error_code(&frames), "llm_unavailable");
     assert_eq!(
