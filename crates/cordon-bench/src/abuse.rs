@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::args::BenchArgs;
-use crate::client::{self, BenchUser, RunMilestone, RunTiming, Socket};
+use crate::client::{self, BenchUser, RunTiming, Socket};
 use crate::report::{BenchReport, Memory};
 use crate::run::{self, BenchError, LiveUser, Workload};
 use crate::stats::Percentiles;
@@ -166,12 +166,7 @@ async fn measure(
     let prober = tokio::spawn(probe.clone().run_until(deadline));
     let (live, timings) = run::drive_all(workload, live, readers).await?;
     let rest = prober.await.unwrap_or_default();
-    let completed: Vec<Duration> = timings
-        .iter()
-        .filter(|t| t.outcome == RunMilestone::Completed)
-        .map(|t| t.to_end)
-        .collect();
-    let started: Vec<Duration> = timings.iter().filter_map(|t| t.to_started).collect();
+    let (started, completed) = client::latencies(&timings);
     let figures = PhaseFigures {
         runs_completed: completed.len(),
         runs_failed: timings.len() - completed.len(),

@@ -271,6 +271,18 @@ pub(crate) fn cross_user(user: &BenchUser, frame: &ServerFrame) -> BenchError {
     ))
 }
 
+/// Time to `agent_started` of every run that started, and to the end of every
+/// run that completed.
+pub(crate) fn latencies(timings: &[RunTiming]) -> (Vec<Duration>, Vec<Duration>) {
+    let started = timings.iter().filter_map(|t| t.to_started).collect();
+    let completed = timings
+        .iter()
+        .filter(|t| t.outcome == RunMilestone::Completed)
+        .map(|t| t.to_end)
+        .collect();
+    (started, completed)
+}
+
 /// The timings of one run as its sender saw them.
 #[derive(Debug)]
 pub struct RunTiming {

@@ -93,14 +93,7 @@ impl BenchReport {
             ("to agent_started", &self.time_to_agent_started),
             ("to agent_completed", &self.time_to_agent_completed),
         ] {
-            row(
-                out,
-                &format!("{name} p50/p90/p99/max"),
-                format!(
-                    "{:.1} / {:.1} / {:.1} / {:.1} ms",
-                    p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms
-                ),
-            );
+            percentile_row(out, name, p);
         }
         row(
             out,
@@ -134,15 +127,7 @@ impl BenchReport {
             "gaps / duplicates / log mismatches",
             format!("{} / {} / {}", r.gaps, r.duplicates, r.log_mismatches),
         );
-        let p = &r.reconnect_to_first_event;
-        row(
-            out,
-            "reconnect to 1st event p50/p90/p99/max",
-            format!(
-                "{:.1} / {:.1} / {:.1} / {:.1} ms",
-                p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms
-            ),
-        );
+        percentile_row(out, "reconnect to 1st event", &r.reconnect_to_first_event);
     }
 
     fn write_abuse(&self, out: &mut String) {
@@ -257,6 +242,17 @@ fn write_noisy(out: &mut String, n: &NoisyCounts) {
         out,
         "noisy: sign-ins tried / throttled",
         format!("{} / {}", n.sign_ins_tried, n.sign_ins_throttled),
+    );
+}
+
+fn percentile_row(out: &mut String, name: &str, p: &Percentiles) {
+    row(
+        out,
+        &format!("{name} p50/p90/p99/max"),
+        format!(
+            "{:.1} / {:.1} / {:.1} / {:.1} ms",
+            p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms
+        ),
     );
 }
 

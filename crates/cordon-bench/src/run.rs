@@ -427,12 +427,7 @@ pub(crate) fn report(
     events: u64,
     memory: Memory,
 ) -> BenchReport {
-    let started: Vec<Duration> = timings.iter().filter_map(|t| t.to_started).collect();
-    let completed: Vec<Duration> = timings
-        .iter()
-        .filter(|t| t.outcome == RunMilestone::Completed)
-        .map(|t| t.to_end)
-        .collect();
+    let (started, completed) = client::latencies(&timings);
     let mut failed_by_code = BTreeMap::new();
     for timing in &timings {
         if let RunMilestone::Failed(code) = &timing.outcome {

@@ -169,17 +169,13 @@ impl HttpSettings {
                     .into(),
             ));
         }
-        let text = self.key.redact(&error_chain(&error));
-        let error_kind = LlmError::Unavailable(format!("could not reach the provider: {text}"));
-        if error.is_connect() {
-            // The connection was never made: the provider cannot have seen the call.
-            Failure {
-                error: error_kind,
-                wait: None,
-                retry_safe: true,
-            }
-        } else {
-            Failure::unsafe_to_retry(error_kind)
+        // The connection was never made: the provider cannot have seen the call.
+        let retry_safe = error.is_connect();
+        let text = self.key.redact(&error_chain(&error.without_url()));
+        Failure {
+            error: LlmError::Unavailable(format!("could not reach the provider: {text}")),
+            wait: None,
+            retry_safe,
         }
     }
 
@@ -259,12 +255,9 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-/// An error with its causes (reqwest's own text hides them), without the URL.
+/// An error with its causes (reqwest's own text hides them).
 fn error_chain(error: &reqwest::Error) -> String {
-    let mut text = match error.url() {
-        Some(url) => error.to_string().replace(&format!(" for url ({url})"), ""),
-        None => error.to_string(),
-    };
+    let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         text.push_str(": ");

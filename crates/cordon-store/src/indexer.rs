@@ -10,7 +10,7 @@
 //! whenever the machine was busy, and searches missed what had just been
 //! said), but it never preempts a woken request thread.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
@@ -111,7 +111,7 @@ impl Indexer {
 
 /// The index file, emptied when it claims more than the database holds (a
 /// database restored from a backup older than the index).
-fn open_index(path: &PathBuf, main: &Connection) -> Result<Connection, StoreError> {
+fn open_index(path: &Path, main: &Connection) -> Result<Connection, StoreError> {
     let index = Connection::open(path).map_err(backend)?;
     index
         .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
@@ -165,7 +165,8 @@ fn catch_up(
          WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
     )?;
     loop {
-        let from = upto(index)?;
+        // Only this thread moves `upto`: the stored value and `progress` agree.
+        let from = progress.upto();
         let rows = select
             .query_map([from, BATCH], |row| {
                 Ok((
