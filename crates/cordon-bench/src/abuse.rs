@@ -24,7 +24,7 @@ const DEFAULT_PACE_SECS: f64 = 2.0;
 /// Wrong-password sign-ins the noisy tenant tries per second.
 const LOGIN_FLOOD_PER_SEC: u64 = 20;
 /// Between two REST probes of the normal users' reads.
-const PROBE_GAP: Duration = Duration::from_millis(20);
+const PROBE_GAP: Duration = Duration::from_millis(5);
 
 /// The normal users' figures alone and beside the noisy tenant.
 #[derive(Debug, Clone, Serialize)]
@@ -44,7 +44,7 @@ pub struct PhaseFigures {
     pub runs_failed: usize,
     pub to_agent_started: Percentiles,
     pub to_agent_completed: Percentiles,
-    /// `GET /api/threads` of the normal users, probed every 20 ms.
+    /// `GET /api/threads` of the normal users, probed every 5 ms.
     pub rest_threads: Percentiles,
 }
 

@@ -16,6 +16,7 @@ mod health;
 mod indexer;
 mod search;
 mod sqlite;
+mod visibility;
 mod writer;
 
 pub use health::DEFAULT_WRITE_QUEUE_CAPACITY;

@@ -20,6 +20,7 @@ use crate::convert::{
 };
 use crate::health::{DEFAULT_WRITE_QUEUE_CAPACITY, WriteHealth};
 use crate::search::Searches;
+use crate::visibility::{self, Ticketed, Tickets};
 use crate::writer::{self, EventRow, WriteOp};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -50,7 +51,9 @@ pub struct SqliteStore {
     /// not wait behind them.
     searches: Searches,
     /// The writer thread ends when the store (and so this sender) is dropped.
-    writes: mpsc::UnboundedSender<WriteOp>,
+    writes: mpsc::UnboundedSender<Ticketed>,
+    /// Numbers what is sent, so a read waits only for its own user's writes.
+    tickets: Tickets,
     health: Arc<WriteHealth>,
     _checkpointer: Checkpointer,
 }
@@ -95,15 +98,17 @@ impl SqliteStore {
         // queued, admission stops at half the bound and runs in progress wait
         // for room, so appends stay synchronous (taken under the log's lock).
         let (writes, queue) = mpsc::unbounded_channel();
+        let (tickets, visible) = visibility::tickets();
         let writer_health = Arc::clone(&health);
         std::thread::Builder::new()
             .name("cordon-store-writer".into())
-            .spawn(move || writer::run(conn, queue, writer_health, wal))
+            .spawn(move || writer::run(conn, queue, writer_health, visible, wal))
             .map_err(|error| StoreError::Backend(format!("could not start the writer: {error}")))?;
         Ok(Arc::new(Self {
             reads,
             searches,
             writes,
+            tickets,
             health,
             _checkpointer: checkpointer,
         }))
@@ -124,9 +129,8 @@ impl SqliteStore {
     /// Counted before it is sent: the writer may drain it before `send` returns.
     fn send(&self, op: WriteOp) -> Result<(), StoreError> {
         self.health.queued();
-        self.writes.send(op).map_err(|_| {
+        self.tickets.send(op, &self.writes).inspect_err(|_| {
             self.health.drained(1);
-            StoreError::Closed
         })
     }
 
@@ -225,16 +229,24 @@ impl SqliteStore {
         Ok(Some(messages))
     }
 
-    /// Waits until every write queued so far is committed (read-your-writes).
+    /// Waits until every write of this user queued so far is committed
+    /// (read-your-writes); other users' queued writes are not waited for.
     ///
     /// Only reads of data written without waiting need it: run events (queued
     /// by `append_event`), threads (queued by `create_thread`; lookups take
-    /// the barrier only on a miss), runs (the engine reports `agent_started`
-    /// before `begin_run` commits) and LLM usage. Users and messages are
-    /// written with an awaited commit before anyone learns of them, so their
-    /// reads skip the barrier. `last_event_seq` skips it too: it is read when a
-    /// user's engine is (re)built, and an engine is only retired after
+    /// it only on a miss), runs (the engine reports `agent_started` before
+    /// `begin_run` commits), the run's user message (queued with its run;
+    /// searches take it always, history reads on a miss) and LLM usage.
+    /// Users are written with an awaited commit before anyone learns of
+    /// them, so their reads skip it. `last_event_seq` skips it too: it is read when a user's
+    /// engine is (re)built, and an engine is only retired after
     /// `engine_idle_ttl` without activity, long after its events committed.
+    async fn own_writes_settled(&self, user_id: &UserId) -> Result<(), StoreError> {
+        self.tickets.settled_for(user_id.as_str()).await
+    }
+
+    /// Waits until every write queued so far, anyone's, is settled and its
+    /// events published: for shutdown, probes and cross-user reads.
     async fn barrier(&self) -> Result<(), StoreError> {
         self.write(WriteOp::Barrier).await
     }
@@ -352,7 +364,7 @@ impl Store for SqliteStore {
             return Ok(Some(thread));
         }
         // Threads are queued without waiting; a miss may be one still queued.
-        self.barrier().await?;
+        self.own_writes_settled(user_id).await?;
         self.find_thread(user_id, thread_id).await
     }
 
@@ -362,7 +374,7 @@ impl Store for SqliteStore {
         limit: u32,
         after: Option<&ThreadId>,
     ) -> Result<Vec<Thread>, StoreError> {
-        self.barrier().await?;
+        self.own_writes_settled(user_id).await?;
         sqlx::query(
             "SELECT id, user_id, title, created_at, updated_at FROM threads \
              WHERE user_id = ?1 AND (?2 IS NULL OR (updated_at, rowid) < \
@@ -389,7 +401,7 @@ impl Store for SqliteStore {
         if let Some(messages) = self.thread_messages(user_id, thread_id, page).await? {
             return Ok(Some(messages));
         }
-        self.barrier().await?;
+        self.own_writes_settled(user_id).await?;
         self.thread_messages(user_id, thread_id, page).await
     }
 
@@ -399,6 +411,9 @@ impl Store for SqliteStore {
         query: &str,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
+        // The run's own message is queued with `begin_run`, not awaited: a
+        // search from that run must find it (and what came just before).
+        self.own_writes_settled(user_id).await?;
         self.searches.messages(user_id, query, limit).await
     }
 
@@ -434,7 +449,7 @@ impl Store for SqliteStore {
         user_id: &UserId,
         run_id: &RunId,
     ) -> Result<Option<RunRecord>, StoreError> {
-        self.barrier().await?;
+        self.own_writes_settled(user_id).await?;
         sqlx::query(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE id = ? AND user_id = ?"
         ))
@@ -524,7 +539,7 @@ impl Store for SqliteStore {
         user_id: &UserId,
         filter: &RunFilter,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        self.barrier().await?;
+        self.own_writes_settled(user_id).await?;
         let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE user_id = ?");
         let mut binds = vec![user_id.as_str()];
         if let Some(status) = filter.status {
@@ -570,7 +585,7 @@ impl Store for SqliteStore {
         run_id: &RunId,
         after_seq: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.barrier().await?;
+        self.own_writes_settled(user_id).await?;
         let rows = sqlx::query(
             "SELECT seq, run_id, event_type, payload FROM run_events \
              WHERE run_id = ? AND user_id = ? AND seq > ? ORDER BY seq",
@@ -599,7 +614,7 @@ impl Store for SqliteStore {
         user_id: &UserId,
         run_id: &RunId,
     ) -> Result<Vec<ModelUsage>, StoreError> {
-        self.barrier().await?;
+        self.own_writes_settled(user_id).await?;
         sqlx::query(
             "SELECT model, COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, \
              SUM(output_tokens) AS output_tokens, SUM(cost_usd) AS cost_usd \
@@ -616,7 +631,7 @@ impl Store for SqliteStore {
     }
 
     async fn usage_totals(&self, user_id: &UserId) -> Result<UsageTotals, StoreError> {
-        self.barrier().await?;
+        self.own_writes_settled(user_id).await?;
         let runs: i64 =
             sqlx::query_scalar("SELECT COUNT(DISTINCT run_id) FROM llm_calls WHERE user_id = ?")
                 .bind(user_id.as_str())

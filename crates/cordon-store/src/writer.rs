@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::checkpoint::WalBound;
 use crate::convert::{rusqlite_backend as backend, to_micros};
 use crate::health::WriteHealth;
+use crate::visibility::{Ticketed, Visible};
 
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 1024;
@@ -63,6 +64,25 @@ pub enum WriteOp {
     Probe(Ack),
 }
 
+impl WriteOp {
+    /// Whose write it is: that user's reads wait for it (`visibility`).
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            WriteOp::CreateUser(user, _) => Some(user.id.as_str()),
+            WriteOp::RevokeTokens(user_id, _)
+            | WriteOp::StartQueuedRun { user_id, .. }
+            | WriteOp::FinishRun { user_id, .. }
+            | WriteOp::LlmCall { user_id, .. } => Some(user_id),
+            WriteOp::CreateThread(thread) => Some(thread.user_id.as_str()),
+            WriteOp::BeginRun(run, _) => Some(run.user_id.as_str()),
+            WriteOp::Event(row) | WriteOp::EndAbandonedRun { event: row, .. } => Some(&row.user_id),
+            // Pruning removes what nobody reads any more; barriers and
+            // probes belong to nobody.
+            WriteOp::PruneEvents(..) | WriteOp::Barrier(_) | WriteOp::Probe(_) => None,
+        }
+    }
+}
+
 pub struct EventRow {
     pub user_id: String,
     pub seq: i64,
@@ -100,8 +120,9 @@ pub fn open(path: &std::path::Path) -> Result<Connection, StoreError> {
 /// time; runs on its own thread (it blocks).
 pub fn run(
     mut conn: Connection,
-    mut queue: mpsc::UnboundedReceiver<WriteOp>,
+    mut queue: mpsc::UnboundedReceiver<Ticketed>,
     health: Arc<WriteHealth>,
+    visible: Visible,
     mut wal: WalBound,
 ) {
     let Some(publisher) = Publisher::start() else {
@@ -110,10 +131,14 @@ pub fn run(
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
+        let mut last_ticket = first.ticket;
+        batch.push(first.op);
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(next) => {
+                    last_ticket = next.ticket;
+                    batch.push(next.op);
+                }
                 Err(_) => break,
             }
         }
@@ -126,6 +151,8 @@ pub fn run(
         if !batch.is_empty() {
             commit_batch(&mut conn, &mut batch, &health, &mut settled);
         }
+        // Readable now: reads need the commit, not the publishing.
+        visible.through(last_ticket);
         publisher.hand_over(settled);
         wal.after_batch(&conn);
         if probed {
