@@ -35,13 +35,16 @@ struct WriteLock(rusqlite::Connection);
 
 impl WriteLock {
     fn take(dir: &std::path::Path) -> Self {
-        let lock = rusqlite::Connection::open(dir.join("cordon.db")).unwrap();
-        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let lock = rusqlite::Connection::open(dir.join("cordon.db")).expect("open the database");
+        lock.execute_batch("BEGIN IMMEDIATE")
+            .expect("take the write lock");
         Self(lock)
     }
 
     fn release(self) {
-        self.0.execute_batch("ROLLBACK").unwrap();
+        self.0
+            .execute_batch("ROLLBACK")
+            .expect("release the write lock");
     }
 }
 
