@@ -48,6 +48,8 @@ pub struct ServerConfig {
     /// Bound of the queue to the store's writer, in writes; past half of it
     /// new runs are refused with `overloaded`.
     pub write_queue_capacity: usize,
+    /// CPU time one history search may use before it is stopped.
+    pub search_budget: Duration,
     /// Delay of each step of the built-in offline model.
     pub offline_step_delay: Duration,
     pub engine: EngineConfig,
@@ -67,6 +69,7 @@ impl ServerConfig {
             event_retention: Duration::from_secs(7 * 24 * 3600),
             retention_sweep_interval: Duration::from_secs(3600),
             write_queue_capacity: cordon_store::DEFAULT_WRITE_QUEUE_CAPACITY,
+            search_budget: cordon_store::DEFAULT_SEARCH_BUDGET,
             trusted_proxies: Vec::new(),
             max_sockets_per_user: 8,
             write_timeout: Duration::from_secs(30),

@@ -155,6 +155,7 @@ impl Server {
         let secret = secret::load_or_create(configured, &config.data_dir)?;
         let options = StoreOptions {
             write_queue_capacity: config.write_queue_capacity,
+            search_budget: config.search_budget,
         };
         let store: Arc<dyn Store> = SqliteStore::open_with(&config.data_dir, options).await?;
         // Before any engine exists: engines continue each user's seq from the store.

@@ -20,5 +20,5 @@ mod visibility;
 mod writer;
 
 pub use health::DEFAULT_WRITE_QUEUE_CAPACITY;
-pub use search::SEARCH_BUDGET;
+pub use search::DEFAULT_SEARCH_BUDGET;
 pub use sqlite::{SqliteStore, StoreOptions};

@@ -2,7 +2,8 @@
 //!
 //! A tenant's search can be made expensive on purpose (a long near-miss
 //! phrase over long messages costs the size of its history), so each query
-//! runs at most [`SEARCH_BUDGET`] (SQLite's progress handler interrupts it),
+//! runs at most its CPU budget ([`DEFAULT_SEARCH_BUDGET`] unless configured;
+//! SQLite's progress handler interrupts it),
 //! on connections no other read waits for, and (on Linux) on threads of the
 //! idle scheduling class: a search only gets CPU no other thread wants, so it
 //! never holds a core another tenant's request is waiting for.
@@ -20,10 +21,10 @@ use sqlx::{Executor, SqlitePool};
 use crate::convert::{backend, message_of};
 use crate::indexer::{Indexer, SEARCH_FILE};
 
-/// CPU time one search may spend before it is interrupted. CPU, not wall
-/// time: in the idle class a search on a busy machine waits for CPU, and
-/// that wait must not count against it.
-pub const SEARCH_BUDGET: Duration = Duration::from_millis(50);
+/// CPU time one search may spend before it is interrupted, unless
+/// configured otherwise. CPU, not wall time: in the idle class a search on a
+/// busy machine waits for CPU, and that wait must not count against it.
+pub const DEFAULT_SEARCH_BUDGET: Duration = Duration::from_millis(50);
 /// Longest one search may hold a connection, waiting for CPU included.
 const SEARCH_WALL_LIMIT: Duration = Duration::from_secs(2);
 /// Searches that may run at once, over all tenants.
@@ -41,6 +42,7 @@ const INDEX_WAIT: Duration = Duration::from_millis(500);
 pub struct Searches {
     pool: SqlitePool,
     indexer: Arc<Indexer>,
+    budget: Duration,
 }
 
 impl Searches {
@@ -49,6 +51,7 @@ impl Searches {
         connect: SqliteConnectOptions,
         database: &Path,
         data_dir: &Path,
+        budget: Duration,
     ) -> Result<Self, StoreError> {
         let indexer = Arc::new(Indexer::start(database, data_dir)?);
         let attach = format!(
@@ -69,7 +72,11 @@ impl Searches {
             .connect_with(connect)
             .await
             .map_err(backend)?;
-        Ok(Self { pool, indexer })
+        Ok(Self {
+            pool,
+            indexer,
+            budget,
+        })
     }
 
     /// `user_id`'s own user messages containing `query`, best first.
@@ -86,7 +93,7 @@ impl Searches {
         }
         let mut conn = self.pool.acquire().await.map_err(backend)?;
         self.wait_for_index(&mut conn).await?;
-        set_budget(&mut conn, true).await?;
+        limit_cpu(&mut conn, self.budget).await?;
         let rows = sqlx::query(
             "SELECT m.id, m.thread_id, m.role, m.content, m.run_id, m.created_at \
              FROM search.messages_fts f JOIN messages m ON m.rowid = f.rowid \
@@ -98,11 +105,11 @@ impl Searches {
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await;
-        set_budget(&mut conn, false).await?;
+        lift_limit(&mut conn).await?;
         match rows {
             Ok(rows) => rows.into_iter().map(message_of).collect(),
             Err(error) if interrupted(&error) => Err(StoreError::OverBudget {
-                budget: SEARCH_BUDGET,
+                budget: self.budget,
             }),
             Err(error) => Err(backend(error)),
         }
@@ -134,15 +141,10 @@ impl Searches {
     }
 }
 
-/// Interrupts the connection's next statement once it has used
-/// [`SEARCH_BUDGET`] of CPU or [`SEARCH_WALL_LIMIT`] of time (`on`), or
-/// never again (`!on`).
-async fn set_budget(conn: &mut PoolConnection<Sqlite>, on: bool) -> Result<(), StoreError> {
+/// Interrupts the connection's next statements once they have used
+/// `budget` of CPU or [`SEARCH_WALL_LIMIT`] of time, until [`lift_limit`].
+async fn limit_cpu(conn: &mut PoolConnection<Sqlite>, budget: Duration) -> Result<(), StoreError> {
     let mut handle = conn.lock_handle().await.map_err(backend)?;
-    if !on {
-        handle.remove_progress_handler();
-        return Ok(());
-    }
     let wall_deadline = Instant::now() + SEARCH_WALL_LIMIT;
     // The handler runs on SQLite's worker thread: its CPU clock is the search's.
     let mut started: Option<Duration> = None;
@@ -150,8 +152,16 @@ async fn set_budget(conn: &mut PoolConnection<Sqlite>, on: bool) -> Result<(), S
         lower_priority_of_this_thread();
         let used = thread_cpu_time();
         let started = *started.get_or_insert(used);
-        used.saturating_sub(started) < SEARCH_BUDGET && Instant::now() < wall_deadline
+        used.saturating_sub(started) < budget && Instant::now() < wall_deadline
     });
+    Ok(())
+}
+
+async fn lift_limit(conn: &mut PoolConnection<Sqlite>) -> Result<(), StoreError> {
+    conn.lock_handle()
+        .await
+        .map_err(backend)?
+        .remove_progress_handler();
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use crate::convert::{
     backend, event_of, message_of, model_usage_of, run_of, thread_of, to_micros, user_of,
 };
 use crate::health::{DEFAULT_WRITE_QUEUE_CAPACITY, WriteHealth};
-use crate::search::Searches;
+use crate::search::{DEFAULT_SEARCH_BUDGET, Searches};
 use crate::visibility::{self, Ticketed, Tickets};
 use crate::writer::{self, EventRow, WriteOp};
 
@@ -34,12 +34,15 @@ pub struct StoreOptions {
     /// Bound of the queue to the writer, in writes; new runs are refused
     /// (`overloaded`) past half of it.
     pub write_queue_capacity: usize,
+    /// CPU time one history search may spend before it is stopped.
+    pub search_budget: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             write_queue_capacity: DEFAULT_WRITE_QUEUE_CAPACITY,
+            search_budget: DEFAULT_SEARCH_BUDGET,
         }
     }
 }
@@ -91,7 +94,7 @@ impl SqliteStore {
             .await
             .map_err(|error| StoreError::Backend(format!("migration failed: {error}")))?;
         let conn = writer::open(&database)?;
-        let searches = Searches::open(connect, &database, data_dir).await?;
+        let searches = Searches::open(connect, &database, data_dir, options.search_budget).await?;
         let checkpointer = Checkpointer::start(&database)?;
         let wal = WalBound::new(&database);
         // Unbounded channel, bounded queue: `WriteHealth` counts what is

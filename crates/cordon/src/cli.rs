@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// Most writes queued for the store; past half of it new runs are refused with `overloaded`.
     #[arg(long, default_value_t = cordon_server::DEFAULT_WRITE_QUEUE_CAPACITY)]
     pub write_queue_capacity: usize,
+    /// Milliseconds of CPU one history search may use before it is stopped (the tool then tells
+    /// the model to try a more distinctive query).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub search_budget_ms: u64,
     /// Milliseconds the offline model takes per step (0 for benchmarks).
     #[arg(long, default_value_t = 100)]
     pub offline_delay_ms: u64,

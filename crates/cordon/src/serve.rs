@@ -65,6 +65,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     config.event_retention = seconds("--event-retention", args.event_retention * 86_400.0)?;
     config.offline_step_delay = Duration::from_millis(args.offline_delay_ms);
     config.write_queue_capacity = args.write_queue_capacity;
+    config.search_budget = Duration::from_millis(args.search_budget_ms);
     config.trusted_proxies = args.trusted_proxies;
     config.max_sockets_per_user = args.max_sockets_per_user;
     config.write_timeout = seconds("--write-timeout", args.write_timeout)?;
@@ -182,12 +183,15 @@ mod tests {
             "10.0.0.0/8,192.0.2.1",
             "--write-queue-capacity",
             "100",
+            "--search-budget-ms",
+            "20",
         ])
         .serve;
         let config = config_from(args).unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(config.engine.messages_per_minute, 7);
         assert_eq!(config.max_sockets_per_user, 3);
         assert_eq!(config.write_queue_capacity, 100);
+        assert_eq!(config.search_budget, Duration::from_millis(20));
         let proxies: Vec<String> = config
             .trusted_proxies
             .iter()
