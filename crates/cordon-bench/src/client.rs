@@ -109,6 +109,32 @@ pub struct Observation {
     pub connection: usize,
     pub kind: RunMilestone,
     pub at: Instant,
+    /// The run the frame is of (none for a `rate_limited` refusal).
+    pub run_id: Option<String>,
+    /// The `client_request_id` echoed by `agent_started` or a refusal.
+    pub request_id: Option<String>,
+}
+
+impl Observation {
+    fn of(connection: usize, frame: &ServerFrame) -> Option<Self> {
+        let kind = milestone(frame)?;
+        let request_id = match frame {
+            ServerFrame::AgentStarted {
+                client_request_id, ..
+            }
+            | ServerFrame::AgentError {
+                client_request_id, ..
+            } => client_request_id.clone(),
+            _ => None,
+        };
+        Some(Self {
+            connection,
+            kind,
+            at: Instant::now(),
+            run_id: frame.envelope().map(|e| e.run_id.clone()),
+            request_id,
+        })
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -157,6 +183,8 @@ pub async fn read_connection(
                     connection,
                     kind: RunMilestone::Failed(code.clone()),
                     at: Instant::now(),
+                    run_id: None,
+                    request_id: None,
                 });
             }
             ServerFrame::Error { .. } => {
@@ -173,12 +201,8 @@ pub async fn read_connection(
                     verify_run_event(&user, &frame, envelope, &threads, &mut last_seq)?;
                 }
                 events.fetch_add(1, Ordering::Relaxed);
-                if let Some(milestone) = milestone(&frame) {
-                    let _ = observations.send(Observation {
-                        connection,
-                        kind: milestone,
-                        at: Instant::now(),
-                    });
+                if let Some(observation) = Observation::of(connection, &frame) {
+                    let _ = observations.send(observation);
                 }
             }
         }
@@ -300,10 +324,11 @@ pub async fn ask(
     observations: &mut mpsc::UnboundedReceiver<Observation>,
     timeout: Duration,
 ) -> RunTiming {
+    let request_id = format!("{}-m{m}", user.tag);
     let frame = ClientFrame::UserMessage {
         thread_id: None,
         content: user.question(m),
-        client_request_id: None,
+        client_request_id: Some(request_id.clone()),
         multitask: None,
     };
     let sent = Instant::now();
@@ -315,24 +340,30 @@ pub async fn ask(
         };
     }
     let mut to_started = None;
+    let mut run_id = None;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let observation = match tokio::time::timeout_at(deadline, observations.recv()).await {
-            Ok(Some(observation)) => observation,
-            _ => {
-                return RunTiming {
-                    to_started,
-                    to_end: sent.elapsed(),
-                    outcome: RunMilestone::Failed("bench_timeout".into()),
-                };
-            }
+        let Ok(Some(observation)) = tokio::time::timeout_at(deadline, observations.recv()).await
+        else {
+            return RunTiming {
+                to_started,
+                to_end: sent.elapsed(),
+                outcome: RunMilestone::Failed("bench_timeout".into()),
+            };
         };
-        if observation.connection != connection {
+        // Timed on the socket that asked, for this message's run only: the
+        // user's other sockets report the same runs, later or earlier.
+        if observation.connection != connection
+            || !answers(&observation, &request_id, run_id.as_deref())
+        {
             continue;
         }
         let elapsed = observation.at.duration_since(sent);
         match observation.kind {
-            RunMilestone::Started => to_started = Some(elapsed),
+            RunMilestone::Started => {
+                to_started = Some(elapsed);
+                run_id = observation.run_id;
+            }
             end => {
                 return RunTiming {
                     to_started,
@@ -341,5 +372,58 @@ pub async fn ask(
                 };
             }
         }
+    }
+}
+
+/// Whether an observation is of the message `request_id` asked: its start
+/// (which echoes the id), a refusal of it, or the end of the run it started.
+fn answers(observation: &Observation, request_id: &str, run_id: Option<&str>) -> bool {
+    match (&observation.kind, run_id) {
+        (RunMilestone::Started, _) => observation.request_id.as_deref() == Some(request_id),
+        (_, Some(run_id)) => observation.run_id.as_deref() == Some(run_id),
+        // Not started: a refusal echoing the id, or `rate_limited` (of no run).
+        (_, None) => match observation.request_id.as_deref() {
+            Some(id) => id == request_id,
+            None => observation.run_id.is_none(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(kind: RunMilestone, run_id: Option<&str>, request_id: Option<&str>) -> Observation {
+        Observation {
+            connection: 0,
+            kind,
+            at: Instant::now(),
+            run_id: run_id.map(str::to_owned),
+            request_id: request_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn another_runs_reports_are_not_this_messages_answer() {
+        // The previous run, reported late by this socket, is skipped.
+        let stale_start = seen(RunMilestone::Started, Some("run-1"), Some("u-m0"));
+        let stale_end = seen(RunMilestone::Completed, Some("run-1"), None);
+        assert!(!answers(&stale_start, "u-m1", None));
+        assert!(!answers(&stale_end, "u-m1", None));
+        // This message's start, then its run's end.
+        let start = seen(RunMilestone::Started, Some("run-2"), Some("u-m1"));
+        assert!(answers(&start, "u-m1", None));
+        let end = seen(RunMilestone::Completed, Some("run-2"), None);
+        assert!(answers(&end, "u-m1", Some("run-2")));
+        assert!(!answers(&stale_end, "u-m1", Some("run-2")));
+        // Refusals: one echoing the id, and `rate_limited`, which names no run.
+        let refused = seen(
+            RunMilestone::Failed("overloaded".into()),
+            Some("run-3"),
+            Some("u-m1"),
+        );
+        assert!(answers(&refused, "u-m1", None));
+        let limited = seen(RunMilestone::Failed("rate_limited".into()), None, None);
+        assert!(answers(&limited, "u-m1", None));
     }
 }

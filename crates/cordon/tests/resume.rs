@@ -195,3 +195,28 @@ async fn a_cursor_older_than_retention_gets_cursor_expired_and_seq_never_restart
     let next = ws.collect_until(|f| f["type"] == "agent_completed").await;
     assert_eq!(next[0]["seq"], head + 1);
 }
+
+/// A client may act on a socket's greeting from elsewhere at once (a message
+/// on another tab's socket, or over REST): that socket must hear the run from
+/// its first event, not from whenever it happened to go live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_hears_every_event_published_after_its_greeting() {
+    let server = TestServer::start().await;
+    for n in 0..30 {
+        let user = server.register(&format!("greeted{n}")).await;
+        let mut first = server.connect(&user).await;
+        let mut second = server.connect(&user).await;
+        first
+            .send_json(&json!({"type": "user_message", "content": "1 + 1"}))
+            .await;
+        let frames = second
+            .collect_until(|f| f["type"] == "agent_completed")
+            .await;
+        let seqs: Vec<u64> = frames.iter().filter_map(|f| f["seq"].as_u64()).collect();
+        assert_eq!(frames[0]["type"], "thread_created", "attempt {n}: {seqs:?}");
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+        first
+            .collect_until(|f| f["type"] == "agent_completed")
+            .await;
+    }
+}

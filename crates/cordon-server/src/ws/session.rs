@@ -106,8 +106,8 @@ pub async fn run_session(session: Session, socket: WebSocket) {
 }
 
 impl Session {
-    /// Greets the client, goes live (after a resume if the upgrade asked for
-    /// one), then handles its frames, the user's events and the timers until
+    /// Goes live and greets the client (or greets, then resumes, if the
+    /// upgrade asked for a cursor), then handles its frames, the user's events and the timers until
     /// one of them ends the session.
     async fn serve(
         &self,
@@ -116,17 +116,20 @@ impl Session {
         mut live: Live,
         end: &EndSignal,
     ) -> Close {
+        // Without a cursor the socket goes live before it is greeted: a
+        // client may act on the greeting from another socket at once (send a
+        // message there), and this one must hear that run from its first event.
+        if self.resume_from.is_none() {
+            live.delivered = live.registration.attach();
+            live.start = Some(live.delivered);
+        }
         if send(outgoing, &self.greeting()).await.is_err() {
             return Close(None);
         }
         self.prepare_engine().await;
         let started = match self.resume_from {
             Some(after_seq) => self.resume(outgoing, &mut live, after_seq).await,
-            None => {
-                live.delivered = live.registration.attach();
-                live.start = Some(live.delivered);
-                Ok(())
-            }
+            None => Ok(()),
         };
         if let Err(close) = started {
             return close;
