@@ -92,8 +92,9 @@ def main():
             fh.write(module_text(rng, i, header, extra))
     planted = {
         "files": n,
-        "duplicate_bodies": 2 * DUP_BODIES,
-        "duplicate_names": 2 * DUP_NAMES,
+        # One finding per group of copies (each pair's other copy is a related location).
+        "duplicate_bodies": DUP_BODIES,
+        "duplicate_names": DUP_NAMES,
         "fragmented_imports": FRAGMENTED,
     }
     print(json.dumps(planted))

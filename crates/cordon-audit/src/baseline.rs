@@ -1,6 +1,6 @@
 //! Baselines: recorded violation fingerprints (rule + file + key, no line numbers) for ratcheting.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,9 @@ pub struct BaselineEntry {
     pub key: String,
     #[serde(default = "one")]
     pub count: usize,
+    /// The other places (`file|key`) of a group finding (a duplicate's other copies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<String>,
 }
 
 fn one() -> usize {
@@ -31,17 +34,20 @@ fn one() -> usize {
 
 impl Baseline {
     pub fn from_violations(violations: &[Violation]) -> Baseline {
-        let mut counts: BTreeMap<(Rule, &str, &str), usize> = BTreeMap::new();
+        let mut counts: BTreeMap<(Rule, &str, &str), (usize, Vec<String>)> = BTreeMap::new();
         for v in violations {
-            *counts.entry((v.rule, &v.file, &v.key)).or_default() += 1;
+            let entry = counts.entry((v.rule, &v.file, &v.key)).or_default();
+            entry.0 += 1;
+            entry.1.extend(v.places().skip(1));
         }
         let entries = counts
             .into_iter()
-            .map(|((rule, file, key), count)| BaselineEntry {
+            .map(|((rule, file, key), (count, copies))| BaselineEntry {
                 rule,
                 file: file.to_string(),
                 key: key.to_string(),
                 count,
+                copies,
             })
             .collect();
         Baseline {
@@ -78,19 +84,41 @@ impl Baseline {
     }
 
     /// Violations beyond what the baseline records (multiset difference).
+    /// What the baseline does not know. A group finding (a duplicate's
+    /// copies) is known while every place in it was recorded: a copy removed
+    /// keeps it known (an improvement never fails the gate, even when the
+    /// first copy, where it is reported, is the one removed), a copy added makes it new.
     pub fn new_violations(&self, current: &[Violation]) -> Vec<Violation> {
         let mut left = self.allowance();
+        let places = self.places_by_rule();
         current
             .iter()
-            .filter(|v| match left.get_mut(&v.fingerprint()) {
-                Some(n) if *n > 0 => {
-                    *n -= 1;
-                    false
+            .filter(|v| {
+                if !v.related.is_empty() {
+                    let known = places.get(&v.rule);
+                    return !v.places().all(|p| known.is_some_and(|k| k.contains(&p)));
                 }
-                _ => true,
+                match left.get_mut(&v.fingerprint()) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        false
+                    }
+                    _ => true,
+                }
             })
             .cloned()
             .collect()
+    }
+
+    /// Every recorded `file|key`, copies included, per rule.
+    fn places_by_rule(&self) -> BTreeMap<Rule, BTreeSet<String>> {
+        let mut out: BTreeMap<Rule, BTreeSet<String>> = BTreeMap::new();
+        for e in &self.entries {
+            let places = out.entry(e.rule).or_default();
+            places.insert(format!("{}|{}", e.file, e.key));
+            places.extend(e.copies.iter().cloned());
+        }
+        out
     }
 
     pub fn counts_by_rule(&self) -> BTreeMap<Rule, usize> {

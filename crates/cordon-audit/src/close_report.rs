@@ -11,7 +11,7 @@ use crate::evaluation::{EXIT_FAIL, EXIT_OK, Evaluation, evaluate};
 use crate::gh::{self, CommandLog, GhRunner};
 use crate::health::{self, HealthCheck};
 use crate::model::Rule;
-use crate::report::metrics_table;
+use crate::report::{metrics_table, related_items};
 
 /// Follow-up items listed per rule before eliding the rest.
 const MAX_ITEMS_PER_RULE: usize = 25;
@@ -222,6 +222,7 @@ fn debt(eval: &Evaluation) -> String {
         let _ = writeln!(s, "### {} ({})\n", r.id(), items.len());
         for v in items.iter().take(MAX_ITEMS_PER_RULE) {
             let _ = writeln!(s, "- [ ] `{}:{}` {}", v.file, v.line, v.message);
+            s.push_str(&related_items(v));
         }
         if items.len() > MAX_ITEMS_PER_RULE {
             let _ = writeln!(s, "- … and {} more", items.len() - MAX_ITEMS_PER_RULE);

@@ -23,7 +23,7 @@ fn exit_code_is_1_when_compliance_misses_the_target_and_0_when_met() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("out.txt");
     assert_eq!(run(&[s(&fixture("python")), "--output", s(&out)]), 1);
-    assert!(read(&out).contains("Compliance: 72.12% (target >= 90.00%) MISSED"));
+    assert!(read(&out).contains("Compliance: 79.81% (target >= 90.00%) MISSED"));
     assert_eq!(run(&[s(&fixture("clean")), "--output", s(&out)]), 0);
     assert!(read(&out).contains("Compliance: 100.00% (target >= 90.00%) EXCEEDED"));
 }
@@ -48,27 +48,92 @@ fn json_reports_compliance_units_weights_and_violations() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (code, doc) = json_of(&fixture("rust"), &tmp.path().join("o.json"), &[]);
     assert_eq!(code, 1);
-    assert_eq!(doc["compliance"]["compliance"], 59.7222);
+    assert_eq!(doc["compliance"]["compliance"], 70.8333);
     assert_eq!(doc["compliance"]["units"], 18);
     assert_eq!(doc["compliance"]["files_checked"], 12);
     assert_eq!(doc["compliance"]["weights"]["function-size"], 0.25);
-    assert_eq!(doc["compliance"]["counts"]["duplicate-implementation"], 4);
-    assert_eq!(doc["violations"].as_array().map(Vec::len), Some(8));
+    // Two duplicate groups of two copies each: one finding per group.
+    assert_eq!(doc["compliance"]["counts"]["duplicate-implementation"], 2);
+    assert_eq!(doc["violations"].as_array().map(Vec::len), Some(6));
     assert_eq!(doc["metrics"][0]["status"], "MISSED");
 }
 
-#[test]
-fn sarif_has_the_schema_required_fields() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let out = tmp.path().join("o.sarif");
+/// One result per duplicate group (of two copies and of three) and four others.
+const RESULTS_IN_THE_TYPESCRIPT_FIXTURE: usize = 6;
+
+fn sarif_of(fixture_name: &str, tmp: &Path) -> Value {
+    let out = tmp.join("o.sarif");
     run(&[
-        s(&fixture("typescript")),
+        s(&fixture(fixture_name)),
         "--format",
         "sarif",
         "--output",
         s(&out),
     ]);
-    let doc: Value = serde_json::from_str(&read(&out)).expect("valid JSON");
+    serde_json::from_str(&read(&out)).expect("valid JSON")
+}
+
+#[test]
+fn sarif_validates_against_the_sarif_2_1_0_schema() {
+    let schema: Value = serde_json::from_str(&read(&common::sarif_schema())).expect("schema");
+    let validator = jsonschema::draft4::new(&schema).expect("the schema compiles");
+    let tmp = tempfile::tempdir().expect("tmp");
+    for name in ["python", "typescript", "rust", "clean", "parse_error"] {
+        let doc = sarif_of(name, tmp.path());
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+    }
+}
+
+#[test]
+fn a_duplicate_group_is_one_sarif_result_linking_every_other_copy() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let doc = sarif_of("typescript", tmp.path());
+    let results = doc["runs"][0]["results"].as_array().expect("results");
+    let group = results
+        .iter()
+        .find(|r| {
+            r["relatedLocations"]
+                .as_array()
+                .is_some_and(|l| l.len() == 2)
+        })
+        .expect("the three-copy body group");
+    let text = group["message"]["text"].as_str().expect("text");
+    let related = group["relatedLocations"].as_array().expect("related");
+    for (at, location) in related.iter().enumerate() {
+        assert_eq!(location["id"], at + 1);
+        let uri = location["physicalLocation"]["artifactLocation"]["uri"]
+            .as_str()
+            .expect("uri");
+        assert!(
+            text.contains(&format!("({})", at + 1)),
+            "{text} links {uri}"
+        );
+        let region = &location["physicalLocation"]["region"];
+        assert!(region["endLine"].as_u64() >= region["startLine"].as_u64());
+    }
+    let primary = &group["locations"][0]["physicalLocation"];
+    let region = &primary["region"];
+    assert!(
+        region["endLine"].as_u64() > region["startLine"].as_u64(),
+        "{region}"
+    );
+    assert!(group["partialFingerprints"]["cordonAudit/v1"].is_string());
+    let driver = &doc["runs"][0]["tool"]["driver"];
+    assert!(driver["rules"][0]["help"]["text"].is_string());
+    assert_eq!(
+        doc["runs"][0]["invocations"][0]["executionSuccessful"],
+        true
+    );
+}
+
+#[test]
+fn sarif_has_the_schema_required_fields() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let doc = sarif_of("typescript", tmp.path());
     assert_eq!(doc["version"], "2.1.0");
     assert!(
         doc["$schema"]
@@ -93,7 +158,7 @@ fn sarif_has_the_schema_required_fields() {
         ]
     );
     let results = run0["results"].as_array().expect("results");
-    assert_eq!(results.len(), 9);
+    assert_eq!(results.len(), RESULTS_IN_THE_TYPESCRIPT_FIXTURE);
     for r in results {
         assert!(rule_ids.contains(&r["ruleId"].as_str().expect("ruleId")));
         assert!(["warning", "note"].contains(&r["level"].as_str().expect("level")));
@@ -132,10 +197,11 @@ fn markdown_has_the_metrics_table() {
         md.contains("| Metric | Target | Achieved | Status |"),
         "{md}"
     );
-    // Defaults replace the fixture's config: `Settings` is no longer allow-listed (+2), the
-    // bodies are under 50 tokens, sizes under 750/75 lines, no deprecated paths: 5 / 26.
+    // Defaults replace the fixture's config: `Settings` is no longer allow-listed (+1
+    // group), the bodies are under 50 tokens, sizes under 750/75 lines, no deprecated
+    // paths: 3 / 26.
     assert!(
-        md.contains("| Compliance | >= 50.00% | 80.77% | EXCEEDED |"),
+        md.contains("| Compliance | >= 50.00% | 88.46% | EXCEEDED |"),
         "{md}"
     );
     assert!(
@@ -163,7 +229,8 @@ fn baseline_ratchets_only_new_violations() {
         0
     );
     let recorded: Value = serde_json::from_str(&read(&baseline)).expect("baseline JSON");
-    assert_eq!(recorded["entries"].as_array().map(Vec::len), Some(8));
+    // 6 findings, the two duplicate groups with their other copy each.
+    assert_eq!(recorded["entries"].as_array().map(Vec::len), Some(6));
     assert!(
         !read(&baseline).contains("\"line\""),
         "baselines must not record lines"
@@ -176,7 +243,8 @@ fn baseline_ratchets_only_new_violations() {
     std::fs::write(&a, format!("# moved down\n\n{}", read(&a))).expect("edit");
     assert_eq!(json_of(&root, &out, &["--baseline", s(&baseline)]).0, 0);
 
-    // A new duplicate class is a regression, reported alone.
+    // A new copy of a duplicate class is a regression: its group is new (reported at
+    // its first member by path, the new file), nothing else is.
     std::fs::write(root.join("app/api/client.py"), "class Client:\n    pass\n").expect("write");
     let (code, doc) = json_of(&root, &out, &["--baseline", s(&baseline)]);
     assert_eq!(code, 1);
@@ -187,12 +255,53 @@ fn baseline_ratchets_only_new_violations() {
         .map(|v| v["file"].as_str().expect("file"))
         .collect();
     assert_eq!(new, ["app/api/client.py"]);
-    assert_eq!(doc["baseline"]["known"], 8);
+    // The other 5 findings; the Client group's old shape is the new one's.
+    assert_eq!(doc["baseline"]["known"], 5);
 
     // Fixing it (and an old violation) passes again.
     std::fs::remove_file(root.join("app/api/client.py")).expect("rm");
     std::fs::remove_file(root.join("app/big.py")).expect("rm");
     assert_eq!(json_of(&root, &out, &["--baseline", s(&baseline)]).0, 0);
+}
+
+#[test]
+fn removing_the_reported_copy_of_a_group_passes_the_baseline() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("repo");
+    copy_tree(&fixture("typescript"), &root);
+    let baseline = tmp.path().join("audit-baseline.json");
+    let out = tmp.path().join("o.json");
+    run(&[
+        s(&root),
+        "--write-baseline",
+        s(&baseline),
+        "--output",
+        s(&out),
+    ]);
+    // Three copies of one body; the group is reported at its first by path.
+    let (_, doc) = json_of(&root, &out, &[]);
+    let group = doc["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .find(|v| v["related"].as_array().is_some_and(|r| r.len() == 2))
+        .expect("the three-copy group")
+        .clone();
+    assert_eq!(group["file"], "src/legacy/money.ts");
+
+    // That copy goes: the group (now reported elsewhere) is smaller, not new.
+    std::fs::remove_file(root.join("src/legacy/money.ts")).expect("rm");
+    let (code, doc) = json_of(&root, &out, &["--baseline", s(&baseline)]);
+    assert_eq!((code, doc["baseline"]["new"].clone()), (0, Value::from(0)));
+    let (_, doc) = json_of(&root, &out, &[]);
+    assert!(
+        doc["violations"]
+            .as_array()
+            .expect("violations")
+            .iter()
+            .any(|v| v["file"] == "src/ui/PriceTag.tsx"
+                && v["related"][0]["file"] == "src/utils/format.ts")
+    );
 }
 
 #[test]
@@ -217,7 +326,8 @@ fn gitignored_and_excluded_files_are_not_scanned() {
         .iter()
         .map(|v| v["file"].as_str().expect("file"))
         .collect();
-    assert_eq!(files, ["a/w.py", "b/w.py"]);
+    assert_eq!(files, ["a/w.py"]);
+    assert_eq!(doc["violations"][0]["related"][0]["file"], "b/w.py");
     assert_eq!(doc["compliance"]["files_checked"], 2);
 }
 

@@ -119,7 +119,7 @@ fn gh_is_found_on_a_prefixed_path_and_a_failing_gate_only_comments() {
     let md = read(&report);
     assert!(md.contains("**NOT ready to close**"), "{md}");
     assert_eq!(md.matches("skipped (targets missed").count(), 2, "{md}");
-    assert!(md.contains("### duplicate-implementation (4)"), "{md}");
+    assert!(md.contains("### duplicate-implementation (2)"), "{md}");
     assert!(
         md.contains("- [ ] `app/big.py:41` file has 45 lines"),
         "{md}"
@@ -173,8 +173,8 @@ fn without_execute_commands_are_only_printed() {
         "{md}"
     );
     assert!(md.contains("gh issue close 4 --repo o/n"), "{md}");
-    assert!(md.contains("| duplicate-implementation | 4 | 4 |"), "{md}");
-    assert!(md.contains("| **total** | 8 | 8 |"), "{md}");
+    assert!(md.contains("| duplicate-implementation | 2 | 2 |"), "{md}");
+    assert!(md.contains("| **total** | 6 | 6 |"), "{md}");
     assert!(
         md.contains("New since baseline: 0. Fixed since baseline: 0."),
         "{md}"

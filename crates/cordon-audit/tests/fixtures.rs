@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{audit_fixture, found, triples};
+use common::{audit_fixture, found, groups, triples};
 
 fn assert_compliance(
     outcome: &cordon_audit::AuditOutcome,
@@ -29,12 +29,6 @@ fn python_fixture_finds_exactly_the_planted_violations() {
     let outcome = audit_fixture("python");
     let expected = triples(&[
         ("duplicate-implementation", "app/db/clickhouse.py", 4),
-        (
-            "duplicate-implementation",
-            "app/services/clickhouse_client.py",
-            5,
-        ),
-        ("duplicate-implementation", "app/reports/orders.py", 4),
         ("duplicate-implementation", "app/reports/invoices.py", 4),
         ("import-fragmentation", "app/api/c.py", 1),
         ("import-fragmentation", "app/api/b.py", 2),
@@ -42,9 +36,22 @@ fn python_fixture_finds_exactly_the_planted_violations() {
         ("function-size", "app/api/a.py", 4),
     ]);
     assert_eq!(found(&outcome), expected);
+    assert_eq!(
+        groups(&outcome),
+        [
+            (
+                ("app/db/clickhouse.py", 4, 9),
+                vec![("app/services/clickhouse_client.py", 5, 11)]
+            ),
+            (
+                ("app/reports/invoices.py", 4, 12),
+                vec![("app/reports/orders.py", 4, 11)]
+            ),
+        ]
+    );
     assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
-    // 15 files + 11 production functions; 7 × 1.0 + 1 × 0.25.
-    assert_compliance(&outcome, 26, 7.25, 72.1154);
+    // 15 files + 11 production functions; 5 × 1.0 + 1 × 0.25 (a duplicate group counts once).
+    assert_compliance(&outcome, 26, 5.25, 79.8077);
 }
 
 #[test]
@@ -52,20 +59,33 @@ fn typescript_fixture_finds_exactly_the_planted_violations() {
     let outcome = audit_fixture("typescript");
     let expected = triples(&[
         ("duplicate-implementation", "src/db/client.ts", 2),
-        ("duplicate-implementation", "src/services/db-client.ts", 2),
-        ("duplicate-implementation", "src/utils/format.ts", 2),
         ("duplicate-implementation", "src/legacy/money.ts", 2),
         ("import-fragmentation", "src/c.ts", 1),
         ("import-fragmentation", "src/b/y.ts", 2),
         ("file-size", "src/big.ts", 41),
         ("function-size", "src/ui/Panel.tsx", 4),
-        // The same body in a .tsx file: TSX node kinds map to TypeScript's.
-        ("duplicate-implementation", "src/ui/PriceTag.tsx", 4),
     ]);
     assert_eq!(found(&outcome), expected);
+    assert_eq!(
+        groups(&outcome),
+        [
+            (
+                ("src/db/client.ts", 2, 8),
+                vec![("src/services/db-client.ts", 2, 8)]
+            ),
+            (
+                ("src/legacy/money.ts", 2, 8),
+                // The same body in a .tsx file: TSX node kinds map to TypeScript's.
+                vec![
+                    ("src/ui/PriceTag.tsx", 4, 10),
+                    ("src/utils/format.ts", 2, 8)
+                ]
+            ),
+        ]
+    );
     assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
-    // 11 files + 9 production functions; 8 × 1.0 + 1 × 0.25.
-    assert_compliance(&outcome, 20, 8.25, 58.75);
+    // 11 files + 9 production functions; 5 × 1.0 + 1 × 0.25.
+    assert_compliance(&outcome, 20, 5.25, 73.75);
 }
 
 #[test]
@@ -73,18 +93,23 @@ fn rust_fixture_finds_exactly_the_planted_violations() {
     let outcome = audit_fixture("rust");
     let expected = triples(&[
         ("duplicate-implementation", "src/cache.rs", 2),
-        ("duplicate-implementation", "src/store.rs", 2),
         ("duplicate-implementation", "src/math.rs", 3),
-        ("duplicate-implementation", "src/stats.rs", 3),
         ("import-fragmentation", "src/c.rs", 1),
         ("import-fragmentation", "src/b.rs", 1),
         ("file-size", "src/big.rs", 41),
         ("function-size", "src/b.rs", 4),
     ]);
     assert_eq!(found(&outcome), expected);
+    assert_eq!(
+        groups(&outcome),
+        [
+            (("src/cache.rs", 2, 4), vec![("src/store.rs", 2, 4)]),
+            (("src/math.rs", 3, 11), vec![("src/stats.rs", 3, 11)]),
+        ]
+    );
     assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
     // 12 files + 6 production functions.
-    assert_compliance(&outcome, 18, 7.25, 59.7222);
+    assert_compliance(&outcome, 18, 5.25, 70.8333);
 }
 
 #[test]
@@ -93,7 +118,7 @@ fn violation_keys_name_the_concept_not_the_line() {
     let keys: Vec<&str> = outcome.violations.iter().map(|v| v.key.as_str()).collect();
     for key in [
         "name:client",
-        "body:summarize_orders",
+        // The body group is keyed by its first copy (orders.py is a related place).
         "body:summarize_invoices",
         "fragment:Client:app.services.clickhouse_client",
         "deprecated:save:app.legacy.store",
@@ -132,9 +157,14 @@ fn framework_conventions_and_nested_classes_are_not_duplicates() {
     let outcome = audit_fixture("python_conventions");
     let expected = triples(&[
         ("duplicate-implementation", "blog/models.py", 14),
-        ("duplicate-implementation", "shop/models.py", 4),
         ("duplicate-implementation", "tools/migrate.py", 4),
-        ("duplicate-implementation", "tools/upgrade.py", 4),
     ]);
     assert_eq!(found(&outcome), expected);
+    assert_eq!(
+        groups(&outcome),
+        [
+            (("blog/models.py", 14, 17), vec![("shop/models.py", 4, 11)]),
+            (("tools/migrate.py", 4, 5), vec![("tools/upgrade.py", 4, 5)]),
+        ]
+    );
 }

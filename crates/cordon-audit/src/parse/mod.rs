@@ -31,6 +31,7 @@ pub struct TypeDef {
     pub kind: &'static str,
     pub name: String,
     pub line: usize,
+    pub end_line: usize,
     pub in_test: bool,
     /// Defined inside another type or a function (Django's `class Meta`).
     pub nested: bool,
@@ -289,6 +290,7 @@ fn record(
                 kind,
                 name,
                 line,
+                end_line: node.end_position().row + 1,
                 in_test,
                 nested: frame.scope.is_some(),
             });

@@ -49,6 +49,13 @@ pub fn render(view: &View) -> String {
                 v.rule.id(),
                 v.message
             );
+            for r in &v.related {
+                let _ = writeln!(
+                    s,
+                    "      also {}:{}-{}: {}",
+                    r.file, r.line, r.end_line, r.label
+                );
+            }
         }
     }
     if !view.outcome.warnings.is_empty() {

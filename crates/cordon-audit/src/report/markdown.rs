@@ -49,6 +49,7 @@ pub fn render(view: &View) -> String {
                 v.rule.id(),
                 v.message
             );
+            s.push_str(&related_items(v));
         }
     }
     if !view.outcome.warnings.is_empty() {
@@ -58,4 +59,17 @@ pub fn render(view: &View) -> String {
         }
     }
     s
+}
+
+/// A group finding's other places, as nested list items (one line each).
+pub fn related_items(v: &crate::model::Violation) -> String {
+    v.related
+        .iter()
+        .map(|r| {
+            format!(
+                "  - also `{}:{}-{}`: {}\n",
+                r.file, r.line, r.end_line, r.label
+            )
+        })
+        .collect()
 }

@@ -29,7 +29,7 @@ pub fn render(view: &View, format: OutputFormat) -> String {
     }
 }
 
-pub use markdown::metrics_table;
+pub use markdown::{metrics_table, related_items};
 
 /// Files ranked by weighted violations (ties by name), for "top offenders".
 pub fn top_offenders(view: &View, limit: usize) -> Vec<(String, usize, f64)> {

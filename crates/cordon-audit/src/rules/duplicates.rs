@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use globset::GlobSet;
 
 use crate::config::{Duplicates, glob_set};
-use crate::model::{Rule, Violation};
+use crate::model::{Related, Rule, Violation};
 use crate::normalize::BodyFingerprint;
 use crate::parse::{FileFacts, TypeDef, Unit};
 
@@ -70,30 +70,39 @@ pub fn by_name(files: &[FileFacts], cfg: &Duplicates) -> Vec<Violation> {
         }
     }
     let mut out = Vec::new();
-    for ((_, norm), members) in groups {
+    for ((_, norm), mut members) in groups {
         let files: BTreeSet<&str> = members.iter().map(|m| m.0).collect();
         if files.len() < 2 {
             continue;
         }
-        for &(file, def) in &members {
-            let others: Vec<String> = members
-                .iter()
-                .filter(|(f, _)| *f != file)
-                .map(|(f, d)| format!("{f}:{}", d.line))
-                .collect();
-            out.push(Violation {
-                rule: Rule::DuplicateImplementation,
+        members.sort_by_key(|(file, def)| (*file, def.line));
+        let (file, def) = members[0];
+        let related = members[1..]
+            .iter()
+            .map(|(file, other)| Related {
                 file: file.to_string(),
-                line: def.line,
-                message: format!(
-                    "{} `{}` (normalized `{norm}`) is also defined in {}",
+                line: other.line,
+                end_line: other.end_line,
+                key: format!("name:{norm}"),
+                label: format!("{} `{}`", other.kind, other.name),
+            })
+            .collect();
+        out.push(
+            Violation::new(
+                Rule::DuplicateImplementation,
+                file,
+                def.line,
+                format!(
+                    "{} `{}` (normalized `{norm}`) is defined in {} places",
                     def.kind,
                     def.name,
-                    others.join(", ")
+                    members.len()
                 ),
-                key: format!("name:{norm}"),
-            });
-        }
+                format!("name:{norm}"),
+            )
+            .spanning(def.end_line)
+            .with_related(related),
+        );
     }
     out
 }
@@ -141,8 +150,8 @@ pub fn by_body(files: &[FileFacts], cfg: &Duplicates) -> Vec<Violation> {
                 .entry(file)
                 .or_default()
                 .push((unit.start_byte, unit.end_byte));
-            out.push(body_violation(file, unit, &fresh, tokens));
         }
+        out.push(body_violation(&fresh, tokens));
     }
     out
 }
@@ -163,24 +172,33 @@ fn inside_reported(reported: &HashMap<&str, Vec<(usize, usize)>>, file: &str, u:
     })
 }
 
-fn body_violation(file: &str, unit: &Unit, group: &[Member], tokens: u32) -> Violation {
-    let others: Vec<String> = group
+/// One finding per group: the first copy by path, the others related.
+fn body_violation(group: &[Member], tokens: u32) -> Violation {
+    let (file, unit) = group[0];
+    let related = group[1..]
         .iter()
-        .filter(|(f, u)| !(*f == file && u.start_byte == unit.start_byte))
-        .map(|(f, u)| format!("`{}` at {f}:{}", u.name, u.start_line))
+        .map(|(file, other)| Related {
+            file: file.to_string(),
+            line: other.start_line,
+            end_line: other.end_line,
+            key: format!("body:{}", other.name),
+            label: format!("copy `{}`", other.name),
+        })
         .collect();
-    Violation {
-        rule: Rule::DuplicateImplementation,
-        file: file.to_string(),
-        line: unit.start_line,
-        message: format!(
-            "{} `{}` body is near-identical to {} ({tokens} normalized tokens)",
+    Violation::new(
+        Rule::DuplicateImplementation,
+        file,
+        unit.start_line,
+        format!(
+            "{} `{}`: {} near-identical copies of one body ({tokens} normalized tokens)",
             unit.kind.label(),
             unit.name,
-            others.join(", ")
+            group.len()
         ),
-        key: format!("body:{}", unit.name),
-    }
+        format!("body:{}", unit.name),
+    )
+    .spanning(unit.end_line)
+    .with_related(related)
 }
 
 #[cfg(test)]

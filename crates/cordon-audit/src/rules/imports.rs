@@ -56,15 +56,15 @@ pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
                 if flagged.contains(&(file, line, symbol)) {
                     continue;
                 }
-                out.push(Violation {
-                    rule: Rule::ImportFragmentation,
-                    file: file.to_string(),
+                out.push(Violation::new(
+                    Rule::ImportFragmentation,
+                    file,
                     line,
-                    message: format!(
+                    format!(
                         "`{symbol}` imported from `{module}`, but from `{canonical}` at {elsewhere} other site(s); use one path"
                     ),
-                    key: format!("fragment:{symbol}:{module}"),
-                });
+                    format!("fragment:{symbol}:{module}"),
+                ));
             }
         }
     }
@@ -154,14 +154,14 @@ fn deprecated_violation(
         .replacement
         .as_ref()
         .map_or(String::new(), |r| format!("; use `{r}` instead"));
-    Violation {
-        rule: Rule::ImportFragmentation,
-        file: file.to_string(),
+    Violation::new(
+        Rule::ImportFragmentation,
+        file,
         line,
-        message: format!(
+        format!(
             "`{symbol}` imported from deprecated path `{module}` (deprecated: `{}`){hint}",
             dep.path
         ),
-        key: format!("deprecated:{symbol}:{module}"),
-    }
+        format!("deprecated:{symbol}:{module}"),
+    )
 }

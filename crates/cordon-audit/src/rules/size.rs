@@ -28,12 +28,15 @@ pub fn file_size(f: &FileFacts, cfg: &FileSize, overrides: &[LimitOverride]) -> 
                 "test-file limit (file has test modules)".to_string(),
             )
         };
-    (lines > limit).then(|| Violation {
-        rule: Rule::FileSize,
-        file: f.rel.clone(),
-        line: (limit + 1).min(total).max(1),
-        message: format!("file has {lines} lines, over the {what} of {limit}"),
-        key: "file".to_string(),
+    (lines > limit).then(|| {
+        Violation::new(
+            Rule::FileSize,
+            &f.rel,
+            (limit + 1).min(total).max(1),
+            format!("file has {lines} lines, over the {what} of {limit}"),
+            "file".to_string(),
+        )
+        .spanning(total)
     })
 }
 
@@ -42,16 +45,19 @@ pub fn function_size(f: &FileFacts, max_lines: usize) -> Vec<Violation> {
     f.units
         .iter()
         .filter(|u| u.kind == UnitKind::Function && !u.in_test && u.lines() > max_lines)
-        .map(|u| Violation {
-            rule: Rule::FunctionSize,
-            file: f.rel.clone(),
-            line: u.start_line,
-            message: format!(
-                "function `{}` has {} lines, over the limit of {max_lines}",
-                u.name,
-                u.lines()
-            ),
-            key: format!("fn:{}", u.name),
+        .map(|u| {
+            Violation::new(
+                Rule::FunctionSize,
+                &f.rel,
+                u.start_line,
+                format!(
+                    "function `{}` has {} lines, over the limit of {max_lines}",
+                    u.name,
+                    u.lines()
+                ),
+                format!("fn:{}", u.name),
+            )
+            .spanning(u.end_line)
         })
         .collect()
 }

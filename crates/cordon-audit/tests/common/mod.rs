@@ -8,6 +8,11 @@ use cordon_audit::{AuditArgs, AuditOutcome, Config};
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/audit");
 
+/// The vendored SARIF 2.1.0 JSON schema (see its README).
+pub fn sarif_schema() -> PathBuf {
+    Path::new(FIXTURES).join("../sarif/sarif-2.1.0-rtm.5.json")
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(FIXTURES).join(name)
 }
@@ -24,6 +29,25 @@ pub fn found(outcome: &AuditOutcome) -> Vec<(String, String, usize)> {
         .violations
         .iter()
         .map(|v| (v.rule.id().to_string(), v.file.clone(), v.line))
+        .collect()
+}
+
+/// Each group finding's region and its related places' regions, in order.
+pub type Region<'a> = (&'a str, usize, usize);
+
+pub fn groups(outcome: &AuditOutcome) -> Vec<(Region<'_>, Vec<Region<'_>>)> {
+    outcome
+        .violations
+        .iter()
+        .filter(|v| !v.related.is_empty())
+        .map(|v| {
+            let related = v
+                .related
+                .iter()
+                .map(|r| (r.file.as_str(), r.line, r.end_line))
+                .collect();
+            ((v.file.as_str(), v.line, v.end_line), related)
+        })
         .collect()
 }
 
