@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::baseline::Baseline;
+use crate::changes::Changes;
 use crate::close_report;
 use crate::error::AuditError;
 use crate::evaluation::{EXIT_OK, EXIT_USAGE, evaluate};
@@ -44,6 +45,10 @@ pub struct ScanArgs {
     /// Record the current violations in this file and exit 0.
     #[arg(long)]
     pub write_baseline: Option<PathBuf>,
+    /// List (and fail on) only violations touching files changed since the merge base of
+    /// this git revision and HEAD, working tree included; the rest are counted as context.
+    #[arg(long, value_name = "REV", conflicts_with = "write_baseline")]
+    pub changed_since: Option<String>,
     /// Write the report to this file instead of stdout.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -115,7 +120,10 @@ pub fn run_with_path_env(args: AuditArgs, path_env: Option<OsString>) -> i32 {
 }
 
 fn run_scan(a: &ScanArgs) -> Result<i32, AuditError> {
-    let eval = evaluate(&a.path, a.config.as_deref(), a.baseline.as_deref())?;
+    let mut eval = evaluate(&a.path, a.config.as_deref(), a.baseline.as_deref())?;
+    if let Some(rev) = &a.changed_since {
+        eval = eval.only_touching(&Changes::since(&a.path, rev)?);
+    }
     if a.format != OutputFormat::Human {
         // Machine formats own stdout; unparsable files are still surfaced.
         for w in &eval.outcome.warnings {
@@ -127,6 +135,7 @@ fn run_scan(a: &ScanArgs) -> Result<i32, AuditError> {
         listed: &eval.listed,
         baselined: eval.known(),
         metrics: eval.metrics.clone(),
+        scope: eval.scope.as_ref(),
     };
     emit(&report::render(&view, a.format), a.output.as_deref())?;
     if let Some(path) = &a.write_baseline {

@@ -169,3 +169,13 @@ pub fn metrics(c: &Compliance, config: &Config, new_violations: Option<usize>) -
     }
     rows
 }
+
+/// The gate of a `--changed-since` run: no finding touches a changed file.
+pub fn changed_files_metric(touching: usize) -> Metric {
+    Metric {
+        metric: "Violations touching changed files".to_string(),
+        target: "<= 0".to_string(),
+        achieved: touching.to_string(),
+        status: Status::at_most(touching, 0),
+    }
+}

@@ -25,6 +25,8 @@ pub enum AuditError {
     Baseline { path: PathBuf, message: String },
     #[error("{0} is not a directory")]
     NotADirectory(PathBuf),
+    #[error("--changed-since {rev}: {message}")]
+    ChangedSince { rev: String, message: String },
     #[error("cannot run `{program}`: {source}")]
     Spawn {
         program: String,

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::audit::{AuditOutcome, audit};
 use crate::baseline::Baseline;
+use crate::changes::{Changes, Scope};
 use crate::compliance::{self, Metric, Status};
 use crate::config::Config;
 use crate::error::AuditError;
@@ -21,6 +22,8 @@ pub struct Evaluation {
     pub listed: Vec<Violation>,
     pub metrics: Vec<Metric>,
     pub exit: i32,
+    /// Set by [`Evaluation::only_touching`].
+    pub scope: Option<Scope>,
 }
 
 pub fn evaluate(
@@ -52,10 +55,28 @@ pub fn evaluate(
         listed,
         metrics,
         exit: if failed { EXIT_FAIL } else { EXIT_OK },
+        scope: None,
     })
 }
 
 impl Evaluation {
+    /// A pull request's view: lists only the findings that touch a changed
+    /// file (the rest are counted as context), and fails only on those.
+    pub fn only_touching(mut self, changes: &Changes) -> Evaluation {
+        let (touching, elsewhere): (Vec<Violation>, Vec<Violation>) =
+            self.listed.into_iter().partition(|v| changes.touches(v));
+        self.listed = touching;
+        self.scope = Some(changes.scope(elsewhere.len()));
+        let metric = compliance::changed_files_metric(self.listed.len());
+        self.exit = if metric.status == Status::Missed {
+            EXIT_FAIL
+        } else {
+            EXIT_OK
+        };
+        self.metrics.push(metric);
+        self
+    }
+
     /// Violations the baseline already knew about.
     pub fn known(&self) -> Option<usize> {
         self.baseline

@@ -5,6 +5,7 @@
 
 mod audit;
 mod baseline;
+mod changes;
 mod cli;
 mod close_report;
 mod compliance;

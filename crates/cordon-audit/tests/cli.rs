@@ -341,3 +341,62 @@ fn both_command_shapes_parse() {
         matches!(close.command, Some(cordon_audit::AuditCommand::CloseReport(ref a)) if a.issue == 4 && a.repo == "o/n")
     );
 }
+
+/// Runs git in `dir`, failing the test if it fails.
+fn git(dir: &Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+#[test]
+fn changed_since_lists_only_findings_touching_changed_files() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("repo");
+    copy_tree(&fixture("python"), &root);
+    git(&root, &["init", "-q", "-b", "main"]);
+    git(&root, &["add", "."]);
+    git(&root, &["commit", "-q", "-m", "fixture"]);
+    let out = tmp.path().join("o.json");
+
+    // Nothing changed: the old debt is context, and the gate passes.
+    let (code, doc) = json_of(&root, &out, &["--changed-since", "main"]);
+    assert_eq!(code, 0);
+    assert_eq!(doc["violations"].as_array().map(Vec::len), Some(0));
+    assert_eq!(doc["changed_since"]["violations_elsewhere"], 6);
+
+    // A branch edits one copy of a duplicated body and adds an untracked file:
+    // the body group touches a changed file (through its related copy), the
+    // rest stays context.
+    git(&root, &["checkout", "-q", "-b", "feature"]);
+    let orders = root.join("app/reports/orders.py");
+    std::fs::write(&orders, format!("{}\n# touched\n", read(&orders))).expect("edit");
+    git(&root, &["commit", "-q", "-am", "touch orders"]);
+    std::fs::write(root.join("app/notes.py"), "NOTE = 1\n").expect("untracked");
+    let (code, doc) = json_of(&root, &out, &["--changed-since", "main"]);
+    assert_eq!(code, 1);
+    let listed: Vec<&str> = doc["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .map(|v| v["file"].as_str().expect("file"))
+        .collect();
+    assert_eq!(listed, ["app/reports/invoices.py"]);
+    assert_eq!(doc["changed_since"]["files_changed"], 2);
+    assert_eq!(doc["changed_since"]["violations_elsewhere"], 5);
+    assert!(
+        doc["metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .any(|m| m["metric"] == "Violations touching changed files" && m["status"] == "MISSED")
+    );
+
+    // An unknown revision is a usage error, said plainly.
+    assert_eq!(run(&[s(&root), "--changed-since", "no-such-rev"]), 2);
+}

@@ -30,16 +30,11 @@ pub fn render(view: &View) -> String {
             view.listed.len()
         );
     }
+    if let Some(line) = view.scope_line() {
+        let _ = writeln!(s, "\n{line}");
+    }
     if !view.listed.is_empty() {
-        let _ = writeln!(
-            s,
-            "\n{}:",
-            if view.baselined.is_some() {
-                "New violations"
-            } else {
-                "Violations"
-            }
-        );
+        let _ = writeln!(s, "\n{}:", view.listing_title());
         for v in view.listed {
             let _ = writeln!(
                 s,

@@ -14,6 +14,12 @@ pub fn render(view: &View) -> String {
         "formula": o.compliance.formula(),
         "metrics": &view.metrics,
         "baseline": view.baselined.map(|known| json!({"known": known, "new": view.listed.len()})),
+        "changed_since": view.scope.map(|s| json!({
+            "rev": s.rev,
+            "files_changed": s.files_changed,
+            "violations_touching": view.listed.len(),
+            "violations_elsewhere": s.elsewhere,
+        })),
         "violations": view.listed.iter().map(|v| json!({
             "rule": v.rule.id(),
             "file": v.file,

@@ -33,13 +33,11 @@ pub fn render(view: &View) -> String {
         let w = c.weights.get(rule).copied().unwrap_or(1.0);
         let _ = writeln!(s, "| {rule} | {n} | {} |", trim(w));
     }
+    if let Some(line) = view.scope_line() {
+        let _ = writeln!(s, "\n{line}.");
+    }
     if !view.listed.is_empty() {
-        let title = if view.baselined.is_some() {
-            "New violations"
-        } else {
-            "Violations"
-        };
-        let _ = writeln!(s, "\n### {title}\n");
+        let _ = writeln!(s, "\n### {}\n", view.listing_title());
         for v in view.listed {
             let _ = writeln!(
                 s,

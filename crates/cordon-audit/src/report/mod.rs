@@ -6,6 +6,7 @@ mod markdown;
 mod sarif;
 
 use crate::audit::AuditOutcome;
+use crate::changes::Scope;
 use crate::cli::OutputFormat;
 use crate::compliance::Metric;
 use crate::model::Violation;
@@ -18,6 +19,30 @@ pub struct View<'a> {
     /// `Some(known)` when a baseline filtered the list.
     pub baselined: Option<usize>,
     pub metrics: Vec<Metric>,
+    /// With `--changed-since`: what changed, and the findings left out as context.
+    pub scope: Option<&'a Scope>,
+}
+
+impl View<'_> {
+    /// The heading of the listed violations.
+    pub fn listing_title(&self) -> &'static str {
+        match (self.scope.is_some(), self.baselined.is_some()) {
+            (true, true) => "New violations touching changed files",
+            (true, false) => "Violations touching changed files",
+            (false, true) => "New violations",
+            (false, false) => "Violations",
+        }
+    }
+
+    /// One line on a `--changed-since` run, if it is one.
+    pub fn scope_line(&self) -> Option<String> {
+        self.scope.map(|s| {
+            format!(
+                "Changed since `{}`: {} file(s); {} violation(s) in other files are context, not listed",
+                s.rev, s.files_changed, s.elsewhere
+            )
+        })
+    }
 }
 
 pub fn render(view: &View, format: OutputFormat) -> String {
