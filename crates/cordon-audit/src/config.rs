@@ -231,6 +231,15 @@ impl Config {
         if !(0.0..=100.0).contains(&self.targets.compliance) {
             return Err(bad("targets.compliance must be within 0..=100".to_string()));
         }
+        // A glob that does not compile would silently allow the name nowhere.
+        for convention in &self.duplicates.convention_names {
+            glob_set(&convention.paths).map_err(|error| {
+                bad(format!(
+                    "duplicates.convention_names `{}`: {error}",
+                    convention.name
+                ))
+            })?;
+        }
         Ok(())
     }
 }

@@ -38,6 +38,13 @@ fn usage_and_config_errors_exit_2() {
     let bad_rule = tmp.path().join("bad_rule.toml");
     std::fs::write(&bad_rule, "[targets.max_violations]\nno-such-rule = 1\n").expect("write");
     assert_eq!(run(&[s(&fixture("clean")), "--config", s(&bad_rule)]), 2);
+    let bad_glob = tmp.path().join("bad_glob.toml");
+    std::fs::write(
+        &bad_glob,
+        "[duplicates]\nconvention_names = [{ name = \"Migration\", paths = [\"migrations/[\"] }]\n",
+    )
+    .expect("write");
+    assert_eq!(run(&[s(&fixture("clean")), "--config", s(&bad_glob)]), 2);
     let not_json = tmp.path().join("baseline.json");
     std::fs::write(&not_json, "nope").expect("write");
     assert_eq!(run(&[s(&fixture("clean")), "--baseline", s(&not_json)]), 2);

@@ -27,8 +27,9 @@ pub fn normalize_name(name: &str, suffixes: &[String]) -> String {
     norm
 }
 
-/// Conventional names and where each is allowed (`None`: everywhere). A
-/// glob that does not compile allows nothing, so it shows up as findings.
+/// Conventional names and where each is allowed (`None`: everywhere). The
+/// globs were checked when the config loaded; one that still fails to
+/// compile (a default) allows nothing, so it shows up as findings.
 fn conventions(cfg: &Duplicates) -> Vec<(String, Option<GlobSet>)> {
     cfg.convention_names
         .iter()
