@@ -18,6 +18,16 @@ fn json_of(root: &Path, out: &Path, extra: &[&str]) -> (i32, Value) {
     (code, serde_json::from_str(&read(out)).expect("valid JSON"))
 }
 
+/// The `file` of every listed violation of a JSON report.
+fn listed_files(doc: &Value) -> Vec<&str> {
+    doc["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .map(|v| v["file"].as_str().expect("file"))
+        .collect()
+}
+
 #[test]
 fn exit_code_is_1_when_compliance_misses_the_target_and_0_when_met() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -255,12 +265,7 @@ fn baseline_ratchets_only_new_violations() {
     std::fs::write(root.join("app/api/client.py"), "class Client:\n    pass\n").expect("write");
     let (code, doc) = json_of(&root, &out, &["--baseline", s(&baseline)]);
     assert_eq!(code, 1);
-    let new: Vec<&str> = doc["violations"]
-        .as_array()
-        .expect("violations")
-        .iter()
-        .map(|v| v["file"].as_str().expect("file"))
-        .collect();
+    let new = listed_files(&doc);
     assert_eq!(new, ["app/api/client.py"]);
     // The other 5 findings; the Client group's old shape is the new one's.
     assert_eq!(doc["baseline"]["known"], 5);
@@ -327,12 +332,7 @@ fn gitignored_and_excluded_files_are_not_scanned() {
     )
     .expect("write");
     let (_, doc) = json_of(root, &root.join("o.json"), &[]);
-    let files: Vec<&str> = doc["violations"]
-        .as_array()
-        .expect("violations")
-        .iter()
-        .map(|v| v["file"].as_str().expect("file"))
-        .collect();
+    let files = listed_files(&doc);
     assert_eq!(files, ["a/w.py"]);
     assert_eq!(doc["violations"][0]["related"][0]["file"], "b/w.py");
     assert_eq!(doc["compliance"]["files_checked"], 2);
@@ -387,12 +387,7 @@ fn changed_since_lists_only_findings_touching_changed_files() {
     std::fs::write(root.join("app/notes.py"), "NOTE = 1\n").expect("untracked");
     let (code, doc) = json_of(&root, &out, &["--changed-since", "main"]);
     assert_eq!(code, 1);
-    let listed: Vec<&str> = doc["violations"]
-        .as_array()
-        .expect("violations")
-        .iter()
-        .map(|v| v["file"].as_str().expect("file"))
-        .collect();
+    let listed = listed_files(&doc);
     assert_eq!(listed, ["app/reports/invoices.py"]);
     assert_eq!(doc["changed_since"]["files_changed"], 2);
     assert_eq!(doc["changed_since"]["violations_elsewhere"], 5);

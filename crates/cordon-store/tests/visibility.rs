@@ -46,6 +46,21 @@ impl WriteLock {
             .execute_batch("ROLLBACK")
             .expect("release the write lock");
     }
+
+    /// Checks `read` is still waiting on the lock, releases it, and returns
+    /// what the read answers then.
+    async fn release_for<T>(self, read: tokio::task::JoinHandle<T>) -> T {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !read.is_finished(),
+            "the read must wait for its user's write"
+        );
+        self.release();
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("the read ends once the write commits")
+            .expect("the read task")
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,17 +90,7 @@ async fn a_read_waits_for_its_own_users_queued_writes_and_not_for_anothers() {
         let alice = alice.id.clone();
         async move { store.list_threads(&alice, 10, None).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !alices.is_finished(),
-        "alice's read must wait for her own write"
-    );
-    lock.release();
-    let alices = tokio::time::timeout(Duration::from_secs(5), alices)
-        .await
-        .expect("alice's read ends once her write commits")
-        .unwrap()
-        .unwrap();
+    let alices = lock.release_for(alices).await.unwrap();
     assert_eq!(alices.len(), 1, "and it sees that write");
     assert_eq!(alices[0].title, "alice's");
 }
@@ -126,13 +131,7 @@ async fn a_search_from_a_run_finds_the_runs_own_message_still_queued() {
         let alice = alice.id.clone();
         async move { store.search_messages(&alice, "tomatoes", 5).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    lock.release();
-    let found = tokio::time::timeout(Duration::from_secs(5), search)
-        .await
-        .expect("the search ends once the run's message commits")
-        .unwrap()
-        .unwrap();
+    let found = lock.release_for(search).await.unwrap();
     assert_eq!(found.len(), 1, "the run's own message is searchable");
     assert_eq!(found[0].content, "I planted tomatoes");
 }
