@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{copy_tree, fixture, read, run};
 use serde_json::Value;
@@ -228,23 +228,28 @@ fn markdown_has_the_metrics_table() {
     assert_eq!(code, 0);
 }
 
+/// A copy of a fixture under `tmp/repo` with its baseline written (exit 0):
+/// the copy, the baseline file and a report path.
+fn baselined_copy(name: &str, tmp: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let root = tmp.join("repo");
+    copy_tree(&fixture(name), &root);
+    let baseline = tmp.join("audit-baseline.json");
+    let out = tmp.join("o.json");
+    let args = [
+        s(&root),
+        "--write-baseline",
+        s(&baseline),
+        "--output",
+        s(&out),
+    ];
+    assert_eq!(run(&args), 0);
+    (root, baseline, out)
+}
+
 #[test]
 fn baseline_ratchets_only_new_violations() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let root = tmp.path().join("repo");
-    copy_tree(&fixture("python"), &root);
-    let baseline = tmp.path().join("audit-baseline.json");
-    let out = tmp.path().join("o.json");
-    assert_eq!(
-        run(&[
-            s(&root),
-            "--write-baseline",
-            s(&baseline),
-            "--output",
-            s(&out)
-        ]),
-        0
-    );
+    let (root, baseline, out) = baselined_copy("python", tmp.path());
     let recorded: Value = serde_json::from_str(&read(&baseline)).expect("baseline JSON");
     // 6 findings, the two duplicate groups with their other copy each.
     assert_eq!(recorded["entries"].as_array().map(Vec::len), Some(6));
@@ -279,17 +284,7 @@ fn baseline_ratchets_only_new_violations() {
 #[test]
 fn removing_the_reported_copy_of_a_group_passes_the_baseline() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let root = tmp.path().join("repo");
-    copy_tree(&fixture("typescript"), &root);
-    let baseline = tmp.path().join("audit-baseline.json");
-    let out = tmp.path().join("o.json");
-    run(&[
-        s(&root),
-        "--write-baseline",
-        s(&baseline),
-        "--output",
-        s(&out),
-    ]);
+    let (root, baseline, out) = baselined_copy("typescript", tmp.path());
     // Three copies of one body; the group is reported at its first by path.
     let (_, doc) = json_of(&root, &out, &[]);
     let group = doc["violations"]
