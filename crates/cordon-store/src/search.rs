@@ -11,6 +11,7 @@
 use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cordon_core::{Message, StoreError, UserId};
@@ -93,7 +94,7 @@ impl Searches {
         }
         let mut conn = self.pool.acquire().await.map_err(backend)?;
         self.wait_for_index(&mut conn).await?;
-        limit_cpu(&mut conn, self.budget).await?;
+        let out_of_time = limit_cpu(&mut conn, self.budget).await?;
         let rows = sqlx::query(
             "SELECT m.id, m.thread_id, m.role, m.content, m.run_id, m.created_at \
              FROM search.messages_fts f JOIN messages m ON m.rowid = f.rowid \
@@ -109,7 +110,13 @@ impl Searches {
         match rows {
             Ok(rows) => rows.into_iter().map(message_of).collect(),
             Err(error) if interrupted(&error) => Err(StoreError::OverBudget {
-                budget: self.budget,
+                // Which limit stopped it: the CPU budget, or the wall limit
+                // (a search that waited that long for CPU).
+                budget: if out_of_time.load(Ordering::Relaxed) {
+                    SEARCH_WALL_LIMIT
+                } else {
+                    self.budget
+                },
             }),
             Err(error) => Err(backend(error)),
         }
@@ -142,19 +149,29 @@ impl Searches {
 }
 
 /// Interrupts the connection's next statements once they have used
-/// `budget` of CPU or [`SEARCH_WALL_LIMIT`] of time, until [`lift_limit`].
-async fn limit_cpu(conn: &mut PoolConnection<Sqlite>, budget: Duration) -> Result<(), StoreError> {
+/// `budget` of CPU or [`SEARCH_WALL_LIMIT`] of time, until [`lift_limit`];
+/// the flag tells whether it was the wall limit.
+async fn limit_cpu(
+    conn: &mut PoolConnection<Sqlite>,
+    budget: Duration,
+) -> Result<Arc<AtomicBool>, StoreError> {
     let mut handle = conn.lock_handle().await.map_err(backend)?;
     let wall_deadline = Instant::now() + SEARCH_WALL_LIMIT;
+    let out_of_time = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&out_of_time);
     // The handler runs on SQLite's worker thread: its CPU clock is the search's.
     let mut started: Option<Duration> = None;
     handle.set_progress_handler(STEPS_PER_CHECK, move || {
         lower_priority_of_this_thread();
         let used = thread_cpu_time();
         let started = *started.get_or_insert(used);
-        used.saturating_sub(started) < budget && Instant::now() < wall_deadline
+        if Instant::now() >= wall_deadline {
+            flag.store(true, Ordering::Relaxed);
+            return false;
+        }
+        used.saturating_sub(started) < budget
     });
-    Ok(())
+    Ok(out_of_time)
 }
 
 async fn lift_limit(conn: &mut PoolConnection<Sqlite>) -> Result<(), StoreError> {
