@@ -7,8 +7,9 @@ Every file gets structurally distinct functions and classes (random statement
 sequences), so only the planted findings are duplicates:
   * DUP_BODIES pairs of near-identical function bodies (renamed, other literals),
   * DUP_NAMES class names defined in two modules,
-  * FRAGMENTED files importing `Client` from `core.services.client` while every
-    other file imports it from `core.db.client`.
+  * FRAGMENTED files importing `Client` from `core.services.client` (which passes
+    on the one defined in `core.db.client`) while every other file imports it from
+    `core.db.client`: one fragmented definition.
 The planted counts are printed as JSON on stdout (the benchmark checks them).
 """
 import argparse
@@ -90,12 +91,23 @@ def main():
             extra.append(f"class SharedConcept{i % DUP_NAMES}:\n    pass\n")
         with open(os.path.join(pkg, f"mod_{i:05d}.py"), "w") as fh:
             fh.write(module_text(rng, i, header, extra))
+    # `Client` is defined once, in core.db.client; core.services.client passes it on,
+    # so the FRAGMENTED files reach the same definition through a second path.
+    core = os.path.join(args.out, "core")
+    for package in ("db", "services"):
+        os.makedirs(os.path.join(core, package), exist_ok=True)
+    with open(os.path.join(core, "db", "client.py"), "w") as fh:
+        fh.write('class Client:\n    def __init__(self, url):\n        self.url = url\n')
+    with open(os.path.join(core, "services", "client.py"), "w") as fh:
+        fh.write("from core.db.client import Client\n")
     planted = {
         "files": n,
         # One finding per group of copies (each pair's other copy is a related location).
         "duplicate_bodies": DUP_BODIES,
         "duplicate_names": DUP_NAMES,
-        "fragmented_imports": FRAGMENTED,
+        # One finding, at the definition; the FRAGMENTED sites are its related places.
+        "fragmented_imports": 1,
+        "fragmented_sites": FRAGMENTED,
     }
     print(json.dumps(planted))
 

@@ -71,6 +71,15 @@ fn verify(outcome: &AuditOutcome, planted: &serde_json::Value) -> bool {
         ),
     ];
     let mut ok = outcome.violations.len() as u64 == checks.iter().map(|c| c.1).sum::<u64>();
+    let sites: u64 = outcome
+        .violations
+        .iter()
+        .filter(|v| v.rule == Rule::ImportFragmentation)
+        .map(|v| v.related.len() as u64)
+        .sum();
+    let checks = checks
+        .into_iter()
+        .chain([("fragmented sites", sites, "fragmented_sites")]);
     for (label, found, key) in checks {
         let want = planted[key].as_u64().unwrap_or(u64::MAX);
         println!("  {label:<20} found {found:>4}, planted {want:>4}");

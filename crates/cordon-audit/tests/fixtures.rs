@@ -30,7 +30,9 @@ fn python_fixture_finds_exactly_the_planted_violations() {
     let expected = triples(&[
         ("duplicate-implementation", "app/db/clickhouse.py", 4),
         ("duplicate-implementation", "app/reports/invoices.py", 4),
-        ("import-fragmentation", "app/api/c.py", 1),
+        // `Client` is imported as `app.db` (its re-export) and as `app.db.clickhouse`:
+        // one finding, at the definition. c.py imports a *different* `Client`: no finding.
+        ("import-fragmentation", "app/db/clickhouse.py", 4),
         ("import-fragmentation", "app/api/b.py", 2),
         ("file-size", "app/big.py", 41),
         ("function-size", "app/api/a.py", 4),
@@ -43,11 +45,23 @@ fn python_fixture_finds_exactly_the_planted_violations() {
                 ("app/db/clickhouse.py", 4, 9),
                 vec![("app/services/clickhouse_client.py", 5, 11)]
             ),
+            // The site off the canonical path is the related place.
+            (("app/db/clickhouse.py", 4, 9), vec![("app/api/b.py", 1, 1)]),
             (
                 ("app/reports/invoices.py", 4, 12),
                 vec![("app/reports/orders.py", 4, 11)]
             ),
         ]
+    );
+    let fragmented = outcome
+        .violations
+        .iter()
+        .find(|v| v.key == "fragment:Client:app.db.clickhouse")
+        .expect("the fragmented Client");
+    assert!(
+        fragmented.message.contains("use `app.db`"),
+        "the shortest public re-export is canonical: {}",
+        fragmented.message
     );
     assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
     // 15 files + 11 production functions; 5 × 1.0 + 1 × 0.25 (a duplicate group counts once).
@@ -120,7 +134,7 @@ fn violation_keys_name_the_concept_not_the_line() {
         "name:client",
         // The body group is keyed by its first copy (orders.py is a related place).
         "body:summarize_invoices",
-        "fragment:Client:app.services.clickhouse_client",
+        "fragment:Client:app.db.clickhouse",
         "deprecated:save:app.legacy.store",
         "file",
         "fn:handler",

@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::config::{DeprecatedPath, Imports};
 use crate::lang::Lang;
-use crate::model::{Rule, Violation};
+use crate::model::{Related, Rule, Violation};
 use crate::parse::FileFacts;
+use crate::rules::python_symbols::{Definition, PythonModules, is_package_init, module_of};
 
 type Site<'a> = (&'a str, usize);
 
@@ -30,7 +31,8 @@ pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
                     dep,
                 ));
             }
-            if comparable(&imp.module, &imp.symbol, cfg) {
+            // Python imports are resolved to their definitions instead (below).
+            if f.lang != Lang::Python && comparable(&imp.module, &imp.symbol, cfg) {
                 let sites = by_symbol
                     .entry((
                         f.lang.family(),
@@ -44,6 +46,7 @@ pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
             }
         }
     }
+    out.extend(python_fragmentation(files, cfg, &flagged));
     let by_symbol = by_symbol.into_iter().map(|(k, m)| {
         let merged = if k.0 == "rust" { merge_reexports(m) } else { m };
         (k, merged)
@@ -69,6 +72,123 @@ pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// A Python definition and the paths its importing sites take to it.
+struct Imported<'a> {
+    definition: Definition<'a>,
+    symbol: &'a str,
+    sites_by_path: BTreeMap<&'a str, Vec<Site<'a>>>,
+}
+
+/// Python: one finding per *definition* imported through more than one
+/// path, at the definition, its importing sites off the canonical path as
+/// related places. Names are resolved through re-exports first, so two
+/// classes that only share a name are never fragmentation, and an
+/// `__init__.py` passing a name on is a re-export, not an importing site.
+fn python_fragmentation(
+    files: &[FileFacts],
+    cfg: &Imports,
+    flagged: &HashSet<(&str, usize, &str)>,
+) -> Vec<Violation> {
+    let modules = PythonModules::new(files);
+    let mut imported: BTreeMap<(&str, usize), Imported> = BTreeMap::new();
+    let python = files.iter().filter(|f| f.lang == Lang::Python);
+    for f in python.clone().filter(|f| !is_package_init(&f.rel)) {
+        for imp in &f.imports {
+            if flagged.contains(&(f.rel.as_str(), imp.line, imp.symbol.as_str()))
+                || !comparable(&imp.module, &imp.symbol, cfg)
+            {
+                continue;
+            }
+            let Some(definition) = modules.definition(&imp.module, &imp.symbol) else {
+                continue;
+            };
+            imported
+                .entry((definition.file, definition.line))
+                .or_insert_with(|| Imported {
+                    definition,
+                    symbol: &imp.symbol,
+                    sites_by_path: BTreeMap::new(),
+                })
+                .sites_by_path
+                .entry(&imp.module)
+                .or_default()
+                .push((&f.rel, imp.line));
+        }
+    }
+    let reexports = python_reexports(&modules, python.filter(|f| is_package_init(&f.rel)));
+    imported
+        .into_values()
+        .filter(|i| i.sites_by_path.len() > 1)
+        .map(|i| {
+            let key = (i.definition.file, i.definition.line);
+            fragmented_definition(&i, reexports.get(&key))
+        })
+        .collect()
+}
+
+/// The public packages re-exporting each definition (by its file and line).
+fn python_reexports<'a>(
+    modules: &PythonModules<'a>,
+    inits: impl Iterator<Item = &'a FileFacts>,
+) -> BTreeMap<(&'a str, usize), BTreeSet<String>> {
+    let mut out: BTreeMap<(&str, usize), BTreeSet<String>> = BTreeMap::new();
+    for init in inits {
+        let package = module_of(&init.rel);
+        for imp in &init.imports {
+            if let Some(d) = modules.definition(&package, &imp.symbol) {
+                out.entry((d.file, d.line))
+                    .or_default()
+                    .extend(d.reexported_by);
+            }
+        }
+    }
+    out
+}
+
+/// The canonical path is the shortest public re-export, else the definition's module.
+fn fragmented_definition(i: &Imported, reexports: Option<&BTreeSet<String>>) -> Violation {
+    let d = &i.definition;
+    let canonical = reexports
+        .into_iter()
+        .flatten()
+        .min_by_key(|m| (m.split('.').count(), m.len(), m.as_str()))
+        .map_or(d.module.as_str(), String::as_str);
+    let paths: Vec<String> = i
+        .sites_by_path
+        .iter()
+        .map(|(path, sites)| format!("`{path}` ({} site(s))", sites.len()))
+        .collect();
+    let related = i
+        .sites_by_path
+        .iter()
+        .filter(|(path, _)| **path != canonical)
+        .flat_map(|(path, sites)| {
+            sites.iter().map(move |&(file, line)| Related {
+                file: file.to_string(),
+                line,
+                end_line: line,
+                key: format!("import:{}:{path}", i.symbol),
+                label: format!("imports `{}` from `{path}`", i.symbol),
+            })
+        })
+        .collect();
+    Violation::new(
+        Rule::ImportFragmentation,
+        d.file,
+        d.line,
+        format!(
+            "`{}` (defined in `{}`) is imported through {} paths: {}; use `{canonical}`",
+            i.symbol,
+            d.module,
+            paths.len(),
+            paths.join(", ")
+        ),
+        format!("fragment:{}:{}", i.symbol, d.module),
+    )
+    .spanning(d.end_line)
+    .with_related(related)
 }
 
 /// Rust paths of different crates name different items (`clap::Parser` vs

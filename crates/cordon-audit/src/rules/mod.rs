@@ -2,6 +2,7 @@
 
 mod duplicates;
 mod imports;
+mod python_symbols;
 mod size;
 
 use globset::GlobMatcher;
