@@ -95,6 +95,15 @@ impl WsClient {
         frames.last().cloned().unwrap_or_default()
     }
 
+    /// Asks `content` in a new thread; the frames until its run ends
+    /// (`agent_completed` or `agent_error`).
+    pub async fn ask(&mut self, content: &str) -> Vec<Value> {
+        self.send_json(&serde_json::json!({"type": "user_message", "content": content}))
+            .await;
+        self.collect_until(|f| f["type"] == "agent_completed" || f["type"] == "agent_error")
+            .await
+    }
+
     /// Frames up to and including the first for which `done` holds; heartbeat pings are skipped.
     pub async fn collect_until(&mut self, mut done: impl FnMut(&Value) -> bool) -> Vec<Value> {
         let mut frames = Vec::new();
@@ -131,4 +140,12 @@ impl WsClient {
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
     }
+}
+
+/// The first frame of type `kind` among `frames`; panics (a test failure) if none.
+pub fn first_of<'a>(frames: &'a [Value], kind: &str) -> &'a Value {
+    frames
+        .iter()
+        .find(|f| f["type"] == kind)
+        .unwrap_or_else(|| panic!("no `{kind}` frame in {} frames", frames.len()))
 }

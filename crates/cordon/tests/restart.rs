@@ -4,7 +4,7 @@
     reason = "a test should panic loudly on a broken assumption"
 )]
 
-use cordon_test_support::TestServer;
+use cordon_test_support::{TestServer, first_of};
 use serde_json::json;
 
 #[tokio::test]
@@ -46,10 +46,7 @@ async fn the_search_index_is_derived_data_rebuilt_from_the_messages() {
     let server = TestServer::start().await;
     let pia = server.register("pia").await;
     let mut ws = server.connect(&pia).await;
-    let is_end = |f: &serde_json::Value| f["type"] == "agent_completed";
-    ws.send_json(&json!({"type": "user_message", "content": "I planted tomatoes"}))
-        .await;
-    ws.collect_until(is_end).await;
+    ws.ask("I planted tomatoes").await;
     ws.close().await;
     let data_dir = server.stop().await;
     for file in ["search.db", "search.db-wal", "search.db-shm"] {
@@ -58,15 +55,10 @@ async fn the_search_index_is_derived_data_rebuilt_from_the_messages() {
 
     let server = TestServer::start_in(data_dir, |_| {}).await;
     let mut ws = server.connect(&pia).await;
-    ws.send_json(&json!({"type": "user_message", "content": "what about tomatoes?"}))
-        .await;
-    let frames = ws.collect_until(is_end).await;
-    let tool = frames
-        .iter()
-        .find(|f| f["type"] == "tool_completed")
-        .unwrap();
+    let frames = ws.ask("what about tomatoes?").await;
     assert_eq!(
-        tool["result"]["matches"][0]["content"], "I planted tomatoes",
+        first_of(&frames, "tool_completed")["result"]["matches"][0]["content"],
+        "I planted tomatoes",
         "a lost index is rebuilt from the stored messages"
     );
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use cordon_test_support::TestServer;
+use cordon_test_support::{TestServer, first_of};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,38 +73,22 @@ async fn a_search_made_expensive_on_purpose_is_stopped_at_its_budget() {
     .await;
     let hoarder = server.register("hoarder").await;
     let mut ws = server.connect(&hoarder).await;
-    let is_end = |f: &Value| f["type"] == "agent_completed" || f["type"] == "agent_error";
-    ws.send_json(&json!({"type": "user_message", "content": "I planted tomatoes"}))
-        .await;
-    ws.collect_until(is_end).await;
+    ws.ask("I planted tomatoes").await;
     // Long messages that a long phrase almost matches at every offset.
     for _ in 0..40 {
-        ws.send_json(&json!({"type": "user_message", "content": "a".repeat(31_000)}))
-            .await;
-        ws.collect_until(is_end).await;
+        ws.ask(&"a".repeat(31_000)).await;
     }
-    let near_miss = format!("tell me about {}b", "a".repeat(199));
-    ws.send_json(&json!({"type": "user_message", "content": near_miss}))
-        .await;
-    let frames = ws.collect_until(is_end).await;
-    let tool = frames
-        .iter()
-        .find(|f| f["type"] == "tool_completed")
-        .unwrap();
+    let frames = ws.ask(&format!("tell me about {}b", "a".repeat(199))).await;
+    let tool = first_of(&frames, "tool_completed");
     assert_eq!(tool["is_error"], true, "{tool}");
     let error = tool["result"]["error"].as_str().unwrap();
     assert!(error.contains("stopped after 2 ms"), "{error}");
     assert_eq!(frames.last().unwrap()["type"], "agent_completed");
 
-    ws.send_json(&json!({"type": "user_message", "content": "what about tomatoes?"}))
-        .await;
-    let frames = ws.collect_until(is_end).await;
-    let tool = frames
-        .iter()
-        .find(|f| f["type"] == "tool_completed")
-        .unwrap();
+    let frames = ws.ask("what about tomatoes?").await;
     assert_eq!(
-        tool["result"]["matches"][0]["content"], "I planted tomatoes",
+        first_of(&frames, "tool_completed")["result"]["matches"][0]["content"],
+        "I planted tomatoes",
         "an ordinary search still answers"
     );
 }
