@@ -74,7 +74,9 @@ fn typescript_fixture_finds_exactly_the_planted_violations() {
     let expected = triples(&[
         ("duplicate-implementation", "src/db/client.ts", 2),
         ("duplicate-implementation", "src/legacy/money.ts", 2),
-        ("import-fragmentation", "src/c.ts", 1),
+        // `DbClient` through its barrel (`src/db`) and its module: one finding, at the
+        // definition. c.ts imports a *different* `DbClient`: no finding.
+        ("import-fragmentation", "src/db/client.ts", 2),
         ("import-fragmentation", "src/b/y.ts", 2),
         ("file-size", "src/big.ts", 41),
         ("function-size", "src/ui/Panel.tsx", 4),
@@ -87,6 +89,7 @@ fn typescript_fixture_finds_exactly_the_planted_violations() {
                 ("src/db/client.ts", 2, 8),
                 vec![("src/services/db-client.ts", 2, 8)]
             ),
+            (("src/db/client.ts", 2, 8), vec![("src/b/y.ts", 1, 1)]),
             (
                 ("src/legacy/money.ts", 2, 8),
                 // The same body in a .tsx file: TSX node kinds map to TypeScript's.
@@ -98,8 +101,18 @@ fn typescript_fixture_finds_exactly_the_planted_violations() {
         ]
     );
     assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
-    // 11 files + 9 production functions; 5 × 1.0 + 1 × 0.25.
-    assert_compliance(&outcome, 20, 5.25, 73.75);
+    let fragmented = outcome
+        .violations
+        .iter()
+        .find(|v| v.key == "fragment:DbClient:src/db/client")
+        .expect("the fragmented DbClient");
+    assert!(
+        fragmented.message.contains("use `src/db`"),
+        "{}",
+        fragmented.message
+    );
+    // 12 files + 9 production functions; 5 × 1.0 + 1 × 0.25.
+    assert_compliance(&outcome, 21, 5.25, 75.0);
 }
 
 #[test]

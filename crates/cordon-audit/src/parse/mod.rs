@@ -72,12 +72,20 @@ impl Unit {
     }
 }
 
+/// Whether the file is a Python package's `__init__.py`, whose imports re-export.
+pub fn is_package_init(rel: &str) -> bool {
+    rel == "__init__.py" || rel.ends_with("/__init__.py")
+}
+
 /// `symbol` imported from `module` (module path as resolved for comparison).
 #[derive(Clone, Debug)]
 pub struct Import {
     pub symbol: String,
     pub module: String,
     pub line: usize,
+    /// Passes the name on rather than using it: TypeScript `export … from`,
+    /// and every import of a Python package's `__init__.py`.
+    pub reexport: bool,
 }
 
 /// What a syntax node means to the audit, decided per language.
@@ -95,6 +103,8 @@ pub(crate) enum NodeRole {
     },
     /// `(module, symbol)` pairs; the subtree is not descended.
     Imports(Vec<(String, String)>),
+    /// `(module, symbol)` pairs passed on (`export { X } from "./x"`; `*` for all).
+    Reexports(Vec<(String, String)>),
     TestScope,
     Other,
 }
@@ -260,14 +270,8 @@ fn record(
     };
     match classify(lang, node, ctx) {
         NodeRole::Other => Some((frame.scope.clone(), in_test)),
-        NodeRole::Imports(pairs) => {
-            let line = node.start_position().row + 1;
-            let imports = pairs.into_iter().map(|(module, symbol)| Import {
-                symbol,
-                module,
-                line,
-            });
-            facts.imports.extend(imports);
+        role @ (NodeRole::Imports(_) | NodeRole::Reexports(_)) => {
+            push_imports(facts, role, node.start_position().row + 1);
             None
         }
         NodeRole::TestScope => {
@@ -306,6 +310,27 @@ fn record(
             Some((Some(qualified), in_test))
         }
     }
+}
+
+/// Records an import statement's pairs; a re-export passes its names on
+/// (`export … from`, and every import of a Python `__init__.py`).
+fn push_imports(facts: &mut FileFacts, role: NodeRole, line: usize) {
+    let (pairs, reexport) = match role {
+        NodeRole::Reexports(pairs) => (pairs, true),
+        NodeRole::Imports(pairs) => {
+            let init = facts.lang == Lang::Python && is_package_init(&facts.rel);
+            (pairs, init)
+        }
+        _ => return,
+    };
+    facts
+        .imports
+        .extend(pairs.into_iter().map(|(module, symbol)| Import {
+            symbol,
+            module,
+            line,
+            reexport,
+        }));
 }
 
 fn unit(

@@ -43,19 +43,55 @@ pub(super) fn classify(node: Node, ctx: &Ctx) -> NodeRole {
             .and_then(|p| ctx.field(p, "name"))
             .map_or(NodeRole::Other, |name| NodeRole::Function { name }),
         "import_statement" => NodeRole::Imports(imports(node, ctx)),
+        "export_statement" if node.child_by_field_name("source").is_some() => {
+            NodeRole::Reexports(reexports(node, ctx))
+        }
         _ => NodeRole::Other,
     }
 }
 
-/// Named and default imports; namespace (`* as x`) and side-effect imports carry no symbol.
-fn imports(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
-    let Some(source) = node.child_by_field_name("source") else {
-        return Vec::new();
-    };
+/// The statement's `from "…"` module, resolved.
+fn source_module(node: Node, ctx: &Ctx) -> Option<String> {
+    let source = node.child_by_field_name("source")?;
     let raw = ctx
         .text(source)
         .trim_matches(|c| c == '"' || c == '\'' || c == '`');
-    let module = resolve(raw, ctx.rel);
+    Some(resolve(raw, ctx.rel))
+}
+
+/// `export { A, B as C } from "./x"` passes on `A` and `B`; `export * from "./x"` all (`*`).
+fn reexports(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
+    let Some(module) = source_module(node, ctx) else {
+        return Vec::new();
+    };
+    let mut cursor = node.walk();
+    let clause = node
+        .named_children(&mut cursor)
+        .find(|c| c.kind() == "export_clause");
+    let Some(clause) = clause else {
+        let star = (0..node.child_count())
+            .filter_map(|i| node.child(i))
+            .any(|c| c.kind() == "*");
+        return if star {
+            vec![(module, "*".to_string())]
+        } else {
+            Vec::new()
+        };
+    };
+    let mut inner = clause.walk();
+    clause
+        .named_children(&mut inner)
+        .filter(|spec| spec.kind() == "export_specifier")
+        .filter_map(|spec| ctx.field(spec, "name"))
+        .map(|name| (module.clone(), name))
+        .collect()
+}
+
+/// Named and default imports; namespace (`* as x`) and side-effect imports carry no symbol.
+fn imports(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
+    let Some(module) = source_module(node, ctx) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     let mut cursor = node.walk();
     let clauses: Vec<Node> = node

@@ -6,7 +6,7 @@ use crate::config::{DeprecatedPath, Imports};
 use crate::lang::Lang;
 use crate::model::{Related, Rule, Violation};
 use crate::parse::FileFacts;
-use crate::rules::python_symbols::{Definition, PythonModules, is_package_init, module_of};
+use crate::rules::symbols::{Definition, Modules, module_of};
 
 type Site<'a> = (&'a str, usize);
 
@@ -31,8 +31,8 @@ pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
                     dep,
                 ));
             }
-            // Python imports are resolved to their definitions instead (below).
-            if f.lang != Lang::Python && comparable(&imp.module, &imp.symbol, cfg) {
+            // Python and TypeScript imports are resolved to their definitions instead (below).
+            if f.lang == Lang::Rust && comparable(&imp.module, &imp.symbol, cfg) {
                 let sites = by_symbol
                     .entry((
                         f.lang.family(),
@@ -46,7 +46,9 @@ pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
             }
         }
     }
-    out.extend(python_fragmentation(files, cfg, &flagged));
+    for lang in [Lang::Python, Lang::TypeScript] {
+        out.extend(resolved_fragmentation(files, lang, cfg, &flagged));
+    }
     let by_symbol = by_symbol.into_iter().map(|(k, m)| {
         let merged = if k.0 == "rust" { merge_reexports(m) } else { m };
         (k, merged)
@@ -74,28 +76,31 @@ pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
     out
 }
 
-/// A Python definition and the paths its importing sites take to it.
+/// A definition, the paths its importing sites take to it, and the public
+/// modules that re-export it.
 struct Imported<'a> {
     definition: Definition<'a>,
     symbol: &'a str,
     sites_by_path: BTreeMap<&'a str, Vec<Site<'a>>>,
+    reexporters: BTreeSet<String>,
 }
 
-/// Python: one finding per *definition* imported through more than one
-/// path, at the definition, its importing sites off the canonical path as
-/// related places. Names are resolved through re-exports first, so two
-/// classes that only share a name are never fragmentation, and an
-/// `__init__.py` passing a name on is a re-export, not an importing site.
-fn python_fragmentation(
+/// One finding per *definition* imported through more than one path, at
+/// the definition, its importing sites off the canonical path as related
+/// places. Names are resolved through re-exports first, so two classes that
+/// only share a name are never fragmentation, and a re-export (an
+/// `__init__.py`'s import, `export … from`) is not an importing site.
+fn resolved_fragmentation(
     files: &[FileFacts],
+    lang: Lang,
     cfg: &Imports,
     flagged: &HashSet<(&str, usize, &str)>,
 ) -> Vec<Violation> {
-    let modules = PythonModules::new(files);
+    let modules = Modules::new(files, lang);
     let mut imported: BTreeMap<(&str, usize), Imported> = BTreeMap::new();
-    let python = files.iter().filter(|f| f.lang == Lang::Python);
-    for f in python.clone().filter(|f| !is_package_init(&f.rel)) {
-        for imp in &f.imports {
+    let family = files.iter().filter(|f| f.lang.family() == lang.family());
+    for f in family.clone() {
+        for imp in f.imports.iter().filter(|i| !i.reexport) {
             if flagged.contains(&(f.rel.as_str(), imp.line, imp.symbol.as_str()))
                 || !comparable(&imp.module, &imp.symbol, cfg)
             {
@@ -104,56 +109,48 @@ fn python_fragmentation(
             let Some(definition) = modules.definition(&imp.module, &imp.symbol) else {
                 continue;
             };
-            imported
+            let reexported_by = definition.reexported_by.clone();
+            let entry = imported
                 .entry((definition.file, definition.line))
                 .or_insert_with(|| Imported {
                     definition,
                     symbol: &imp.symbol,
                     sites_by_path: BTreeMap::new(),
-                })
+                    reexporters: BTreeSet::new(),
+                });
+            entry.reexporters.extend(reexported_by);
+            entry
                 .sites_by_path
                 .entry(&imp.module)
                 .or_default()
                 .push((&f.rel, imp.line));
         }
     }
-    let reexports = python_reexports(&modules, python.filter(|f| is_package_init(&f.rel)));
-    imported
-        .into_values()
-        .filter(|i| i.sites_by_path.len() > 1)
-        .map(|i| {
-            let key = (i.definition.file, i.definition.line);
-            fragmented_definition(&i, reexports.get(&key))
-        })
-        .collect()
-}
-
-/// The public packages re-exporting each definition (by its file and line).
-fn python_reexports<'a>(
-    modules: &PythonModules<'a>,
-    inits: impl Iterator<Item = &'a FileFacts>,
-) -> BTreeMap<(&'a str, usize), BTreeSet<String>> {
-    let mut out: BTreeMap<(&str, usize), BTreeSet<String>> = BTreeMap::new();
-    for init in inits {
-        let package = module_of(&init.rel);
-        for imp in &init.imports {
-            if let Some(d) = modules.definition(&package, &imp.symbol) {
-                out.entry((d.file, d.line))
-                    .or_default()
-                    .extend(d.reexported_by);
+    // Re-exports no site goes through still name a public path.
+    for f in family {
+        let module = module_of(lang, &f.rel);
+        for imp in f.imports.iter().filter(|i| i.reexport) {
+            if let Some(d) = modules.definition(&module, &imp.symbol)
+                && let Some(entry) = imported.get_mut(&(d.file, d.line))
+            {
+                entry.reexporters.extend(d.reexported_by);
             }
         }
     }
-    out
+    imported
+        .into_values()
+        .filter(|i| i.sites_by_path.len() > 1)
+        .map(|i| fragmented_definition(&i))
+        .collect()
 }
 
 /// The canonical path is the shortest public re-export, else the definition's module.
-fn fragmented_definition(i: &Imported, reexports: Option<&BTreeSet<String>>) -> Violation {
+fn fragmented_definition(i: &Imported) -> Violation {
     let d = &i.definition;
-    let canonical = reexports
-        .into_iter()
-        .flatten()
-        .min_by_key(|m| (m.split('.').count(), m.len(), m.as_str()))
+    let canonical = i
+        .reexporters
+        .iter()
+        .min_by_key(|m| (m.split(['.', '/']).count(), m.len(), m.as_str()))
         .map_or(d.module.as_str(), String::as_str);
     let paths: Vec<String> = i
         .sites_by_path

@@ -2,8 +2,8 @@
 
 mod duplicates;
 mod imports;
-mod python_symbols;
 mod size;
+mod symbols;
 
 use globset::GlobMatcher;
 

@@ -1,0 +1,196 @@
+//! Import resolution (Python, TypeScript): which definition an imported name is, following re-exports to the module that defines it.
+
+use std::collections::HashMap;
+
+use crate::lang::Lang;
+use crate::parse::{FileFacts, Import, UnitKind};
+
+/// Re-export chains longer than this are given up on (a cycle, or a maze).
+const MAX_HOPS: usize = 16;
+
+/// Every module of one language of the tree, by name: dotted for Python
+/// (`app.db`), the path without extension or `/index` for TypeScript
+/// (`src/db`, as the parser resolves relative specifiers).
+pub struct Modules<'a> {
+    lang: Lang,
+    by_name: HashMap<String, &'a FileFacts>,
+}
+
+/// Where an imported name is defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition<'a> {
+    pub module: String,
+    pub file: &'a str,
+    pub line: usize,
+    pub end_line: usize,
+    /// The public modules that re-export it on the way, outermost first.
+    pub reexported_by: Vec<String>,
+}
+
+impl<'a> Modules<'a> {
+    /// The modules of `lang`'s family (`.ts` and `.tsx` are one).
+    pub fn new(files: &'a [FileFacts], lang: Lang) -> Self {
+        let by_name = files
+            .iter()
+            .filter(|f| f.lang.family() == lang.family())
+            .map(|f| (module_of(lang, &f.rel), f))
+            .collect();
+        Self { lang, by_name }
+    }
+
+    /// The module's file: an exact name, else the one module whose name ends
+    /// with it (a `src/` layout imports `pkg.mod` from `src/pkg/mod.py`).
+    fn file(&self, module: &str) -> Option<&'a FileFacts> {
+        if let Some(file) = self.by_name.get(module) {
+            return Some(file);
+        }
+        if self.lang != Lang::Python {
+            return None;
+        }
+        let suffix = format!(".{module}");
+        let mut matches = self
+            .by_name
+            .iter()
+            .filter(|(name, _)| name.ends_with(&suffix));
+        match (matches.next(), matches.next()) {
+            (Some((_, file)), None) => Some(file),
+            _ => None,
+        }
+    }
+
+    /// Where `symbol`, imported from `module`, is defined: in that module, or
+    /// where the module passes it on from (Python: any import of it, an
+    /// `__init__.py` above all; TypeScript: `export … from`, or `export *`).
+    /// `None` when it leads out of the tree (a package that is not audited)
+    /// or to something that is not a class or function (a constant, a submodule).
+    pub fn definition(&self, module: &str, symbol: &str) -> Option<Definition<'a>> {
+        self.follow(module.to_string(), symbol, Vec::new(), MAX_HOPS)
+    }
+
+    fn follow(
+        &self,
+        module: String,
+        symbol: &str,
+        mut reexported_by: Vec<String>,
+        hops: usize,
+    ) -> Option<Definition<'a>> {
+        let file = self.file(&module)?;
+        if let Some((line, end_line)) = defined_in(file, symbol) {
+            return Some(Definition {
+                module,
+                file: &file.rel,
+                line,
+                end_line,
+                reexported_by,
+            });
+        }
+        let hops = hops.checked_sub(1)?;
+        let passes_on = |i: &&Import| self.lang == Lang::Python || i.reexport;
+        let named = file
+            .imports
+            .iter()
+            .filter(passes_on)
+            .find(|i| i.symbol == symbol);
+        if is_public(&module) && named.is_some_and(|i| i.reexport) {
+            reexported_by.push(module.clone());
+        }
+        if let Some(from) = named {
+            return self.follow(from.module.clone(), symbol, reexported_by, hops);
+        }
+        // `export * from "./x"`: the first star source that has it.
+        file.imports
+            .iter()
+            .filter(|i| i.reexport && i.symbol == "*")
+            .find_map(|star| {
+                let mut chain = reexported_by.clone();
+                if is_public(&module) {
+                    chain.push(module.clone());
+                }
+                self.follow(star.module.clone(), symbol, chain, hops)
+            })
+    }
+}
+
+/// Python: `app/db/__init__.py` is `app.db`, `app/db/client.py` is
+/// `app.db.client`. TypeScript: `src/db/index.ts` is `src/db`,
+/// `src/db/client.ts` is `src/db/client`.
+pub fn module_of(lang: Lang, rel: &str) -> String {
+    if lang == Lang::Python {
+        let path = rel.strip_suffix(".py").unwrap_or(rel);
+        let path = path.strip_suffix("/__init__").unwrap_or(path);
+        return path.replace('/', ".");
+    }
+    let stem = [".tsx", ".ts", ".jsx", ".js", ".mjs"]
+        .iter()
+        .find_map(|ext| rel.strip_suffix(ext))
+        .unwrap_or(rel);
+    stem.strip_suffix("/index").unwrap_or(stem).to_string()
+}
+
+/// No part of the name starts with `_` (a private module is no canonical path).
+fn is_public(module: &str) -> bool {
+    module.split(['.', '/']).all(|part| !part.starts_with('_'))
+}
+
+/// The region of a top-level class or function named `symbol`.
+fn defined_in(file: &FileFacts, symbol: &str) -> Option<(usize, usize)> {
+    let class = file
+        .types
+        .iter()
+        .find(|t| !t.nested && t.name == symbol)
+        .map(|t| (t.line, t.end_line));
+    class.or_else(|| {
+        file.units
+            .iter()
+            .find(|u| u.kind == UnitKind::Function && u.name == symbol)
+            .map(|u| (u.start_line, u.end_line))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::extract;
+
+    fn ts(files: &[(&str, &str)]) -> Vec<FileFacts> {
+        files
+            .iter()
+            .map(|(rel, src)| extract(rel, Lang::TypeScript, src, false, 1).expect("parses"))
+            .collect()
+    }
+
+    #[test]
+    fn names_are_followed_through_named_and_star_reexports_to_their_definition() {
+        let files = ts(&[
+            ("src/db/client.ts", "export class Client {}\n"),
+            ("src/db/index.ts", "export * from \"./client\";\n"),
+            ("src/api.ts", "export { Client } from \"./db\";\n"),
+            ("src/other.ts", "export class Client {}\n"),
+        ]);
+        let modules = Modules::new(&files, Lang::TypeScript);
+        let via_api = modules.definition("src/api", "Client").expect("resolved");
+        assert_eq!((via_api.file, via_api.line), ("src/db/client.ts", 1));
+        assert_eq!(via_api.reexported_by, ["src/api", "src/db"]);
+        let direct = modules
+            .definition("src/db/client", "Client")
+            .expect("resolved");
+        assert_eq!(direct.file, "src/db/client.ts");
+        // The same name defined elsewhere is another definition.
+        let other = modules.definition("src/other", "Client").expect("resolved");
+        assert_eq!(other.file, "src/other.ts");
+        // Out of the tree, or not a class or function: not resolved.
+        assert_eq!(modules.definition("react", "useState"), None);
+        assert_eq!(modules.definition("src/db", "Missing"), None);
+    }
+
+    #[test]
+    fn files_name_their_modules() {
+        assert_eq!(module_of(Lang::Python, "app/db/__init__.py"), "app.db");
+        assert_eq!(module_of(Lang::Python, "app/db/client.py"), "app.db.client");
+        assert_eq!(module_of(Lang::Python, "setup.py"), "setup");
+        assert_eq!(module_of(Lang::TypeScript, "src/db/index.ts"), "src/db");
+        assert_eq!(module_of(Lang::Tsx, "src/ui/Panel.tsx"), "src/ui/Panel");
+        assert!(is_public("app.db") && !is_public("app._impl"));
+        assert!(!is_public("src/_internal/x"));
+    }
+}
