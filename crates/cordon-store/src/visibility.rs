@@ -57,15 +57,15 @@ impl Tickets {
     ) -> Result<(), StoreError> {
         let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
         let ticket = queued.last + 1;
-        let user = op.user_id().map(str::to_owned);
-        writes
-            .send(Ticketed { ticket, op })
-            .map_err(|_| StoreError::Closed)?;
-        queued.last = ticket;
-        if let Some(user) = user {
+        // Noted before it is sent: if the writer is gone the send fails, and
+        // so does every wait (the writer's `Visible` went with it).
+        if let Some(user) = op.user_id() {
             queued.note(user, ticket, *self.settled.borrow());
         }
-        Ok(())
+        queued.last = ticket;
+        writes
+            .send(Ticketed { ticket, op })
+            .map_err(|_| StoreError::Closed)
     }
 
     /// Waits until every write of `user_id` queued so far is settled
@@ -95,8 +95,14 @@ impl Tickets {
 }
 
 impl Queued {
-    fn note(&mut self, user: String, ticket: u64, settled: u64) {
-        self.latest_by_user.insert(user, ticket);
+    /// A user already noted costs no allocation (this runs for every write).
+    fn note(&mut self, user: &str, ticket: u64, settled: u64) {
+        match self.latest_by_user.get_mut(user) {
+            Some(latest) => *latest = ticket,
+            None => {
+                self.latest_by_user.insert(user.to_owned(), ticket);
+            }
+        }
         if self.latest_by_user.len() > self.kept_at_sweep + SWEEP_AFTER {
             self.latest_by_user.retain(|_, latest| *latest > settled);
             self.kept_at_sweep = self.latest_by_user.len();
@@ -158,7 +164,7 @@ mod tests {
     fn settled_users_are_swept_from_the_map() {
         let mut queued = Queued::default();
         for n in 0..=SWEEP_AFTER as u64 {
-            queued.note(format!("user-{n}"), n + 1, SWEEP_AFTER as u64);
+            queued.note(&format!("user-{n}"), n + 1, SWEEP_AFTER as u64);
         }
         assert_eq!(queued.latest_by_user.len(), 1);
     }

@@ -17,4 +17,4 @@ mod ws;
 
 pub use browser::{Browser, BrowserSession};
 pub use server::{Account, PASSWORD, TestServer};
-pub use ws::{WsClient, first_of};
+pub use ws::{WsClient, first_of, is_terminal};

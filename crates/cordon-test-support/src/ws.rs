@@ -100,8 +100,7 @@ impl WsClient {
     pub async fn ask(&mut self, content: &str) -> Vec<Value> {
         self.send_json(&serde_json::json!({"type": "user_message", "content": content}))
             .await;
-        self.collect_until(|f| f["type"] == "agent_completed" || f["type"] == "agent_error")
-            .await
+        self.collect_until(is_terminal).await
     }
 
     /// Frames up to and including the first for which `done` holds; heartbeat pings are skipped.
@@ -148,4 +147,9 @@ pub fn first_of<'a>(frames: &'a [Value], kind: &str) -> &'a Value {
         .iter()
         .find(|f| f["type"] == kind)
         .unwrap_or_else(|| panic!("no `{kind}` frame in {} frames", frames.len()))
+}
+
+/// Whether a frame ends a run: `agent_completed` or `agent_error`.
+pub fn is_terminal(frame: &Value) -> bool {
+    frame["type"] == "agent_completed" || frame["type"] == "agent_error"
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use cordon_test_support::{PASSWORD, TestServer, WsClient};
+use cordon_test_support::{PASSWORD, TestServer, WsClient, is_terminal};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -296,8 +296,7 @@ async fn a_peer_that_never_reads_is_closed_within_the_write_timeout() {
         let expression = format!("{i}{}", "+1".repeat(10_000));
         ws.send_json(&json!({"type": "user_message", "content": format!("what is {expression}?")}))
             .await;
-        ws.collect_until(|f| f["type"] == "agent_completed" || f["type"] == "agent_error")
-            .await;
+        ws.collect_until(is_terminal).await;
         if timeouts(&server).await > 0 {
             return;
         }

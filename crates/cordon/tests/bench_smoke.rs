@@ -14,23 +14,30 @@ struct Wrapper {
     bench: BenchArgs,
 }
 
+/// Runs `cordon bench --url <server> ARGS` in-process.
+async fn bench(server: &TestServer, args: &[&str]) -> cordon_bench::BenchReport {
+    let url = format!("ws://{}", server.addr);
+    let mut argv = vec!["bench", "--url", url.as_str()];
+    argv.extend_from_slice(args);
+    let args = Wrapper::parse_from(argv).bench;
+    cordon_bench::run(args).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_users_complete_every_run_with_no_cross_user_event() {
     let server = TestServer::start().await;
-    let url = format!("ws://{}", server.addr);
-    let args = Wrapper::parse_from([
-        "bench",
-        "--url",
-        &url,
-        "--users",
-        "50",
-        "--connections-per-user",
-        "2",
-        "--messages",
-        "2",
-    ])
-    .bench;
-    let report = cordon_bench::run(args).await.unwrap();
+    let report = bench(
+        &server,
+        &[
+            "--users",
+            "50",
+            "--connections-per-user",
+            "2",
+            "--messages",
+            "2",
+        ],
+    )
+    .await;
     assert!(report.passed(), "{}", report.to_table());
     assert_eq!(report.connections_established, 100);
     assert_eq!(report.runs_completed, 100);
@@ -66,20 +73,11 @@ async fn reconnect_every_drops_and_resumes_every_socket_with_no_gap_or_duplicate
     let server =
         TestServer::start_with(|c| c.offline_step_delay = std::time::Duration::from_millis(5))
             .await;
-    let url = format!("ws://{}", server.addr);
-    let args = Wrapper::parse_from([
-        "bench",
-        "--url",
-        &url,
-        "--users",
-        "30",
-        "--messages",
-        "3",
-        "--reconnect-every",
-        "3",
-    ])
-    .bench;
-    let report = cordon_bench::run(args).await.unwrap();
+    let report = bench(
+        &server,
+        &["--users", "30", "--messages", "3", "--reconnect-every", "3"],
+    )
+    .await;
     assert!(report.passed(), "{}", report.to_table());
     assert_eq!(report.runs_completed, 90);
     let reconnects = report.reconnect.as_ref().unwrap();
@@ -100,25 +98,23 @@ async fn reconnect_every_drops_and_resumes_every_socket_with_no_gap_or_duplicate
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_abuse_mode_measures_both_phases_and_the_limits_hold_the_noisy_tenant() {
     let server = TestServer::start().await;
-    let url = format!("ws://{}", server.addr);
-    let args = Wrapper::parse_from([
-        "bench",
-        "--url",
-        &url,
-        "--users",
-        "3",
-        "--abuse",
-        "--duration",
-        "2",
-        "--pace",
-        "0.5",
-        "--noisy-rate",
-        "100",
-        "--noisy-sockets",
-        "10",
-    ])
-    .bench;
-    let report = cordon_bench::run(args).await.unwrap();
+    let report = bench(
+        &server,
+        &[
+            "--users",
+            "3",
+            "--abuse",
+            "--duration",
+            "2",
+            "--pace",
+            "0.5",
+            "--noisy-rate",
+            "100",
+            "--noisy-sockets",
+            "10",
+        ],
+    )
+    .await;
     assert!(report.passed(), "{}", report.to_table());
     let abuse = report.abuse.as_ref().unwrap();
     for phase in [&abuse.alone, &abuse.with_noisy] {

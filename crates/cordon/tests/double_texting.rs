@@ -6,12 +6,8 @@
 
 use std::time::Duration;
 
-use cordon_test_support::{Account, TestServer, WsClient};
+use cordon_test_support::{Account, TestServer, WsClient, is_terminal};
 use serde_json::{Value, json};
-
-fn is_terminal(frame: &Value) -> bool {
-    frame["type"] == "agent_completed" || frame["type"] == "agent_error"
-}
 
 /// A slow server (each model step takes `step_ms`) and a user with one thread whose first run is in progress.
 async fn busy_thread(step_ms: u64) -> (TestServer, Account, WsClient, String, String) {

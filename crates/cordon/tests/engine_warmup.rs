@@ -5,7 +5,7 @@
     reason = "a test should panic loudly on a broken assumption"
 )]
 
-use cordon_test_support::{TestServer, WsClient};
+use cordon_test_support::{TestServer, WsClient, is_terminal};
 use serde_json::json;
 
 /// The value of an unlabelled metric in the server's `/metrics` text.
@@ -37,9 +37,7 @@ async fn a_socket_builds_its_users_engine_and_the_first_message_reuses_it() {
     first
         .send_json(&json!({"type": "user_message", "content": "What is 6 * 7?"}))
         .await;
-    let frames = first
-        .collect_until(|f| f["type"] == "agent_completed" || f["type"] == "agent_error")
-        .await;
+    let frames = first.collect_until(is_terminal).await;
     assert_eq!(frames.last().unwrap()["answer"], "6 * 7 = 42.");
     assert_eq!(frames[1]["type"], "agent_started");
     assert_eq!(frames[1]["seq"], 2, "after thread_created (seq 1)");

@@ -4,7 +4,7 @@
     reason = "a test should panic loudly on a broken assumption"
 )]
 
-use cordon_test_support::TestServer;
+use cordon_test_support::{TestServer, is_terminal};
 use serde_json::{Value, json};
 
 fn types(frames: &[Value]) -> Vec<&str> {
@@ -19,9 +19,7 @@ async fn a_question_streams_thinking_a_tool_call_and_the_answer() {
 
     ws.send_json(&json!({"type": "user_message", "content": "What is (2 + 3) * 4?"}))
         .await;
-    let frames = ws
-        .collect_until(|f| f["type"] == "agent_completed" || f["type"] == "agent_error")
-        .await;
+    let frames = ws.collect_until(is_terminal).await;
 
     assert_eq!(
         types(&frames),

@@ -6,12 +6,8 @@
 
 use std::time::Duration;
 
-use cordon_test_support::TestServer;
+use cordon_test_support::{TestServer, is_terminal};
 use serde_json::{Value, json};
-
-fn is_terminal(frame: &Value) -> bool {
-    frame["type"] == "agent_completed" || frame["type"] == "agent_error"
-}
 
 #[tokio::test]
 async fn a_third_concurrent_run_is_rejected_with_user_concurrency_limit() {

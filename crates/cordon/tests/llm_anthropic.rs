@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use cordon_llm::ProviderKind;
 use cordon_test_support::fake_llm::{Reply, StreamPiece, anthropic};
+use cordon_test_support::is_terminal;
 use llm_common::*;
 use serde_json::json;
 
@@ -27,7 +28,7 @@ async fn text_deltas_stream_in_order_with_usage_from_start_and_delta_events() {
     fake.push(Reply::Stream(frames));
     let (alice, mut ws) = user(&server, "alice").await;
 
-    let frames = ask(&mut ws, "Say hello").await;
+    let frames = ws.ask("Say hello").await;
     assert_eq!(last(&frames)["answer"], "Hello, world!", "{frames:#?}");
     assert_eq!(deltas(&frames), "Hello, world!");
     assert!(frames.iter().filter(|f| f["type"] == "agent_delta").count() >= 2);
@@ -76,7 +77,7 @@ async fn tool_use_runs_the_tool_and_interim_text_is_reported_as_thinking() {
     fake.push(anthropic::text(&["6 * 7 = ", "42."], (90, 6)));
     let (alice, mut ws) = user(&server, "alice").await;
 
-    let frames = ask(&mut ws, "What is 6 * 7?").await;
+    let frames = ws.ask("What is 6 * 7?").await;
     assert_eq!(
         types(&frames),
         [
@@ -137,7 +138,7 @@ async fn step_limit_applies_to_tool_use_loops() {
         )
     });
     let (_alice, mut ws) = user(&server, "alice").await;
-    let frames = ask(&mut ws, "loop").await;
+    let frames = ws.ask("loop").await;
     assert_eq!(error_code(&frames), "step_limit");
     assert_eq!(fake.requests().len(), 2);
     server.stop().await;
@@ -151,7 +152,7 @@ async fn rate_limits_and_overload_are_retried_then_errors_map_to_codes() {
     fake.push(anthropic::rate_limited("1"));
     fake.push(anthropic::error(529, "overloaded_error", "Overloaded"));
     fake.push(anthropic::text(&["ok"], (1, 1)));
-    let frames = ask(&mut ws, "one").await;
+    let frames = ws.ask("one").await;
     assert_eq!(last(&frames)["answer"], "ok", "{frames:#?}");
     let requests = fake.requests();
     assert!(requests[1].at - requests[0].at >= Duration::from_millis(950));
@@ -161,7 +162,7 @@ async fn rate_limits_and_overload_are_retried_then_errors_map_to_codes() {
         "authentication_error",
         &format!("invalid x-api-key {KEY}"),
     ));
-    let frames = ask(&mut ws, "two").await;
+    let frames = ws.ask("two").await;
     assert_eq!(error_code(&frames), "llm_auth");
     assert_no_key(&frames);
 
@@ -170,7 +171,7 @@ async fn rate_limits_and_overload_are_retried_then_errors_map_to_codes() {
         "invalid_request_error",
         "max_tokens: must be positive",
     ));
-    let frames = ask(&mut ws, "three").await;
+    let frames = ws.ask("three").await;
     assert_eq!(error_code(&frames), "llm_bad_request");
     assert!(
         last(&frames)["message"]
@@ -180,7 +181,7 @@ async fn rate_limits_and_overload_are_retried_then_errors_map_to_codes() {
     );
 
     fake.respond_with(|_| anthropic::error(500, "api_error", "Internal server error"));
-    let frames = ask(&mut ws, "four").await;
+    let frames = ws.ask("four").await;
     assert_eq!(error_code(&frames), "llm_unavailable");
     server.stop().await;
 }
@@ -194,7 +195,7 @@ async fn errors_and_garbage_inside_the_stream_end_the_run_cleanly() {
         anthropic::message_start(3),
         anthropic::event(&json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})),
     ]));
-    let frames = ask(&mut ws, "one").await;
+    let frames = ws.ask("one").await;
     assert_eq!(error_code(&frames), "llm_unavailable");
 
     fake.push(Reply::Stream(vec![
@@ -204,11 +205,11 @@ async fn errors_and_garbage_inside_the_stream_end_the_run_cleanly() {
                 .into(),
         ),
     ]));
-    let frames = ask(&mut ws, "two").await;
+    let frames = ws.ask("two").await;
     assert_eq!(error_code(&frames), "llm_bad_response");
 
     fake.push(anthropic::text(&["recovered"], (1, 1)));
-    let frames = ask(&mut ws, "three").await;
+    let frames = ws.ask("three").await;
     assert_eq!(last(&frames)["answer"], "recovered");
     server.stop().await;
 }

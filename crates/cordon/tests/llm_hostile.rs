@@ -19,6 +19,12 @@ fn failure(frames: &[serde_json::Value], code: &str) -> String {
     last(frames)["message"].as_str().unwrap().to_owned()
 }
 
+/// The run ended with `code`, and its message says `says`.
+fn assert_failed(frames: &[serde_json::Value], code: &str, says: &str) {
+    let message = failure(frames, code);
+    assert!(message.contains(says), "{message}");
+}
+
 #[tokio::test]
 async fn an_endless_answer_is_cut_off_with_llm_bad_response_and_the_server_stays_healthy() {
     let (fake, server) = start(ProviderKind::Openai, |_| {}).await;
@@ -31,14 +37,14 @@ async fn an_endless_answer_is_cut_off_with_llm_bad_response_and_the_server_stays
     fake.push(openai::text(&["still ", "here"], (3, 2)));
     let (_alice, mut ws) = user(&server, "alice").await;
 
-    let frames = ask(&mut ws, "talk forever").await;
-    let message = failure(&frames, "llm_bad_response");
-    assert!(
-        message.contains("more than 2 MiB of answer text"),
-        "{message}"
+    let frames = ws.ask("talk forever").await;
+    assert_failed(
+        &frames,
+        "llm_bad_response",
+        "more than 2 MiB of answer text",
     );
     assert!(deltas(&frames).len() <= 2 * 1024 * 1024);
-    let frames = ask(&mut ws, "and now?").await;
+    let frames = ws.ask("and now?").await;
     assert_eq!(last(&frames)["answer"], "still here");
     server.stop().await;
 }
@@ -51,7 +57,7 @@ async fn a_long_answer_within_the_bound_reaches_the_client_whole() {
     let parts: Vec<&str> = (0..24).map(|_| piece.as_str()).collect();
     fake.push(openai::text(&parts, (10, 10)));
     let (_alice, mut ws) = user(&server, "alice").await;
-    let frames = ask(&mut ws, "a long one, please").await;
+    let frames = ws.ask("a long one, please").await;
     let answer = last(&frames)["answer"].as_str().unwrap_or_default();
     assert!(
         answer.len() == 24 * 64 * 1024,
@@ -81,15 +87,14 @@ async fn too_many_tool_calls_or_oversized_arguments_are_refused() {
     fake.push(openai::tool_call("call_big", "calculator", &pieces, (5, 5)));
     let (_alice, mut ws) = user(&server, "alice").await;
 
-    let frames = ask(&mut ws, "call everything").await;
-    let message = failure(&frames, "llm_bad_response");
-    assert!(message.contains("more than 64 tool calls"), "{message}");
+    let frames = ws.ask("call everything").await;
+    assert_failed(&frames, "llm_bad_response", "more than 64 tool calls");
     assert!(!frames.iter().any(|f| f["type"] == "tool_executing"));
-    let frames = ask(&mut ws, "call with a novel").await;
-    let message = failure(&frames, "llm_bad_response");
-    assert!(
-        message.contains("more than 1 MiB of tool-call arguments"),
-        "{message}"
+    let frames = ws.ask("call with a novel").await;
+    assert_failed(
+        &frames,
+        "llm_bad_response",
+        "more than 1 MiB of tool-call arguments",
     );
     server.stop().await;
 }
@@ -106,11 +111,11 @@ async fn anthropic_replies_are_bounded_too() {
     frames.push(anthropic::message_stop());
     fake.push(Reply::Stream(frames));
     let (_alice, mut ws) = user(&server, "alice").await;
-    let frames = ask(&mut ws, "talk forever").await;
-    let message = failure(&frames, "llm_bad_response");
-    assert!(
-        message.contains("more than 2 MiB of answer text"),
-        "{message}"
+    let frames = ws.ask("talk forever").await;
+    assert_failed(
+        &frames,
+        "llm_bad_response",
+        "more than 2 MiB of answer text",
     );
     server.stop().await;
 }
@@ -124,7 +129,7 @@ async fn a_call_that_may_have_reached_the_provider_is_never_retried() {
     let (_alice, mut ws) = user(&server, "alice").await;
 
     fake.push(openai::error(504, "upstream timed out", "server_error"));
-    let frames = ask(&mut ws, "one").await;
+    let frames = ws.ask("one").await;
     failure(&frames, "llm_unavailable");
     assert_eq!(
         fake.requests().len(),
@@ -136,9 +141,8 @@ async fn a_call_that_may_have_reached_the_provider_is_never_retried() {
         Duration::from_secs(2),
         Box::new(openai::text(&["too late"], (1, 1))),
     ));
-    let frames = ask(&mut ws, "two").await;
-    let message = failure(&frames, "llm_unavailable");
-    assert!(message.contains("no response within 0.5 s"), "{message}");
+    let frames = ws.ask("two").await;
+    assert_failed(&frames, "llm_unavailable", "no response within 0.5 s");
     assert_eq!(
         fake.requests().len(),
         2,
@@ -147,7 +151,7 @@ async fn a_call_that_may_have_reached_the_provider_is_never_retried() {
 
     fake.push(openai::error(500, "oops", "server_error"));
     fake.push(openai::text(&["fine"], (1, 1)));
-    let frames = ask(&mut ws, "three").await;
+    let frames = ws.ask("three").await;
     assert_eq!(
         last(&frames)["answer"],
         "fine",
@@ -173,9 +177,8 @@ async fn the_api_key_never_follows_a_redirect_to_another_host() {
             status: 307,
             location,
         });
-        let frames = ask(&mut ws, "hello").await;
-        let message = failure(&frames, "llm_bad_response");
-        assert!(message.contains("another host"), "{message}");
+        let frames = ws.ask("hello").await;
+        assert_failed(&frames, "llm_bad_response", "another host");
         assert_no_key(&frames);
     }
     assert!(
@@ -188,7 +191,7 @@ async fn the_api_key_never_follows_a_redirect_to_another_host() {
         location: format!("{}/v1/messages", fake.base_url()),
     });
     fake.push(anthropic::text(&["same origin"], (1, 1)));
-    let frames = ask(&mut ws, "hello again").await;
+    let frames = ws.ask("hello again").await;
     assert_eq!(last(&frames)["answer"], "same origin", "{frames:#?}");
     let requests = fake.requests();
     assert_eq!(requests.last().unwrap().headers["x-api-key"], KEY);
@@ -203,7 +206,7 @@ async fn a_stream_cut_mid_answer_is_a_bad_response_not_a_retry() {
         StreamPiece::Pause(Duration::from_millis(20)),
     ]));
     let (_alice, mut ws) = user(&server, "alice").await;
-    let frames = ask(&mut ws, "hello").await;
+    let frames = ws.ask("hello").await;
     failure(&frames, "llm_bad_response");
     assert_eq!(fake.requests().len(), 1);
     server.stop().await;

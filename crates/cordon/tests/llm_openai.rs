@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use cordon_llm::ProviderKind;
 use cordon_test_support::fake_llm::{Reply, StreamPiece, openai, pieces};
+use cordon_test_support::is_terminal;
 use llm_common::*;
 use serde_json::{Value, json};
 
@@ -40,7 +41,7 @@ async fn answer_tokens_stream_as_agent_delta_in_order_and_usage_is_priced() {
     ));
     let (alice, mut ws) = user(&server, "alice").await;
 
-    let frames = ask(&mut ws, "What is the answer?").await;
+    let frames = ws.ask("What is the answer?").await;
     assert_eq!(last(&frames)["type"], "agent_completed", "{frames:#?}");
     assert_eq!(last(&frames)["answer"], "The answer is 42.");
     assert_eq!(deltas(&frames), "The answer is 42.");
@@ -125,7 +126,7 @@ async fn tool_calls_split_across_chunks_run_the_tool_then_the_model_answers() {
     fake.push(openai::text(&["(2 + 3) * 4 ", "= 20."], (80, 8)));
     let (alice, mut ws) = user(&server, "alice").await;
 
-    let frames = ask(&mut ws, "What is (2 + 3) * 4?").await;
+    let frames = ws.ask("What is (2 + 3) * 4?").await;
     assert_eq!(
         types(&frames),
         [
@@ -188,7 +189,7 @@ async fn a_model_that_never_stops_calling_tools_hits_the_step_limit() {
         )
     });
     let (alice, mut ws) = user(&server, "alice").await;
-    let frames = ask(&mut ws, "loop forever").await;
+    let frames = ws.ask("loop forever").await;
     assert_eq!(error_code(&frames), "step_limit");
     assert_eq!(fake.requests().len(), 3);
     let tool_runs = frames
@@ -212,7 +213,7 @@ async fn rate_limits_and_server_errors_are_retried_honouring_retry_after() {
     fake.push(openai::error(503, "overloaded", "server_error"));
     fake.push(openai::text(&["fine"], (5, 1)));
     let (_alice, mut ws) = user(&server, "alice").await;
-    let frames = ask(&mut ws, "hello").await;
+    let frames = ws.ask("hello").await;
     assert_eq!(last(&frames)["answer"], "fine", "{frames:#?}");
     let requests = fake.requests();
     assert_eq!(requests.len(), 3);
@@ -234,7 +235,7 @@ async fn provider_errors_end_the_run_with_clear_codes_and_never_leak_the_key() {
     let (_alice, mut ws) = user(&server, "alice").await;
 
     fake.require_key("some-other-key");
-    let frames = ask(&mut ws, "one").await;
+    let frames = ws.ask("one").await;
     assert_eq!(error_code(&frames), "llm_auth");
     assert_eq!(fake.requests().len(), 1, "401 is not retried");
     assert_no_key(&frames);
@@ -245,7 +246,7 @@ async fn provider_errors_end_the_run_with_clear_codes_and_never_leak_the_key() {
         &format!("model `nope` does not exist (you sent {KEY})"),
         "invalid_request_error",
     ));
-    let frames = ask(&mut ws, "two").await;
+    let frames = ws.ask("two").await;
     assert_eq!(error_code(&frames), "llm_bad_request");
     assert!(
         last(&frames)["message"]
@@ -257,7 +258,7 @@ async fn provider_errors_end_the_run_with_clear_codes_and_never_leak_the_key() {
 
     let before = fake.requests().len();
     fake.respond_with(|_| openai::error(503, "overloaded", "server_error"));
-    let frames = ask(&mut ws, "three").await;
+    let frames = ws.ask("three").await;
     assert_eq!(error_code(&frames), "llm_unavailable");
     assert_eq!(
         fake.requests().len() - before,
@@ -266,7 +267,7 @@ async fn provider_errors_end_the_run_with_clear_codes_and_never_leak_the_key() {
     );
 
     fake.respond_with(|_| openai::rate_limited("0"));
-    let frames = ask(&mut ws, "four").await;
+    let frames = ws.ask("four").await;
     assert_eq!(error_code(&frames), "llm_rate_limited");
     server.stop().await;
 }
@@ -312,7 +313,7 @@ async fn malformed_chunks_end_the_run_with_llm_bad_response_and_the_server_stays
     fake.push(openai::text(&["still ", "here"], (3, 2)));
     let (_alice, mut ws) = user(&server, "alice").await;
 
-    let frames = ask(&mut ws, "one").await;
+    let frames = ws.ask("one").await;
     assert_eq!(error_code(&frames), "llm_bad_response");
     assert!(
         last(&frames)["message"]
@@ -320,13 +321,13 @@ async fn malformed_chunks_end_the_run_with_llm_bad_response_and_the_server_stays
             .unwrap()
             .contains("unreadable")
     );
-    let frames = ask(&mut ws, "two").await;
+    let frames = ws.ask("two").await;
     assert_eq!(
         error_code(&frames),
         "llm_bad_response",
         "a stream without an end is an error"
     );
-    let frames = ask(&mut ws, "three").await;
+    let frames = ws.ask("three").await;
     assert_eq!(last(&frames)["answer"], "still here");
     server.stop().await;
 }
@@ -364,7 +365,7 @@ async fn two_users_streaming_at_once_never_see_each_others_deltas() {
     let talk = |mut ws: cordon_test_support::WsClient, who: &'static str| async move {
         for round in 0..4 {
             let question = format!("{who} asks question number {round} about {who}'s things");
-            let frames = ask(&mut ws, &question).await;
+            let frames = ws.ask(&question).await;
             let run_id = frames[1]["run_id"].as_str().unwrap().to_owned();
             for frame in &frames[1..] {
                 assert_eq!(

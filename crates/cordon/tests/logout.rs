@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use cordon_test_support::{PASSWORD, TestServer};
+use cordon_test_support::{PASSWORD, TestServer, is_terminal};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
@@ -81,9 +81,7 @@ async fn logout_ends_every_token_and_socket_of_the_user_and_nobody_elses() {
     socket
         .send_json(&json!({"type": "user_message", "content": "What is 2 + 2?"}))
         .await;
-    let frames = socket
-        .collect_until(|f| f["type"] == "agent_completed" || f["type"] == "agent_error")
-        .await;
+    let frames = socket.collect_until(is_terminal).await;
     assert_eq!(frames.last().unwrap()["type"], "agent_completed");
 }
 

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use cordon_test_support::{TestServer, first_of};
-use serde_json::{Value, json};
+use cordon_test_support::{TestServer, first_of, is_terminal};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_heavy_history_searches_do_not_slow_another_tenants_reads() {
@@ -23,19 +23,18 @@ async fn one_tenants_heavy_history_searches_do_not_slow_another_tenants_reads() 
         let server = std::sync::Arc::clone(&server);
         noisy.push(tokio::spawn(async move {
             let mut ws = server.connect(&account).await;
-            let is_end = |f: &Value| f["type"] == "agent_completed" || f["type"] == "agent_error";
             for _ in 0..3 {
                 ws.send_json(&json!({"type": "user_message", "content": "a".repeat(31_000)}))
                     .await;
-                ws.collect_until(is_end).await;
+                ws.collect_until(is_terminal).await;
             }
             for _ in 0..3 {
                 for _ in 0..2 {
                     ws.send_json(&json!({"type": "user_message", "content": near_miss}))
                         .await;
                 }
-                ws.collect_until(is_end).await;
-                ws.collect_until(is_end).await;
+                ws.collect_until(is_terminal).await;
+                ws.collect_until(is_terminal).await;
             }
         }));
     }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use cordon_test_support::TestServer;
+use cordon_test_support::{TestServer, is_terminal};
 use serde_json::json;
 
 #[tokio::test]
@@ -23,9 +23,7 @@ async fn a_running_run_finishes_before_sockets_close_with_1001() {
     ws.collect_until(|f| f["type"] == "agent_started").await;
 
     server.signal_shutdown();
-    let frames = ws
-        .collect_until(|f| f["type"] == "agent_completed" || f["type"] == "agent_error")
-        .await;
+    let frames = ws.collect_until(is_terminal).await;
     assert_eq!(
         frames.last().unwrap()["answer"],
         "9 * 9 = 81.",

@@ -10,12 +10,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cordon_test_support::{Account, TestServer, WsClient};
+use cordon_test_support::{Account, TestServer, WsClient, is_terminal};
 use serde_json::{Value, json};
-
-fn is_terminal(frame: &Value) -> bool {
-    frame["type"] == "agent_completed" || frame["type"] == "agent_error"
-}
 
 /// A size-limited tmpfs mounted for one test, unmounted when dropped.
 struct SmallDisk {

@@ -14,6 +14,9 @@ const MAX_HOPS: usize = 16;
 pub struct Modules<'a> {
     lang: Lang,
     by_name: HashMap<String, &'a FileFacts>,
+    /// Python: every dotted tail of every module name (`pkg.mod` of
+    /// `src.pkg.mod`), to its file, or `None` when two modules share it.
+    by_tail: HashMap<String, Option<&'a FileFacts>>,
 }
 
 /// Where an imported name is defined.
@@ -30,32 +33,37 @@ pub struct Definition<'a> {
 impl<'a> Modules<'a> {
     /// The modules of `lang`'s family (`.ts` and `.tsx` are one).
     pub fn new(files: &'a [FileFacts], lang: Lang) -> Self {
-        let by_name = files
+        let by_name: HashMap<String, &FileFacts> = files
             .iter()
             .filter(|f| f.lang.family() == lang.family())
             .map(|f| (module_of(lang, &f.rel), f))
             .collect();
-        Self { lang, by_name }
+        let mut by_tail: HashMap<String, Option<&FileFacts>> = HashMap::new();
+        if lang == Lang::Python {
+            for (name, file) in &by_name {
+                let tails = name.match_indices('.').map(|(at, _)| &name[at + 1..]);
+                for tail in tails {
+                    by_tail
+                        .entry(tail.to_string())
+                        .and_modify(|seen| *seen = None)
+                        .or_insert(Some(file));
+                }
+            }
+        }
+        Self {
+            lang,
+            by_name,
+            by_tail,
+        }
     }
 
     /// The module's file: an exact name, else the one module whose name ends
     /// with it (a `src/` layout imports `pkg.mod` from `src/pkg/mod.py`).
     fn file(&self, module: &str) -> Option<&'a FileFacts> {
-        if let Some(file) = self.by_name.get(module) {
-            return Some(file);
-        }
-        if self.lang != Lang::Python {
-            return None;
-        }
-        let suffix = format!(".{module}");
-        let mut matches = self
-            .by_name
-            .iter()
-            .filter(|(name, _)| name.ends_with(&suffix));
-        match (matches.next(), matches.next()) {
-            (Some((_, file)), None) => Some(file),
-            _ => None,
-        }
+        self.by_name
+            .get(module)
+            .copied()
+            .or_else(|| self.by_tail.get(module).copied().flatten())
     }
 
     /// Where `symbol`, imported from `module`, is defined: in that module, or
@@ -181,6 +189,23 @@ mod tests {
         // Out of the tree, or not a class or function: not resolved.
         assert_eq!(modules.definition("react", "useState"), None);
         assert_eq!(modules.definition("src/db", "Missing"), None);
+    }
+
+    #[test]
+    fn a_src_layout_module_is_found_by_its_tail_unless_two_share_it() {
+        let py = |rel: &str| extract(rel, Lang::Python, "class X:\n    pass\n", false, 1);
+        let files: Vec<FileFacts> = ["src/pkg/mod.py", "a/util.py", "b/util.py"]
+            .into_iter()
+            .map(|rel| py(rel).expect("parses"))
+            .collect();
+        let modules = Modules::new(&files, Lang::Python);
+        let found = modules.definition("pkg.mod", "X").expect("by its tail");
+        assert_eq!(found.file, "src/pkg/mod.py");
+        assert_eq!(
+            modules.definition("util", "X"),
+            None,
+            "two modules end in `util`"
+        );
     }
 
     #[test]

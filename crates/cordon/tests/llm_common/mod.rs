@@ -7,7 +7,7 @@ use cordon_llm::{LlmConfig, ProviderKind};
 use cordon_server::{Server, ServerConfig};
 use cordon_test_support::fake_llm::FakeLlm;
 use cordon_test_support::{Account, TestServer, WsClient};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The API key the tests give the provider; it must never reach a client.
 pub const KEY: &str = "sk-test-secret-key-0123456789";
@@ -46,17 +46,6 @@ pub async fn start(
     }
     let server = TestServer::start_server(dir, Server::new(config).with_llm(model)).await;
     (fake, server)
-}
-
-/// Sends a message in a new thread and returns every frame up to the run's end.
-pub async fn ask(ws: &mut WsClient, content: &str) -> Vec<Value> {
-    ws.send_json(&json!({"type": "user_message", "content": content}))
-        .await;
-    ws.collect_until(is_terminal).await
-}
-
-pub fn is_terminal(frame: &Value) -> bool {
-    frame["type"] == "agent_completed" || frame["type"] == "agent_error"
 }
 
 pub fn types(frames: &[Value]) -> Vec<&str> {
