@@ -61,13 +61,13 @@ async fn one_tenants_heavy_history_searches_do_not_slow_another_tenants_reads() 
 
 #[tokio::test]
 async fn a_search_made_expensive_on_purpose_is_stopped_at_its_budget() {
-    // A small budget: the query below cost 8-29 ms in SQLite outside cordon,
-    // depending on how the index's segments were merged; too close to the
-    // default 50 ms to be sure of crossing it (it did not, once in a few full
-    // test runs). An ordinary search costs far under 2 ms.
+    // A small budget: the query below usually costs over 50 ms, but it cost
+    // less in a few full test runs (it depends on how the index's segments
+    // were merged). With 2 ms, the ordinary search below once found nothing
+    // in CI (cause not seen: the message now prints the tool's answer).
     let server = TestServer::start_with(|c| {
         c.engine.messages_per_minute = 10_000;
-        c.search_budget = Duration::from_millis(2);
+        c.search_budget = Duration::from_millis(10);
     })
     .await;
     let hoarder = server.register("hoarder").await;
@@ -81,13 +81,13 @@ async fn a_search_made_expensive_on_purpose_is_stopped_at_its_budget() {
     let tool = first_of(&frames, "tool_completed");
     assert_eq!(tool["is_error"], true, "{tool}");
     let error = tool["result"]["error"].as_str().unwrap();
-    assert!(error.contains("stopped after 2 ms"), "{error}");
+    assert!(error.contains("stopped after 10 ms"), "{error}");
     assert_eq!(frames.last().unwrap()["type"], "agent_completed");
 
     let frames = ws.ask("what about tomatoes?").await;
+    let tool = first_of(&frames, "tool_completed");
     assert_eq!(
-        first_of(&frames, "tool_completed")["result"]["matches"][0]["content"],
-        "I planted tomatoes",
-        "an ordinary search still answers"
+        tool["result"]["matches"][0]["content"], "I planted tomatoes",
+        "an ordinary search still answers: {tool}"
     );
 }
