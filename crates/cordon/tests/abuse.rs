@@ -174,6 +174,46 @@ async fn messages_over_the_rate_limit_are_refused_and_the_socket_stays_open() {
 }
 
 #[tokio::test]
+async fn a_socket_refused_as_rate_limited_is_not_read_until_its_wait_is_over() {
+    let server = TestServer::start_with(|c| c.engine.messages_per_minute = 1).await;
+    let ivy = server.register("ivy").await;
+    let mut ws = server.connect(&ivy).await;
+    ws.ask("what is 1 + 1?").await;
+    for i in 0..30 {
+        ws.send_json(&json!({"type": "user_message", "content": format!("flood {i}")}))
+            .await;
+    }
+    let refusals = |frames: &[(Duration, Value)]| {
+        frames
+            .iter()
+            .filter(|(_, f)| f["code"] == "rate_limited")
+            .map(|(at, _)| *at)
+            .collect::<Vec<_>>()
+    };
+    let started = tokio::time::Instant::now();
+    let mut answers = Vec::new();
+    while let Some(frame) = ws
+        .try_next_json(Duration::from_millis(2500).saturating_sub(started.elapsed()))
+        .await
+    {
+        answers.push((started.elapsed(), frame));
+    }
+    let refused = refusals(&answers);
+    // Unpaused, all 30 are answered at once; paused, about one a second.
+    assert!(
+        (1..=4).contains(&refused.len()),
+        "{} refusals in 2.5 s, at {refused:?}",
+        refused.len()
+    );
+    for pair in refused.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(900),
+            "{refused:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_frame_over_64_kib_is_answered_and_the_socket_stays_open() {
     let server = TestServer::start().await;
     let gus = server.register("gus").await;

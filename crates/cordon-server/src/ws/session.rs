@@ -21,6 +21,10 @@ use crate::ws::replay::{Replay, ReplayError};
 /// Most frames written per flush, so one busy user cannot hold the socket's task for long.
 const WRITE_BATCH: usize = 32;
 
+/// Longest a socket goes unread after a `rate_limited` refusal, whatever the
+/// refill wait: its pongs and cancels are read again within this.
+const MOST_UNREAD: Duration = Duration::from_secs(1);
+
 pub struct Session {
     state: AppState,
     user: AuthUser,
@@ -36,6 +40,17 @@ type Incoming = SplitStream<WebSocket>;
 
 /// Why the loop ended, and the close frame to send, if any.
 struct Close(Option<CloseFrame>);
+
+/// What handling one client message asks of the loop.
+enum Next {
+    Read,
+    /// The message was refused as `rate_limited`: the socket is not read
+    /// until a token is back (at most `MOST_UNREAD`), so a flood waits in
+    /// the peer's send buffer, held back by TCP, instead of being read and
+    /// answered as fast as it comes.
+    ReadAfter(Duration),
+    End(Close),
+}
 
 fn close(code: u16, reason: &'static str) -> Close {
     Close(Some(CloseFrame {
@@ -145,7 +160,9 @@ impl Session {
             config.heartbeat_interval,
         );
         let mut last_seen = Instant::now();
+        let mut unread_until = Instant::now();
         loop {
+            let reading = Instant::now() >= unread_until;
             tokio::select! {
                 biased;
                 () = self.state.close_sessions.cancelled() => {
@@ -166,13 +183,16 @@ impl Session {
                         return Close(None);
                     }
                 }
-                message = incoming.next() => {
+                message = incoming.next(), if reading => {
                     let Some(Ok(message)) = message else { return Close(None) };
                     last_seen = Instant::now();
-                    if let Some(end) = self.on_message(message, outgoing, &mut live).await {
-                        return end;
+                    match self.on_message(message, outgoing, &mut live).await {
+                        Next::Read => {}
+                        Next::ReadAfter(wait) => unread_until = Instant::now() + wait.min(MOST_UNREAD),
+                        Next::End(close) => return close,
                     }
                 }
+                () = tokio::time::sleep_until(unread_until), if !reading => {}
                 _ = heartbeat.tick() => {
                     if let Some(end) = self.on_heartbeat(outgoing).await {
                         return end;
@@ -297,17 +317,15 @@ impl Session {
         }
     }
 
-    /// Handles one inbound message; `Some` ends the session.
-    async fn on_message(
-        &self,
-        message: Message,
-        outgoing: &mut Outgoing,
-        live: &mut Live,
-    ) -> Option<Close> {
+    /// Handles one inbound message.
+    async fn on_message(&self, message: Message, outgoing: &mut Outgoing, live: &mut Live) -> Next {
         let reply = match message {
             Message::Text(text) => match frames::parse(&text) {
                 Ok(ClientFrame::Resume { after_seq }) => {
-                    return self.resume(outgoing, live, after_seq).await.err();
+                    return match self.resume(outgoing, live, after_seq).await {
+                        Ok(()) => Next::Read,
+                        Err(close) => Next::End(close),
+                    };
                 }
                 Ok(frame) => self.on_frame(frame).await,
                 Err(error) => Some(ServerFrame::error(error.code, error.message)),
@@ -316,12 +334,21 @@ impl Session {
                 "unsupported_frame",
                 "only JSON text frames are accepted",
             )),
-            Message::Close(_) => return Some(Close(None)),
+            Message::Close(_) => return Next::End(Close(None)),
             Message::Ping(_) | Message::Pong(_) => None,
         };
-        match reply {
-            Some(frame) if send(outgoing, &frame).await.is_err() => Some(Close(None)),
-            _ => None,
+        let Some(frame) = reply else {
+            return Next::Read;
+        };
+        if send(outgoing, &frame).await.is_err() {
+            return Next::End(Close(None));
+        }
+        match frame {
+            ServerFrame::Error {
+                retry_after_ms: Some(wait),
+                ..
+            } => Next::ReadAfter(Duration::from_millis(wait)),
+            _ => Next::Read,
         }
     }
 
