@@ -10,15 +10,13 @@
 //! write is refused until a probe write commits again. History searches run on
 //! their own pool under a time budget ([`search`]). No sqlx or rusqlite type leaves this crate.
 
-mod checkpoint;
 mod convert;
 mod health;
-mod indexer;
-mod search;
+mod queue;
 mod sqlite;
 mod visibility;
 mod writer;
 
 pub use health::DEFAULT_WRITE_QUEUE_CAPACITY;
-pub use search::DEFAULT_SEARCH_BUDGET;
+pub use sqlite::DEFAULT_SEARCH_BUDGET;
 pub use sqlite::{SqliteStore, StoreOptions};

@@ -21,7 +21,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
 use crate::convert::rusqlite_backend as backend;
-use crate::search::{Background, set_policy_once};
+use crate::sqlite::search::{Background, set_policy_once};
 
 /// The index's file, beside the database.
 pub const SEARCH_FILE: &str = "search.db";

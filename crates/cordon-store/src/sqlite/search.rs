@@ -20,7 +20,7 @@ use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Executor, SqlitePool};
 
 use crate::convert::{backend, message_of};
-use crate::indexer::{Indexer, SEARCH_FILE};
+use crate::sqlite::indexer::{Indexer, SEARCH_FILE};
 
 /// CPU time one search may spend before it is interrupted, unless
 /// configured otherwise. CPU, not wall time: in the idle class a search on a

@@ -1,5 +1,10 @@
 //! `SqliteStore`: the embedded SQLite implementation of `Store`.
 
+pub(crate) mod checkpoint;
+mod indexer;
+mod search;
+mod writes;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,16 +17,17 @@ use cordon_core::{
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Row, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
 
-use crate::checkpoint::{Checkpointer, WalBound};
 use crate::convert::{
     backend, event_of, message_of, model_usage_of, run_of, thread_of, to_micros, user_of,
 };
-use crate::health::{DEFAULT_WRITE_QUEUE_CAPACITY, WriteHealth};
-use crate::search::{DEFAULT_SEARCH_BUDGET, Searches};
-use crate::visibility::{self, Ticketed, Tickets};
-use crate::writer::{self, EventRow, WriteOp};
+use crate::health::DEFAULT_WRITE_QUEUE_CAPACITY;
+use crate::queue::WriteQueue;
+use crate::writer::{EventRow, WriteOp};
+use checkpoint::{Checkpointer, WalBound};
+pub use search::DEFAULT_SEARCH_BUDGET;
+use search::Searches;
+use writes::SqliteWrites;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -53,11 +59,7 @@ pub struct SqliteStore {
     /// time budget: however many a tenant starts, other tenants' reads do
     /// not wait behind them.
     searches: Searches,
-    /// The writer thread ends when the store (and so this sender) is dropped.
-    writes: mpsc::UnboundedSender<Ticketed>,
-    /// Numbers what is sent, so a read waits only for its own user's writes.
-    tickets: Tickets,
-    health: Arc<WriteHealth>,
+    writes: WriteQueue,
     _checkpointer: Checkpointer,
 }
 
@@ -72,7 +74,6 @@ impl SqliteStore {
         data_dir: &Path,
         options: StoreOptions,
     ) -> Result<Arc<Self>, StoreError> {
-        let health = Arc::new(WriteHealth::new(options.write_queue_capacity));
         let connect = SqliteConnectOptions::new()
             .filename(data_dir.join(DATABASE_FILE))
             .create_if_missing(true)
@@ -93,80 +94,17 @@ impl SqliteStore {
             .run(&reads)
             .await
             .map_err(|error| StoreError::Backend(format!("migration failed: {error}")))?;
-        let conn = writer::open(&database)?;
+        let conn = writes::open(&database)?;
         let searches = Searches::open(connect, &database, data_dir, options.search_budget).await?;
         let checkpointer = Checkpointer::start(&database)?;
-        let wal = WalBound::new(&database);
-        // Unbounded channel, bounded queue: `WriteHealth` counts what is
-        // queued, admission stops at half the bound and runs in progress wait
-        // for room, so appends stay synchronous (taken under the log's lock).
-        let (writes, queue) = mpsc::unbounded_channel();
-        let (tickets, visible) = visibility::tickets();
-        let writer_health = Arc::clone(&health);
-        std::thread::Builder::new()
-            .name("cordon-store-writer".into())
-            .spawn(move || writer::run(conn, queue, writer_health, visible, wal))
-            .map_err(|error| StoreError::Backend(format!("could not start the writer: {error}")))?;
+        let backend = SqliteWrites::new(conn, WalBound::new(&database));
+        let writes = WriteQueue::start(backend, options.write_queue_capacity)?;
         Ok(Arc::new(Self {
             reads,
             searches,
             writes,
-            tickets,
-            health,
             _checkpointer: checkpointer,
         }))
-    }
-
-    /// Queues a write; while writes are failing it is refused at once, and a
-    /// probe is queued to find out whether they work again.
-    fn enqueue(&self, op: WriteOp) -> Result<(), StoreError> {
-        if !matches!(op, WriteOp::Barrier(_) | WriteOp::Probe(_))
-            && let Err(refusal) = self.health.check_failing()
-        {
-            self.queue_probe(None);
-            return Err(refusal);
-        }
-        self.send(op)
-    }
-
-    /// Counted before it is sent: the writer may drain it before `send` returns.
-    fn send(&self, op: WriteOp) -> Result<(), StoreError> {
-        self.health.queued();
-        self.tickets.send(op, &self.writes).inspect_err(|_| {
-            self.health.drained(1);
-        })
-    }
-
-    /// Queues the probe write unless one is queued already; `ack` hears how it went.
-    fn queue_probe(&self, ack: Option<writer::Ack>) -> bool {
-        if !self.health.claim_probe() {
-            return false;
-        }
-        let ack = ack.unwrap_or_else(|| oneshot::channel().0);
-        if self.send(WriteOp::Probe(ack)).is_err() {
-            self.health.probe_done();
-        }
-        true
-    }
-
-    /// While writes fail, tries a probe (or waits for the one queued) and
-    /// answers whether writes work again.
-    async fn probe(&self) -> Result<(), StoreError> {
-        let (ack, done) = oneshot::channel();
-        if self.queue_probe(Some(ack)) {
-            done.await.map_err(|_| StoreError::Closed)??;
-        } else {
-            // Another probe is queued: it has settled once a barrier behind it is answered.
-            self.barrier().await?;
-        }
-        self.health.check_failing()
-    }
-
-    /// Queues a write that carries an ack and waits until it is committed.
-    async fn write(&self, make: impl FnOnce(writer::Ack) -> WriteOp) -> Result<(), StoreError> {
-        let (ack, done) = oneshot::channel();
-        self.enqueue(make(ack))?;
-        done.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn find_thread(
@@ -232,28 +170,6 @@ impl SqliteStore {
         Ok(Some(messages))
     }
 
-    /// Waits until every write of this user queued so far is committed
-    /// (read-your-writes); other users' queued writes are not waited for.
-    ///
-    /// Only reads of data written without waiting need it: run events (queued
-    /// by `append_event`), threads (queued by `create_thread`; lookups take
-    /// it only on a miss), runs (the engine reports `agent_started` before
-    /// `begin_run` commits), the run's user message (queued with its run;
-    /// searches take it always, history reads on a miss) and LLM usage.
-    /// Users are written with an awaited commit before anyone learns of
-    /// them, so their reads skip it. `last_event_seq` skips it too: it is read when a user's
-    /// engine is (re)built, and an engine is only retired after
-    /// `engine_idle_ttl` without activity, long after its events committed.
-    async fn own_writes_settled(&self, user_id: &UserId) -> Result<(), StoreError> {
-        self.tickets.settled_for(user_id.as_str()).await
-    }
-
-    /// Waits until every write queued so far, anyone's, is settled and its
-    /// events published: for shutdown, probes and cross-user reads.
-    async fn barrier(&self) -> Result<(), StoreError> {
-        self.write(WriteOp::Barrier).await
-    }
-
     async fn query_runs(
         &self,
         sql: &str,
@@ -306,9 +222,7 @@ impl Store for SqliteStore {
     /// Ready means reads answer and writes are taken: while they fail, a
     /// probe write is tried, so readiness comes back by itself with the disk.
     async fn ping(&self) -> Result<(), StoreError> {
-        if self.health.is_failing() {
-            self.probe().await?;
-        }
+        self.writes.probe_if_failing().await?;
         sqlx::query("SELECT 1")
             .execute(&self.reads)
             .await
@@ -318,7 +232,9 @@ impl Store for SqliteStore {
 
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
         let user = user.clone();
-        self.write(|ack| WriteOp::CreateUser(user, ack)).await
+        self.writes
+            .write(|ack| WriteOp::CreateUser(user, ack))
+            .await
     }
 
     async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
@@ -347,7 +263,9 @@ impl Store for SqliteStore {
 
     async fn revoke_tokens(&self, user_id: &UserId) -> Result<Option<u32>, StoreError> {
         let id = user_id.as_str().to_owned();
-        self.write(|ack| WriteOp::RevokeTokens(id, ack)).await?;
+        self.writes
+            .write(|ack| WriteOp::RevokeTokens(id, ack))
+            .await?;
         Ok(self
             .get_user(user_id)
             .await?
@@ -355,7 +273,7 @@ impl Store for SqliteStore {
     }
 
     fn create_thread(&self, thread: &Thread) -> Result<(), StoreError> {
-        self.enqueue(WriteOp::CreateThread(thread.clone()))
+        self.writes.enqueue(WriteOp::CreateThread(thread.clone()))
     }
 
     async fn get_thread(
@@ -367,7 +285,7 @@ impl Store for SqliteStore {
             return Ok(Some(thread));
         }
         // Threads are queued without waiting; a miss may be one still queued.
-        self.own_writes_settled(user_id).await?;
+        self.writes.own_writes_settled(user_id).await?;
         self.find_thread(user_id, thread_id).await
     }
 
@@ -377,7 +295,7 @@ impl Store for SqliteStore {
         limit: u32,
         after: Option<&ThreadId>,
     ) -> Result<Vec<Thread>, StoreError> {
-        self.own_writes_settled(user_id).await?;
+        self.writes.own_writes_settled(user_id).await?;
         sqlx::query(
             "SELECT id, user_id, title, created_at, updated_at FROM threads \
              WHERE user_id = ?1 AND (?2 IS NULL OR (updated_at, rowid) < \
@@ -404,7 +322,7 @@ impl Store for SqliteStore {
         if let Some(messages) = self.thread_messages(user_id, thread_id, page).await? {
             return Ok(Some(messages));
         }
-        self.own_writes_settled(user_id).await?;
+        self.writes.own_writes_settled(user_id).await?;
         self.thread_messages(user_id, thread_id, page).await
     }
 
@@ -416,16 +334,17 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Message>, StoreError> {
         // The run's own message is queued with `begin_run`, not awaited: a
         // search from that run must find it (and what came just before).
-        self.own_writes_settled(user_id).await?;
+        self.writes.own_writes_settled(user_id).await?;
         self.searches.messages(user_id, query, limit).await
     }
 
     fn begin_run(&self, run: &RunRecord, message: Option<&Message>) -> Result<(), StoreError> {
-        self.enqueue(WriteOp::BeginRun(run.clone(), message.cloned()))
+        self.writes
+            .enqueue(WriteOp::BeginRun(run.clone(), message.cloned()))
     }
 
     fn start_queued_run(&self, user_id: &UserId, run_id: &RunId) -> Result<(), StoreError> {
-        self.enqueue(WriteOp::StartQueuedRun {
+        self.writes.enqueue(WriteOp::StartQueuedRun {
             user_id: user_id.to_string(),
             run_id: run_id.to_string(),
         })
@@ -438,13 +357,14 @@ impl Store for SqliteStore {
         outcome: &RunOutcome,
     ) -> Result<(), StoreError> {
         let (user_id, run_id, outcome) = (user_id.to_string(), run_id.to_string(), outcome.clone());
-        self.write(|ack| WriteOp::FinishRun {
-            user_id,
-            run_id,
-            outcome,
-            ack,
-        })
-        .await
+        self.writes
+            .write(|ack| WriteOp::FinishRun {
+                user_id,
+                run_id,
+                outcome,
+                ack,
+            })
+            .await
     }
 
     async fn get_run(
@@ -452,7 +372,7 @@ impl Store for SqliteStore {
         user_id: &UserId,
         run_id: &RunId,
     ) -> Result<Option<RunRecord>, StoreError> {
-        self.own_writes_settled(user_id).await?;
+        self.writes.own_writes_settled(user_id).await?;
         sqlx::query(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE id = ? AND user_id = ?"
         ))
@@ -472,7 +392,7 @@ impl Store for SqliteStore {
         payload: Arc<str>,
         subscriber: Arc<dyn EventSink>,
     ) -> Result<(), StoreError> {
-        self.enqueue(WriteOp::Event(event_row(
+        self.writes.enqueue(WriteOp::Event(event_row(
             user_id,
             event,
             payload,
@@ -532,9 +452,7 @@ impl Store for SqliteStore {
         if floors.is_empty() {
             return Ok(0);
         }
-        let (ack, done) = oneshot::channel();
-        self.enqueue(WriteOp::PruneEvents(floors, ack))?;
-        done.await.map_err(|_| StoreError::Closed)?
+        self.writes.prune(floors).await
     }
 
     async fn list_runs(
@@ -542,7 +460,7 @@ impl Store for SqliteStore {
         user_id: &UserId,
         filter: &RunFilter,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        self.own_writes_settled(user_id).await?;
+        self.writes.own_writes_settled(user_id).await?;
         let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE user_id = ?");
         let mut binds = vec![user_id.as_str()];
         if let Some(status) = filter.status {
@@ -558,7 +476,7 @@ impl Store for SqliteStore {
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        self.barrier().await?;
+        self.writes.barrier().await?;
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running') ORDER BY rowid"
         );
@@ -574,12 +492,13 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let event = event_row(user_id, event, payload, None);
         let outcome = outcome.clone();
-        self.write(|ack| WriteOp::EndAbandonedRun {
-            event,
-            outcome,
-            ack,
-        })
-        .await
+        self.writes
+            .write(|ack| WriteOp::EndAbandonedRun {
+                event,
+                outcome,
+                ack,
+            })
+            .await
     }
 
     async fn list_run_events(
@@ -588,7 +507,7 @@ impl Store for SqliteStore {
         run_id: &RunId,
         after_seq: u64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.own_writes_settled(user_id).await?;
+        self.writes.own_writes_settled(user_id).await?;
         let rows = sqlx::query(
             "SELECT seq, run_id, event_type, payload FROM run_events \
              WHERE run_id = ? AND user_id = ? AND seq > ? ORDER BY seq",
@@ -607,7 +526,7 @@ impl Store for SqliteStore {
             user_id: user_id.to_string(),
             call: call.clone(),
         };
-        if self.enqueue(op).is_err() {
+        if self.writes.enqueue(op).is_err() {
             tracing::error!("the store is closed; a model call's usage was not stored");
         }
     }
@@ -617,7 +536,7 @@ impl Store for SqliteStore {
         user_id: &UserId,
         run_id: &RunId,
     ) -> Result<Vec<ModelUsage>, StoreError> {
-        self.own_writes_settled(user_id).await?;
+        self.writes.own_writes_settled(user_id).await?;
         sqlx::query(
             "SELECT model, COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, \
              SUM(output_tokens) AS output_tokens, SUM(cost_usd) AS cost_usd \
@@ -634,7 +553,7 @@ impl Store for SqliteStore {
     }
 
     async fn usage_totals(&self, user_id: &UserId) -> Result<UsageTotals, StoreError> {
-        self.own_writes_settled(user_id).await?;
+        self.writes.own_writes_settled(user_id).await?;
         let runs: i64 =
             sqlx::query_scalar("SELECT COUNT(DISTINCT run_id) FROM llm_calls WHERE user_id = ?")
                 .bind(user_id.as_str())
@@ -668,28 +587,23 @@ impl Store for SqliteStore {
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
-        self.barrier().await?;
-        self.health.check_failing()
+        self.writes.sync().await
     }
 
     fn admit_writes(&self) -> Result<(), StoreError> {
-        let admitted = self.health.admit();
-        if admitted.is_err() && self.health.is_failing() {
-            self.queue_probe(None);
-        }
-        admitted
+        self.writes.admit_writes()
     }
 
     async fn writable(&self) {
-        self.health.room().await;
+        self.writes.writable().await;
     }
 
     fn failure_epoch(&self) -> u64 {
-        self.health.epoch()
+        self.writes.failure_epoch()
     }
 
     async fn close(&self) {
-        let _ = self.barrier().await;
+        let _ = self.writes.barrier().await;
         self.reads.close().await;
         self.searches.close().await;
     }

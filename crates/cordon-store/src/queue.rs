@@ -1,0 +1,146 @@
+//! `WriteQueue`: a store's handle on its writer thread: queueing in order, acknowledged writes, barriers, admission and the probe while writes fail.
+
+use std::sync::Arc;
+
+use cordon_core::{StoreError, UserId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::health::WriteHealth;
+use crate::visibility::{self, Ticketed, Tickets};
+use crate::writer::{self, Ack, WriteBackend, WriteOp};
+
+pub struct WriteQueue {
+    /// The writer thread ends when the store (and so this sender) is dropped.
+    writes: mpsc::UnboundedSender<Ticketed>,
+    /// Numbers what is sent, so a read waits only for its own user's writes.
+    tickets: Tickets,
+    health: Arc<WriteHealth>,
+}
+
+impl WriteQueue {
+    /// Starts the writer thread over `backend`; at most `capacity` writes are queued.
+    pub fn start(backend: impl WriteBackend, capacity: usize) -> Result<Self, StoreError> {
+        let health = Arc::new(WriteHealth::new(capacity));
+        // Unbounded channel, bounded queue: `WriteHealth` counts what is
+        // queued, admission stops at half the bound and runs in progress wait
+        // for room, so appends stay synchronous (taken under the log's lock).
+        let (writes, queue) = mpsc::unbounded_channel();
+        let (tickets, visible) = visibility::tickets();
+        let writer_health = Arc::clone(&health);
+        std::thread::Builder::new()
+            .name("cordon-store-writer".into())
+            .spawn(move || writer::run(backend, queue, writer_health, visible))
+            .map_err(|error| StoreError::Backend(format!("could not start the writer: {error}")))?;
+        Ok(Self {
+            writes,
+            tickets,
+            health,
+        })
+    }
+
+    /// Queues a write; while writes are failing it is refused at once, and a
+    /// probe is queued to find out whether they work again.
+    pub fn enqueue(&self, op: WriteOp) -> Result<(), StoreError> {
+        if !matches!(op, WriteOp::Barrier(_) | WriteOp::Probe(_))
+            && let Err(refusal) = self.health.check_failing()
+        {
+            self.queue_probe(None);
+            return Err(refusal);
+        }
+        self.send(op)
+    }
+
+    /// Counted before it is sent: the writer may drain it before `send` returns.
+    fn send(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.health.queued();
+        self.tickets.send(op, &self.writes).inspect_err(|_| {
+            self.health.drained(1);
+        })
+    }
+
+    /// Queues the probe write unless one is queued already; `ack` hears how it went.
+    fn queue_probe(&self, ack: Option<Ack>) -> bool {
+        if !self.health.claim_probe() {
+            return false;
+        }
+        let ack = ack.unwrap_or_else(|| oneshot::channel().0);
+        if self.send(WriteOp::Probe(ack)).is_err() {
+            self.health.probe_done();
+        }
+        true
+    }
+
+    /// While writes fail, tries a probe (or waits for the one queued) and
+    /// answers whether writes work again; at once while they work.
+    pub async fn probe_if_failing(&self) -> Result<(), StoreError> {
+        if !self.health.is_failing() {
+            return Ok(());
+        }
+        let (ack, done) = oneshot::channel();
+        if self.queue_probe(Some(ack)) {
+            done.await.map_err(|_| StoreError::Closed)??;
+        } else {
+            // Another probe is queued: it has settled once a barrier behind it is answered.
+            self.barrier().await?;
+        }
+        self.health.check_failing()
+    }
+
+    /// Queues a write that carries an ack and waits until it is committed.
+    pub async fn write(&self, make: impl FnOnce(Ack) -> WriteOp) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.enqueue(make(ack))?;
+        done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Deletes each listed user's events up to the given `seq`; how many went.
+    pub async fn prune(&self, floors: Vec<(String, i64)>) -> Result<u64, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.enqueue(WriteOp::PruneEvents(floors, ack))?;
+        done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Waits until every write of this user queued so far is committed
+    /// (read-your-writes); other users' queued writes are not waited for.
+    ///
+    /// Only reads of data written without waiting need it: run events (queued
+    /// by `append_event`), threads (queued by `create_thread`; lookups take
+    /// it only on a miss), runs (the engine reports `agent_started` before
+    /// `begin_run` commits), the run's user message (queued with its run;
+    /// searches take it always, history reads on a miss) and LLM usage.
+    /// Users are written with an awaited commit before anyone learns of
+    /// them, so their reads skip it. `last_event_seq` skips it too: it is read when a user's
+    /// engine is (re)built, and an engine is only retired after
+    /// `engine_idle_ttl` without activity, long after its events committed.
+    pub async fn own_writes_settled(&self, user_id: &UserId) -> Result<(), StoreError> {
+        self.tickets.settled_for(user_id.as_str()).await
+    }
+
+    /// Waits until every write queued so far, anyone's, is settled and its
+    /// events published: for shutdown, probes and cross-user reads.
+    pub async fn barrier(&self) -> Result<(), StoreError> {
+        self.write(WriteOp::Barrier).await
+    }
+
+    /// Every write queued so far is committed, or the failure.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.barrier().await?;
+        self.health.check_failing()
+    }
+
+    pub fn admit_writes(&self) -> Result<(), StoreError> {
+        let admitted = self.health.admit();
+        if admitted.is_err() && self.health.is_failing() {
+            self.queue_probe(None);
+        }
+        admitted
+    }
+
+    pub async fn writable(&self) {
+        self.health.room().await;
+    }
+
+    pub fn failure_epoch(&self) -> u64 {
+        self.health.epoch()
+    }
+}
