@@ -115,6 +115,24 @@ pub struct UsageTotals {
     pub by_model: Vec<ModelUsage>,
 }
 
+impl UsageTotals {
+    /// The totals of `runs` runs over their per-model usage (most expensive first).
+    pub fn summed(runs: u64, by_model: Vec<ModelUsage>) -> Self {
+        let mut totals = Self {
+            runs,
+            ..Self::default()
+        };
+        for model in &by_model {
+            totals.calls += model.calls;
+            totals.input_tokens += model.input_tokens;
+            totals.output_tokens += model.output_tokens;
+            totals.cost_usd += model.cost_usd;
+        }
+        totals.by_model = by_model;
+        totals
+    }
+}
+
 /// Every read of user data takes the `UserId` it is for; a row of another
 /// user is indistinguishable from a missing row (`None`).
 #[async_trait]

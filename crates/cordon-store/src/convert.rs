@@ -8,11 +8,52 @@ use cordon_core::{
     Thread, ThreadId, User, UserId,
 };
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
+/// A result row of either database, read by column name into the few
+/// column types cordon stores (text, 64-bit integers, doubles).
+pub trait StoredRow {
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    fn maybe_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    fn maybe_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn real(&self, column: &str) -> Result<f64, StoreError>;
+}
+
+macro_rules! stored_row {
+    ($row:ty) => {
+        impl StoredRow for $row {
+            fn text(&self, column: &str) -> Result<String, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+            fn maybe_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+            fn int(&self, column: &str) -> Result<i64, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+            fn maybe_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+            fn real(&self, column: &str) -> Result<f64, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+        }
+    };
+}
+
+stored_row!(SqliteRow);
+stored_row!(PgRow);
+
 pub fn to_micros(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+/// A `seq` as stored (a signed 64-bit column).
+pub fn seq_param(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
 pub fn from_micros(micros: i64) -> Result<OffsetDateTime, StoreError> {
@@ -37,77 +78,77 @@ pub fn id<T, E: std::fmt::Display>(
     parse(value).map_err(|error| StoreError::Backend(format!("stored id is invalid: {error}")))
 }
 
-pub fn user_of(row: SqliteRow) -> Result<User, StoreError> {
+pub fn user_of(row: impl StoredRow) -> Result<User, StoreError> {
     Ok(User {
-        id: id(UserId::parse, row.try_get("id").map_err(backend)?)?,
-        username: row.try_get("username").map_err(backend)?,
-        password_hash: row.try_get("password_hash").map_err(backend)?,
-        created_at: from_micros(row.try_get("created_at").map_err(backend)?)?,
-        token_generation: row.try_get("token_generation").map_err(backend)?,
+        id: id(UserId::parse, row.text("id")?)?,
+        username: row.text("username")?,
+        password_hash: row.text("password_hash")?,
+        created_at: from_micros(row.int("created_at")?)?,
+        token_generation: u32::try_from(row.int("token_generation")?).unwrap_or(u32::MAX),
     })
 }
 
-pub fn thread_of(row: SqliteRow) -> Result<Thread, StoreError> {
+pub fn thread_of(row: impl StoredRow) -> Result<Thread, StoreError> {
     Ok(Thread {
-        id: id(ThreadId::parse, row.try_get("id").map_err(backend)?)?,
-        user_id: id(UserId::parse, row.try_get("user_id").map_err(backend)?)?,
-        title: row.try_get("title").map_err(backend)?,
-        created_at: from_micros(row.try_get("created_at").map_err(backend)?)?,
-        updated_at: from_micros(row.try_get("updated_at").map_err(backend)?)?,
+        id: id(ThreadId::parse, row.text("id")?)?,
+        user_id: id(UserId::parse, row.text("user_id")?)?,
+        title: row.text("title")?,
+        created_at: from_micros(row.int("created_at")?)?,
+        updated_at: from_micros(row.int("updated_at")?)?,
     })
 }
 
-pub fn message_of(row: SqliteRow) -> Result<Message, StoreError> {
-    let role: String = row.try_get("role").map_err(backend)?;
-    let run_id: Option<String> = row.try_get("run_id").map_err(backend)?;
+pub fn message_of(row: impl StoredRow) -> Result<Message, StoreError> {
+    let role = row.text("role")?;
+    let run_id = row.maybe_text("run_id")?;
     Ok(Message {
-        id: id(MessageId::parse, row.try_get("id").map_err(backend)?)?,
-        thread_id: id(ThreadId::parse, row.try_get("thread_id").map_err(backend)?)?,
+        id: id(MessageId::parse, row.text("id")?)?,
+        thread_id: id(ThreadId::parse, row.text("thread_id")?)?,
         role: Role::parse(&role)
             .ok_or_else(|| StoreError::Backend(format!("unknown role `{role}`")))?,
-        content: row.try_get("content").map_err(backend)?,
+        content: row.text("content")?,
         run_id: run_id.map(|value| id(RunId::parse, value)).transpose()?,
-        created_at: from_micros(row.try_get("created_at").map_err(backend)?)?,
+        created_at: from_micros(row.int("created_at")?)?,
     })
 }
 
-pub fn run_of(row: SqliteRow) -> Result<RunRecord, StoreError> {
-    let status: String = row.try_get("status").map_err(backend)?;
-    let finished_at: Option<i64> = row.try_get("finished_at").map_err(backend)?;
+pub fn run_of(row: impl StoredRow) -> Result<RunRecord, StoreError> {
+    let status = row.text("status")?;
+    let finished_at = row.maybe_int("finished_at")?;
     Ok(RunRecord {
-        id: id(RunId::parse, row.try_get("id").map_err(backend)?)?,
-        user_id: id(UserId::parse, row.try_get("user_id").map_err(backend)?)?,
-        thread_id: id(ThreadId::parse, row.try_get("thread_id").map_err(backend)?)?,
-        agent: row.try_get("agent").map_err(backend)?,
+        id: id(RunId::parse, row.text("id")?)?,
+        user_id: id(UserId::parse, row.text("user_id")?)?,
+        thread_id: id(ThreadId::parse, row.text("thread_id")?)?,
+        agent: row.text("agent")?,
         status: RunStatus::from_str(&status)
             .map_err(|_| StoreError::Backend(format!("unknown run status `{status}`")))?,
-        created_at: from_micros(row.try_get("created_at").map_err(backend)?)?,
+        created_at: from_micros(row.int("created_at")?)?,
         finished_at: finished_at.map(from_micros).transpose()?,
-        error_code: row.try_get("error_code").map_err(backend)?,
-        error_message: row.try_get("error_message").map_err(backend)?,
+        error_code: row.maybe_text("error_code")?,
+        error_message: row.maybe_text("error_message")?,
     })
 }
 
-pub fn model_usage_of(row: SqliteRow) -> Result<ModelUsage, StoreError> {
+pub fn model_usage_of(row: impl StoredRow) -> Result<ModelUsage, StoreError> {
     let count = |name: &str| -> Result<u64, StoreError> {
-        let value: i64 = row.try_get(name).map_err(backend)?;
+        let value = row.int(name)?;
         Ok(u64::try_from(value).unwrap_or(0))
     };
     Ok(ModelUsage {
-        model: row.try_get("model").map_err(backend)?,
+        model: row.text("model")?,
         calls: count("calls")?,
         input_tokens: count("input_tokens")?,
         output_tokens: count("output_tokens")?,
-        cost_usd: row.try_get("cost_usd").map_err(backend)?,
+        cost_usd: row.real("cost_usd")?,
     })
 }
 
-pub fn event_of(row: SqliteRow) -> Result<StoredEvent, StoreError> {
-    let seq: i64 = row.try_get("seq").map_err(backend)?;
+pub fn event_of(row: impl StoredRow) -> Result<StoredEvent, StoreError> {
+    let seq = row.int("seq")?;
     Ok(StoredEvent {
         seq: u64::try_from(seq).unwrap_or(0),
-        run_id: id(RunId::parse, row.try_get("run_id").map_err(backend)?)?,
-        event_type: row.try_get("event_type").map_err(backend)?,
-        payload: Arc::from(row.try_get::<String, _>("payload").map_err(backend)?),
+        run_id: id(RunId::parse, row.text("run_id")?)?,
+        event_type: row.text("event_type")?,
+        payload: Arc::from(row.text("payload")?),
     })
 }

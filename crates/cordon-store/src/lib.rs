@@ -12,11 +12,15 @@
 
 mod convert;
 mod health;
+mod options;
+mod postgres;
 mod queue;
 mod sqlite;
 mod visibility;
 mod writer;
 
 pub use health::DEFAULT_WRITE_QUEUE_CAPACITY;
+pub use options::StoreOptions;
+pub use postgres::PgStore;
 pub use sqlite::DEFAULT_SEARCH_BUDGET;
-pub use sqlite::{SqliteStore, StoreOptions};
+pub use sqlite::SqliteStore;

@@ -92,6 +92,25 @@ pub struct EventRow {
     pub subscriber: Option<Arc<dyn EventSink>>,
 }
 
+impl EventRow {
+    pub fn new(
+        user_id: &cordon_core::UserId,
+        event: &cordon_core::RunEvent,
+        payload: Arc<str>,
+        subscriber: Option<Arc<dyn EventSink>>,
+    ) -> Self {
+        Self {
+            user_id: user_id.to_string(),
+            seq: crate::convert::seq_param(event.seq),
+            run_id: event.run_id.to_string(),
+            event_type: event.kind.type_name(),
+            ts: crate::convert::to_micros(event.ts),
+            payload,
+            subscriber,
+        }
+    }
+}
+
 /// A storage engine, as the writer drives it.
 pub trait WriteBackend: Send + 'static {
     /// Applies `batch` in one transaction: one result per write (`Err` for a

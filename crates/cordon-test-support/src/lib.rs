@@ -12,6 +12,7 @@
 
 mod browser;
 pub mod fake_llm;
+pub mod postgres;
 mod server;
 mod ws;
 

@@ -18,10 +18,10 @@ use cordon_core::{
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Row, SqlitePool};
 
+use crate::StoreOptions;
 use crate::convert::{
-    backend, event_of, message_of, model_usage_of, run_of, thread_of, to_micros, user_of,
+    backend, event_of, message_of, model_usage_of, run_of, seq_param, thread_of, to_micros, user_of,
 };
-use crate::health::DEFAULT_WRITE_QUEUE_CAPACITY;
 use crate::queue::WriteQueue;
 use crate::writer::{EventRow, WriteOp};
 use checkpoint::{Checkpointer, WalBound};
@@ -33,25 +33,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "cordon.db";
-
-/// How the store is run.
-#[derive(Debug, Clone, Copy)]
-pub struct StoreOptions {
-    /// Bound of the queue to the writer, in writes; new runs are refused
-    /// (`overloaded`) past half of it.
-    pub write_queue_capacity: usize,
-    /// CPU time one history search may spend before it is stopped.
-    pub search_budget: Duration,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        Self {
-            write_queue_capacity: DEFAULT_WRITE_QUEUE_CAPACITY,
-            search_budget: DEFAULT_SEARCH_BUDGET,
-        }
-    }
-}
 
 pub struct SqliteStore {
     reads: SqlitePool,
@@ -195,27 +176,6 @@ impl SqliteStore {
 
 const RUN_COLUMNS: &str =
     "id, user_id, thread_id, agent, status, created_at, finished_at, error_code, error_message";
-
-fn event_row(
-    user_id: &UserId,
-    event: &RunEvent,
-    payload: Arc<str>,
-    subscriber: Option<Arc<dyn EventSink>>,
-) -> EventRow {
-    EventRow {
-        user_id: user_id.to_string(),
-        seq: i64::try_from(event.seq).unwrap_or(i64::MAX),
-        run_id: event.run_id.to_string(),
-        event_type: event.kind.type_name(),
-        ts: to_micros(event.ts),
-        payload,
-        subscriber,
-    }
-}
-
-fn seq_param(seq: u64) -> i64 {
-    i64::try_from(seq).unwrap_or(i64::MAX)
-}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -392,7 +352,7 @@ impl Store for SqliteStore {
         payload: Arc<str>,
         subscriber: Arc<dyn EventSink>,
     ) -> Result<(), StoreError> {
-        self.writes.enqueue(WriteOp::Event(event_row(
+        self.writes.enqueue(WriteOp::Event(EventRow::new(
             user_id,
             event,
             payload,
@@ -490,7 +450,7 @@ impl Store for SqliteStore {
         payload: Arc<str>,
         outcome: &RunOutcome,
     ) -> Result<(), StoreError> {
-        let event = event_row(user_id, event, payload, None);
+        let event = EventRow::new(user_id, event, payload, None);
         let outcome = outcome.clone();
         self.writes
             .write(|ack| WriteOp::EndAbandonedRun {
@@ -572,18 +532,10 @@ impl Store for SqliteStore {
         .into_iter()
         .map(model_usage_of)
         .collect::<Result<Vec<_>, _>>()?;
-        let mut totals = UsageTotals {
-            runs: u64::try_from(runs).unwrap_or(0),
-            ..UsageTotals::default()
-        };
-        for model in &by_model {
-            totals.calls += model.calls;
-            totals.input_tokens += model.input_tokens;
-            totals.output_tokens += model.output_tokens;
-            totals.cost_usd += model.cost_usd;
-        }
-        totals.by_model = by_model;
-        Ok(totals)
+        Ok(UsageTotals::summed(
+            u64::try_from(runs).unwrap_or(0),
+            by_model,
+        ))
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
