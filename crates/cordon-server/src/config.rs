@@ -9,6 +9,9 @@ use cordon_engine::EngineConfig;
 pub struct ServerConfig {
     /// Where the SQLite file and the generated JWT secret live.
     pub data_dir: PathBuf,
+    /// A `postgres://` URL: store in PostgreSQL instead of SQLite in `data_dir`.
+    /// Secret: it may carry a password.
+    pub database_url: Option<secrecy::SecretString>,
     /// HS256 secret; `None` means generate one once and keep it in the data dir.
     /// Redacted in `Debug`: a config is logged at start-up.
     pub jwt_secret: Option<secrecy::SecretString>,
@@ -59,6 +62,7 @@ impl ServerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            database_url: None,
             jwt_secret: None,
             token_ttl: Duration::from_secs(24 * 3600),
             heartbeat_interval: Duration::from_secs(15),

@@ -14,7 +14,7 @@ use cordon_engine::{
 };
 use cordon_llm::OfflineModel;
 use cordon_protocol::FrameEncoder;
-use cordon_store::{SqliteStore, StoreOptions};
+use cordon_store::{PgStore, SqliteStore, StoreOptions};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -157,7 +157,10 @@ impl Server {
             write_queue_capacity: config.write_queue_capacity,
             search_budget: config.search_budget,
         };
-        let store: Arc<dyn Store> = SqliteStore::open_with(&config.data_dir, options).await?;
+        let store: Arc<dyn Store> = match &config.database_url {
+            Some(url) => PgStore::open(url.expose_secret(), options).await?,
+            None => SqliteStore::open_with(&config.data_dir, options).await?,
+        };
         // Before any engine exists: engines continue each user's seq from the store.
         end_abandoned_runs(&store, &FrameEncoder).await?;
         let hub = Arc::new(ConnectionHub::default());

@@ -3,7 +3,7 @@
 //! PostgreSQL: `CORDON_TEST_DATABASE_URL` names a server the tests may
 //! create databases on (`.ci/run` starts one); each test gets a database of
 //! its own. Without it the PostgreSQL half is skipped, except under CI,
-//! where it fails.
+//! where it fails. Each test is an `async fn(Arc<dyn Store>)`.
 #![allow(
     clippy::unwrap_used,
     reason = "a test should panic loudly on a broken assumption"
@@ -18,52 +18,30 @@ use cordon_core::{
     UserId,
 };
 use cordon_store::{PgStore, SqliteStore, StoreOptions};
+use cordon_test_support::on_each_database;
+use cordon_test_support::postgres::Database;
 use time::OffsetDateTime;
 
-/// A store under test, and what keeps its database alive.
-struct Subject {
-    store: Arc<dyn Store>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn sqlite() -> Subject {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).await.unwrap();
-    Subject {
-        store,
-        _dir: Some(dir),
-    }
-}
-
-/// A fresh database on the test server, or `None` when there is none (outside CI).
-async fn postgres() -> Option<Subject> {
-    let server = cordon_test_support::postgres::test_server()?;
-    let url = cordon_test_support::postgres::fresh_database(&server).await;
-    let store = PgStore::open(&url, StoreOptions::default()).await.unwrap();
-    Some(Subject { store, _dir: None })
-}
-
-/// Each test, once per store.
-macro_rules! conformance {
-    ($($test:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(#[tokio::test]
-            async fn $test() {
-                super::$test(super::sqlite().await.store.clone()).await;
-            })*
-        }
-        mod on_postgres {
-            $(#[tokio::test]
-            async fn $test() {
-                if let Some(subject) = super::postgres().await {
-                    super::$test(subject.store.clone()).await;
-                }
-            })*
-        }
+/// Opens a fresh store on `database` and runs `test` on it (skipped when
+/// there is no PostgreSQL server outside CI).
+async fn run_on_store<F, Fut>(database: Database, test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Ok(url) = database.fresh_url().await else {
+        return;
     };
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = match url {
+        Some(url) => PgStore::open(&url, StoreOptions::default()).await.unwrap(),
+        None => SqliteStore::open(dir.path()).await.unwrap(),
+    };
+    test(store).await;
 }
 
-conformance!(
+on_each_database!(
+    with = run_on_store;
     users_are_found_by_id_and_by_name_in_any_case,
     a_taken_username_is_refused_in_any_case,
     revoking_tokens_bumps_the_generation,

@@ -1,8 +1,54 @@
-//! A database of its own for each test, on the PostgreSQL server named by `CORDON_TEST_DATABASE_URL` (`.ci/run` starts one).
+//! A database of its own for each test, on the PostgreSQL server named by `CORDON_TEST_DATABASE_URL` (`.ci/run` starts one), and the macro that runs a test on each database.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::{Connection, Executor, PgConnection};
+
+/// Which database a test's server or store keeps its data in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    Sqlite,
+    Postgres,
+}
+
+impl Database {
+    /// A fresh PostgreSQL database's URL for `Postgres`; `None` for SQLite,
+    /// and `Err(())` when the test must be skipped (no server, outside CI).
+    pub async fn fresh_url(self) -> Result<Option<String>, ()> {
+        match self {
+            Database::Sqlite => Ok(None),
+            Database::Postgres => match test_server() {
+                Some(server) => Ok(Some(fresh_database(&server).await)),
+                None => Err(()),
+            },
+        }
+    }
+}
+
+/// Runs each named `async fn(Database)` once per database, as
+/// `on_sqlite::name` and `on_postgres::name`; with `with = runner;` first,
+/// each runs as `runner(database, name)` instead.
+#[macro_export]
+macro_rules! on_each_database {
+    (with = $runner:ident; $($test:ident),* $(,)?) => {
+        $crate::on_each_database!(@mod on_sqlite, Sqlite, |db, test| super::$runner(db, test); $($test),*);
+        $crate::on_each_database!(@mod on_postgres, Postgres, |db, test| super::$runner(db, test); $($test),*);
+    };
+    ($($test:ident),* $(,)?) => {
+        $crate::on_each_database!(@mod on_sqlite, Sqlite, |db, test| test(db); $($test),*);
+        $crate::on_each_database!(@mod on_postgres, Postgres, |db, test| test(db); $($test),*);
+    };
+    (@mod $module:ident, $database:ident, |$db:ident, $t:ident| $call:expr; $($test:ident),*) => {
+        mod $module {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let $db = $crate::postgres::Database::$database;
+                let $t = super::$test;
+                $call.await;
+            })*
+        }
+    };
+}
 
 /// The server the tests may create databases on, if one is configured;
 /// under CI it must be (the PostgreSQL half of a suite fails, not skips).

@@ -46,6 +46,22 @@ impl TestServer {
         Self::start_in(dir, configure).await
     }
 
+    /// A server storing in `database` (a fresh one), or `None` when the test
+    /// must be skipped: PostgreSQL without a test server, outside CI.
+    pub async fn start_storing_in(
+        database: crate::postgres::Database,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Option<Self> {
+        let url = database.fresh_url().await.ok()?;
+        Some(
+            Self::start_with(|config| {
+                config.database_url = url.map(secrecy::SecretString::from);
+                configure(config);
+            })
+            .await,
+        )
+    }
+
     /// A server on an existing data dir (e.g. to test a restart).
     pub async fn start_in(
         data_dir: Arc<TempDir>,

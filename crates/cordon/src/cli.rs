@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Directory for the SQLite database and the generated JWT secret.
     #[arg(long, default_value = "./cordon-data")]
     pub data_dir: PathBuf,
+    /// Store in PostgreSQL (`postgres://user:password@host:port/database`)
+    /// instead of SQLite in --data-dir; the database is migrated at start-up.
+    #[arg(long, env = "CORDON_DATABASE_URL", hide_env_values = true, value_parser = database_url)]
+    pub database_url: Option<secrecy::SecretString>,
     /// HS256 signing secret (at least 32 bytes); generated and kept in the data dir when unset.
     /// Prefer the environment variable: a flag's value is visible to every user in `ps`.
     #[arg(long, env = "CORDON_JWT_SECRET", hide_env_values = true, value_parser = secret_value)]
@@ -157,4 +161,15 @@ fn proxy_net(raw: &str) -> Result<ipnet::IpNet, String> {
 /// A secret from the command line or environment, redacted in `Debug`.
 fn secret_value(raw: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
     Ok(secrecy::SecretString::from(raw))
+}
+
+/// A PostgreSQL URL; the error never repeats it (it may carry a password).
+fn database_url(raw: &str) -> Result<secrecy::SecretString, String> {
+    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        return Ok(secrecy::SecretString::from(raw));
+    }
+    Err(
+        "expected a postgres:// URL (without --database-url cordon stores in SQLite in --data-dir)"
+            .into(),
+    )
 }

@@ -52,6 +52,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         bail!("--max-sockets-per-user and --messages-per-minute must be at least 1");
     }
     let mut config = ServerConfig::new(args.data_dir);
+    config.database_url = args.database_url;
     if args.jwt_secret.is_some() && std::env::var_os("CORDON_JWT_SECRET").is_none() {
         tracing::warn!(
             "--jwt-secret on the command line is visible to every user of this machine (ps); \

@@ -4,16 +4,24 @@
     reason = "a test should panic loudly on a broken assumption"
 )]
 
+use cordon_test_support::on_each_database;
+use cordon_test_support::postgres::Database;
 use cordon_test_support::{TestServer, is_terminal};
 use serde_json::{Value, json};
+
+on_each_database!(
+    a_question_streams_thinking_a_tool_call_and_the_answer,
+    a_follow_up_in_the_same_thread_searches_the_users_own_history,
+);
 
 fn types(frames: &[Value]) -> Vec<&str> {
     frames.iter().map(|f| f["type"].as_str().unwrap()).collect()
 }
 
-#[tokio::test]
-async fn a_question_streams_thinking_a_tool_call_and_the_answer() {
-    let server = TestServer::start().await;
+async fn a_question_streams_thinking_a_tool_call_and_the_answer(database: Database) {
+    let Some(server) = TestServer::start_storing_in(database, |_| {}).await else {
+        return;
+    };
     let alice = server.register("alice").await;
     let mut ws = server.connect(&alice).await;
 
@@ -104,9 +112,10 @@ async fn a_question_streams_thinking_a_tool_call_and_the_answer() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_follow_up_in_the_same_thread_searches_the_users_own_history() {
-    let server = TestServer::start().await;
+async fn a_follow_up_in_the_same_thread_searches_the_users_own_history(database: Database) {
+    let Some(server) = TestServer::start_storing_in(database, |_| {}).await else {
+        return;
+    };
     let bob = server.register("bob").await;
     let mut ws = server.connect(&bob).await;
     ws.send_json(&json!({"type": "user_message", "content": "I planted tomatoes in the garden"}))

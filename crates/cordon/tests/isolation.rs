@@ -6,9 +6,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use cordon_test_support::on_each_database;
+use cordon_test_support::postgres::Database;
 use cordon_test_support::{Account, TestServer, WsClient};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
+
+on_each_database!(concurrent_users_receive_exactly_their_own_events_in_order,);
 
 const USERS: usize = 24;
 const CONNECTIONS_PER_USER: usize = 3;
@@ -38,9 +42,10 @@ async fn read_runs(ws: &mut WsClient, runs: usize) -> Vec<Value> {
     events
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_users_receive_exactly_their_own_events_in_order() {
-    let server = TestServer::start().await;
+async fn concurrent_users_receive_exactly_their_own_events_in_order(database: Database) {
+    let Some(server) = TestServer::start_storing_in(database, |_| {}).await else {
+        return;
+    };
     let mut users = Vec::new();
     for i in 0..USERS {
         let account = server.register(&format!("user{i:02}")).await;

@@ -6,9 +6,18 @@
 
 use std::time::Duration;
 
+use cordon_test_support::on_each_database;
+use cordon_test_support::postgres::Database;
 use cordon_test_support::{Account, TestServer, WsClient};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+
+on_each_database!(
+    resuming_at_random_points_while_runs_stream_yields_exactly_the_log,
+    a_run_goes_on_without_sockets_and_is_read_back_on_resume,
+    a_cursor_older_than_retention_gets_cursor_expired_and_seq_never_restarts,
+    a_socket_hears_every_event_published_after_its_greeting,
+);
 
 /// Sends `messages` messages, alternating over two threads with `enqueue`,
 /// a few milliseconds apart, so runs produce events the whole time.
@@ -82,9 +91,10 @@ async fn wait_until_idle(server: &TestServer, account: &Account) {
     panic!("runs never finished");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resuming_at_random_points_while_runs_stream_yields_exactly_the_log() {
-    let server = TestServer::start().await;
+async fn resuming_at_random_points_while_runs_stream_yields_exactly_the_log(database: Database) {
+    let Some(server) = TestServer::start_storing_in(database, |_| {}).await else {
+        return;
+    };
     let ada = server.register("ada").await;
     let producer = produce(&server, &ada, 120);
 
@@ -137,10 +147,14 @@ async fn resuming_at_random_points_while_runs_stream_yields_exactly_the_log() {
     );
 }
 
-#[tokio::test]
-async fn a_run_goes_on_without_sockets_and_is_read_back_on_resume() {
-    let server =
-        TestServer::start_with(|c| c.offline_step_delay = Duration::from_millis(150)).await;
+async fn a_run_goes_on_without_sockets_and_is_read_back_on_resume(database: Database) {
+    let Some(server) = TestServer::start_storing_in(database, |c| {
+        c.offline_step_delay = Duration::from_millis(150);
+    })
+    .await
+    else {
+        return;
+    };
     let bea = server.register("bea").await;
     let mut ws = server.connect(&bea).await;
     ws.send_json(
@@ -164,13 +178,17 @@ async fn a_run_goes_on_without_sockets_and_is_read_back_on_resume() {
     assert_eq!(runs.as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn a_cursor_older_than_retention_gets_cursor_expired_and_seq_never_restarts() {
-    let server = TestServer::start_with(|c| {
+async fn a_cursor_older_than_retention_gets_cursor_expired_and_seq_never_restarts(
+    database: Database,
+) {
+    let Some(server) = TestServer::start_storing_in(database, |c| {
         c.event_retention = Duration::from_millis(1);
         c.retention_sweep_interval = Duration::from_millis(50);
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let cy = server.register("cyd").await;
     let mut ws = server.connect(&cy).await;
     ws.send_json(&json!({"type": "user_message", "content": "1 + 1"}))
@@ -199,9 +217,10 @@ async fn a_cursor_older_than_retention_gets_cursor_expired_and_seq_never_restart
 /// A client may act on a socket's greeting from elsewhere at once (a message
 /// on another tab's socket, or over REST): that socket must hear the run from
 /// its first event, not from whenever it happened to go live.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_socket_hears_every_event_published_after_its_greeting() {
-    let server = TestServer::start().await;
+async fn a_socket_hears_every_event_published_after_its_greeting(database: Database) {
+    let Some(server) = TestServer::start_storing_in(database, |_| {}).await else {
+        return;
+    };
     for n in 0..30 {
         let user = server.register(&format!("greeted{n}")).await;
         let mut first = server.connect(&user).await;

@@ -19,7 +19,7 @@ use cordon_core::{
     RunId, RunOutcome, RunRecord, Store, StoreError, StoredEvent, Thread, ThreadId, UsageTotals,
     User, UserId,
 };
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 
 use crate::StoreOptions;
@@ -36,6 +36,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres
 const READ_CONNECTIONS: u32 = 8;
 /// Connections for history searches, apart from the reads.
 const SEARCH_CONNECTIONS: u32 = 2;
+/// The advisory lock an instance holds on its database (any constant of
+/// cordon's own; "cordon" in ASCII).
+const INSTANCE_LOCK: i64 = 0x636f_7264_6f6e;
 /// PostgreSQL's code for a statement stopped by `statement_timeout`.
 const QUERY_CANCELED: &str = "57014";
 
@@ -47,6 +50,10 @@ pub struct PgStore {
     searches: PgPool,
     search_budget: Duration,
     writes: WriteQueue,
+    /// Holds `INSTANCE_LOCK` for the store's life. Until instances
+    /// coordinate `seq` and fan-out through the database (issue 14), a second
+    /// one would hand out the same `seq` numbers: it is refused at start-up.
+    _instance: std::sync::Mutex<PgConnection>,
 }
 
 impl PgStore {
@@ -62,6 +69,7 @@ impl PgStore {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_lazy_with(connect.clone())
         };
+        let instance = hold_instance_lock(&connect).await?;
         let reads = pool(READ_CONNECTIONS);
         MIGRATOR
             .run(&reads)
@@ -76,6 +84,7 @@ impl PgStore {
             searches: pool(SEARCH_CONNECTIONS),
             search_budget: options.search_budget,
             writes,
+            _instance: std::sync::Mutex::new(instance),
         }))
     }
 
@@ -211,6 +220,23 @@ impl PgStore {
         .map(model_usage_of)
         .collect()
     }
+}
+
+/// A connection holding the instance lock, or why there is none.
+async fn hold_instance_lock(connect: &PgConnectOptions) -> Result<PgConnection, StoreError> {
+    let mut conn = connect.connect().await.map_err(backend)?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(INSTANCE_LOCK)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(backend)?;
+    if !locked {
+        return Err(StoreError::Backend(
+            "another cordon instance is serving this database; one instance per database for now"
+                .into(),
+        ));
+    }
+    Ok(conn)
 }
 
 fn over_budget(error: &sqlx::Error) -> bool {
