@@ -55,6 +55,7 @@ on_each_database!(
     an_abandoned_run_ends_with_its_event_in_one_step,
     usage_is_summed_per_run_and_per_user,
     search_finds_the_users_own_messages_only,
+    writes_queued_together_apply_in_queue_order,
 );
 
 fn at(micros: i64) -> OffsetDateTime {
@@ -643,4 +644,41 @@ async fn search_finds_the_users_own_messages_only(store: Arc<dyn Store>) {
     tokio::time::timeout(Duration::from_secs(10), store.close())
         .await
         .unwrap();
+}
+
+async fn writes_queued_together_apply_in_queue_order(store: Arc<dyn Store>) {
+    let ada = signed_up(&store, "ada").await;
+    let t = thread(&ada, 1_000);
+    let r = run(&ada, &t, RunStatus::Queued, 2_000);
+    let sink = Recorder::new(&ada);
+    // Nothing awaited in between: these go to the writer together.
+    store.create_thread(&t).unwrap();
+    store
+        .begin_run(&r, Some(&message(&t, Role::User, "first", Some(&r))))
+        .unwrap();
+    store.start_queued_run(&ada.id, &r.id).unwrap();
+    append(&store, &ada, &event(&r, 1, 3_000), &sink);
+    let cancelled = RunOutcome {
+        status: RunStatus::Cancelled,
+        error_code: Some("cancelled".to_owned()),
+        error_message: None,
+        answer: Some(message(&t, Role::Assistant, "cut short", Some(&r))),
+    };
+    let done = completed(None);
+    let (first, second) = tokio::join!(
+        store.finish_run(&ada.id, &r.id, &cancelled),
+        store.finish_run(&ada.id, &r.id, &done),
+    );
+    first.unwrap();
+    second.unwrap();
+    let ended = store.get_run(&ada.id, &r.id).await.unwrap().unwrap();
+    assert_eq!(ended.status, RunStatus::Cancelled, "the first end wins");
+    let said = store
+        .list_messages(&ada.id, &t.id, &MessagePage::newest(10))
+        .await
+        .unwrap()
+        .unwrap();
+    let said: Vec<_> = said.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(said, vec!["first", "cut short"]);
+    assert_eq!(sink.heard().len(), 1);
 }

@@ -7,6 +7,7 @@
 //! (`statement_timeout`), so one tenant's searches never hold the
 //! connections other tenants read through.
 
+mod bulk;
 mod writes;
 
 use std::str::FromStr;

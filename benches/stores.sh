@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+#! SQLite against PostgreSQL, side by side: one fresh server per run, `cordon bench` sustained load
+#! (400 users back to back), the stores alternating. PostgreSQL runs in a throw-away cluster started
+#! here with `synchronous_commit=off`, the match of SQLite's WAL with `synchronous=NORMAL` (a commit
+#! survives a crash of the process, not of the machine).
+#!   benches/stores.sh [pairs] [secs] [users]
+set -euo pipefail
+pairs=${1:-3}
+duration=${2:-20}
+users=${3:-400}
+bin=${BENCH_BIN:-./target/release/cordon}
+port=${PORT_STORES:-18490}
+pg_bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -1)")
+work=$(mktemp -d)
+as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" -eq 0 ] && chown postgres "$work"
+as_postgres "$pg_bin/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
+pg_port=$((port + 1))
+as_postgres "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -o \
+  "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c synchronous_commit=off -c shared_buffers=512MB" \
+  start >/dev/null
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  wait 2>/dev/null || true
+  as_postgres "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+one_run() { # store, run number
+  local store=$1 n=$2 data="$work/data-$1-$2" extra=()
+  mkdir -p "$data"
+  if [ "$store" = postgres ]; then
+    psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE DATABASE bench_$n"
+    extra=(--database-url "postgres://postgres@127.0.0.1:$pg_port/bench_$n")
+  fi
+  "$bin" serve --addr "127.0.0.1:$port" --data-dir "$data" --offline-delay-ms 0 --max-runs-global 4096 \
+    --messages-per-minute 1000000 --max-sockets-per-user 16 --signups-per-hour 100000 "${extra[@]}" \
+    >"$data/server.log" 2>&1 &
+  server=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+    sleep 0.1
+  done
+  echo "=== $store, run $n"
+  "$bin" bench --url "ws://127.0.0.1:$port" --users "$users" --duration "$duration" \
+    --server-pid "$server" | grep -E "runs per second|runs completed|agent_started|agent_completed|RSS before|cross-user"
+  kill "$server"
+  wait "$server" 2>/dev/null || true
+  server=""
+}
+
+for n in $(seq "$pairs"); do
+  one_run sqlite "$n"
+  one_run postgres "$n"
+done
