@@ -24,6 +24,20 @@ pub enum Command {
     Audit(cordon_audit::AuditArgs),
     /// Load-test a running server and verify isolation while measuring.
     Bench(cordon_bench::BenchArgs),
+    /// Ask a running server's `/healthz`: exit 0 when it answers 200, 1
+    /// otherwise (a container image's health check: it has no curl).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The URL to ask [default: http://127.0.0.1:PORT/healthz, PORT from
+    /// CORDON_ADDR or PORT as `serve` would listen, else 8080].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout: f64,
 }
 
 /// `--llm`: which model provider answers.
@@ -46,13 +60,13 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080, or 0.0.0.0:$PORT when PORT is set].
-    #[arg(long)]
+    #[arg(long, env = "CORDON_ADDR")]
     pub addr: Option<SocketAddr>,
     /// Port set by container platforms; used when --addr is not given.
     #[arg(long, env = "PORT", hide = true)]
     pub port: Option<u16>,
     /// Directory for the SQLite database and the generated JWT secret.
-    #[arg(long, default_value = "./cordon-data")]
+    #[arg(long, env = "CORDON_DATA_DIR", default_value = "./cordon-data")]
     pub data_dir: PathBuf,
     /// Store in PostgreSQL (`postgres://user:password@host:port/database`)
     /// instead of SQLite in --data-dir; the database is migrated at start-up.
@@ -63,91 +77,95 @@ pub struct ServeArgs {
     #[arg(long, env = "CORDON_JWT_SECRET", hide_env_values = true, value_parser = secret_value)]
     pub jwt_secret: Option<secrecy::SecretString>,
     /// Seconds between server `ping` frames.
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, env = "CORDON_HEARTBEAT_INTERVAL", default_value_t = 15.0)]
     pub heartbeat_interval: f64,
     /// Seconds without client traffic before a socket is closed.
-    #[arg(long, default_value_t = 240.0)]
+    #[arg(long, env = "CORDON_IDLE_TIMEOUT", default_value_t = 240.0)]
     pub idle_timeout: f64,
     /// Runs one user may have in flight.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, env = "CORDON_MAX_RUNS_PER_USER", default_value_t = 2)]
     pub max_runs_per_user: usize,
     /// Sign-up attempts one client address may make per hour (`429 too_many_signups`).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, env = "CORDON_SIGNUPS_PER_HOUR", default_value_t = 20)]
     pub signups_per_hour: u32,
     /// Sign-up answers `202 accepted` for free and taken names alike (no token; sign in next),
     /// so nobody can learn which names exist.
-    #[arg(long)]
+    #[arg(long, env = "CORDON_QUIET_SIGNUP")]
     pub quiet_signup: bool,
     /// Password hashes queued or running at most; past it sign-ins get `503 busy` with `Retry-After`.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, env = "CORDON_MAX_PENDING_HASHES", default_value_t = 64)]
     pub max_pending_hashes: usize,
     /// Seconds an HTTP connection may take to send a request's headers, or stay idle between requests.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, env = "CORDON_HEADER_TIMEOUT", default_value_t = 10.0)]
     pub header_timeout: f64,
     /// Seconds a request body may take to arrive (then `408`).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, env = "CORDON_BODY_TIMEOUT", default_value_t = 30.0)]
     pub body_timeout: f64,
     /// Seconds a socket write may wait for a peer that does not read before the socket is closed.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, env = "CORDON_WRITE_TIMEOUT", default_value_t = 30.0)]
     pub write_timeout: f64,
     /// Sockets one user may have open; another upgrade gets `429 too_many_connections`.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, env = "CORDON_MAX_SOCKETS_PER_USER", default_value_t = 8)]
     pub max_sockets_per_user: usize,
     /// Messages one user may send per minute (over the socket and REST together).
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, env = "CORDON_MESSAGES_PER_MINUTE", default_value_t = 120)]
     pub messages_per_minute: u32,
     /// Runs the whole server may have in flight.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, env = "CORDON_MAX_RUNS_GLOBAL", default_value_t = 1024)]
     pub max_runs_global: usize,
     /// Seconds one agent may run before the run ends with `timeout`.
-    #[arg(long, default_value_t = 25.0)]
+    #[arg(long, env = "CORDON_AGENT_TIMEOUT", default_value_t = 25.0)]
     pub agent_timeout: f64,
     /// Seconds an engine may stay idle before it is dropped.
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, env = "CORDON_ENGINE_IDLE_TTL", default_value_t = 300.0)]
     pub engine_idle_ttl: f64,
     /// Seconds running runs get to finish on shutdown.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, env = "CORDON_SHUTDOWN_GRACE", default_value_t = 10.0)]
     pub shutdown_grace: f64,
     /// Days the event log keeps a user's events (resume cursors older than this get `cursor_expired`).
-    #[arg(long, default_value_t = 7.0)]
+    #[arg(long, env = "CORDON_EVENT_RETENTION", default_value_t = 7.0)]
     pub event_retention: f64,
     /// A proxy (IP or CIDR, repeatable or comma-separated) whose `X-Forwarded-For` names the
     /// client for per-address limits; from any other peer the header is ignored.
-    #[arg(long = "trusted-proxy", value_delimiter = ',', value_parser = proxy_net)]
+    #[arg(long = "trusted-proxy", env = "CORDON_TRUSTED_PROXY", value_delimiter = ',', value_parser = proxy_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Most writes queued for the store; past half of it new runs are refused with `overloaded`.
-    #[arg(long, default_value_t = cordon_server::DEFAULT_WRITE_QUEUE_CAPACITY)]
+    #[arg(long, env = "CORDON_WRITE_QUEUE_CAPACITY", default_value_t = cordon_server::DEFAULT_WRITE_QUEUE_CAPACITY)]
     pub write_queue_capacity: usize,
     /// Milliseconds of CPU one history search may use before it is stopped (the tool then tells
     /// the model to try a more distinctive query).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, env = "CORDON_SEARCH_BUDGET_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub search_budget_ms: u64,
     /// Milliseconds the offline model takes per step (0 for benchmarks).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, env = "CORDON_OFFLINE_DELAY_MS", default_value_t = 100)]
     pub offline_delay_ms: u64,
     /// Extra Origin allowed to open /ws (repeatable; same-origin is always allowed).
-    #[arg(long = "allowed-origin")]
+    #[arg(
+        long = "allowed-origin",
+        env = "CORDON_ALLOWED_ORIGIN",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Vec<String>,
     /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "CORDON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Model provider [default: offline, or `provider` from --llm-config].
-    #[arg(long, value_enum)]
+    #[arg(long, env = "CORDON_LLM", value_enum)]
     pub llm: Option<LlmChoice>,
     /// Model name [defaults: gpt-4o-mini for openai, claude-3-5-haiku-latest for anthropic].
-    #[arg(long)]
+    #[arg(long, env = "CORDON_LLM_MODEL")]
     pub llm_model: Option<String>,
     /// Provider endpoint, e.g. http://127.0.0.1:11434/v1 for Ollama's OpenAI-compatible API.
-    #[arg(long)]
+    #[arg(long, env = "CORDON_LLM_BASE_URL")]
     pub llm_base_url: Option<String>,
     /// Name of the environment variable holding the API key [defaults: OPENAI_API_KEY, ANTHROPIC_API_KEY].
-    #[arg(long)]
+    #[arg(long, env = "CORDON_LLM_API_KEY_ENV")]
     pub llm_api_key_env: Option<String>,
     /// TOML file with the remaining model settings (see docs/llm.md); flags override it.
-    #[arg(long)]
+    #[arg(long, env = "CORDON_LLM_CONFIG")]
     pub llm_config: Option<PathBuf>,
     /// Send the API key over plain http:// to a host that is not loopback (refused by default).
-    #[arg(long)]
+    #[arg(long, env = "CORDON_LLM_ALLOW_INSECURE_HTTP")]
     pub llm_allow_insecure_http: bool,
 }
 

@@ -1,6 +1,7 @@
 //! The `cordon` binary: parse arguments, install logging, run the chosen subcommand.
 
 mod cli;
+mod healthcheck;
 mod serve;
 
 use clap::Parser;
@@ -23,6 +24,7 @@ fn main() -> anyhow::Result<()> {
             raise_open_files_limit();
             std::process::exit(cordon_bench::main(args))
         }
+        cli::Command::Healthcheck(args) => std::process::exit(healthcheck::run(&args)),
     }
 }
 
