@@ -121,7 +121,9 @@ fn rust_fixture_finds_exactly_the_planted_violations() {
     let expected = triples(&[
         ("duplicate-implementation", "src/cache.rs", 2),
         ("duplicate-implementation", "src/math.rs", 3),
-        ("import-fragmentation", "src/c.rs", 1),
+        // `Store` through `crate` (lib.rs re-exports it) and `crate::store`;
+        // c.rs's `crate::cache::Store` is another definition of the name.
+        ("import-fragmentation", "src/store.rs", 2),
         ("import-fragmentation", "src/b.rs", 1),
         ("file-size", "src/big.rs", 41),
         ("function-size", "src/b.rs", 4),
@@ -132,7 +134,28 @@ fn rust_fixture_finds_exactly_the_planted_violations() {
         [
             (("src/cache.rs", 2, 4), vec![("src/store.rs", 2, 4)]),
             (("src/math.rs", 3, 11), vec![("src/stats.rs", 3, 11)]),
+            (("src/store.rs", 2, 4), vec![("src/b.rs", 1, 1)]),
         ]
+    );
+    let fragmented = outcome
+        .violations
+        .iter()
+        .find(|v| v.key == "fragment:Store:crate::store")
+        .expect("the fragmented Store");
+    assert!(
+        fragmented.message.contains("use `crate`"),
+        "{}",
+        fragmented.message
+    );
+    let sites: Vec<_> = fragmented
+        .related
+        .iter()
+        .map(|r| (r.file.as_str(), r.line))
+        .collect();
+    assert_eq!(
+        sites,
+        [("src/b.rs", 1)],
+        "only the site off the canonical path"
     );
     assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
     // 12 files + 6 production functions.

@@ -4,6 +4,8 @@ mod python;
 mod rust;
 mod typescript;
 
+pub(crate) use rust::module_path as rust_module_path;
+
 use std::rc::Rc;
 
 use tree_sitter::Node;

@@ -39,9 +39,11 @@ pub(super) fn classify(node: Node, ctx: &Ctx) -> NodeRole {
             .field(node, "name")
             .map_or(NodeRole::Other, |name| NodeRole::Function { name }),
         "mod_item" if is_cfg_test(node, ctx) => NodeRole::TestScope,
-        // `pub use` re-exports define a path rather than consume one.
-        "use_declaration" if has_visibility(node) => NodeRole::Imports(Vec::new()),
-        "use_declaration" => NodeRole::Imports(uses(node, ctx)),
+        // `pub use` re-exports pass a name on rather than use it.
+        "use_declaration" if has_visibility(node) => {
+            NodeRole::Reexports(uses(node, ctx, Use::Reexport))
+        }
+        "use_declaration" => NodeRole::Imports(uses(node, ctx, Use::Import)),
         _ => NodeRole::Other,
     }
 }
@@ -68,19 +70,92 @@ fn squash(text: &str) -> String {
     text.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
-/// Flattens a `use` tree into `(module, symbol)` pairs; `self`/`super`-relative
-/// paths and globs are skipped because they cannot be compared across files.
-fn uses(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
+/// Whether a `use` tree is read as what the file uses or what it passes on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Import,
+    /// A glob passes on every name (symbol `*`); an alias passes on a name
+    /// the path does not show, so it is left out.
+    Reexport,
+}
+
+/// Flattens a `use` tree into `(module, symbol)` pairs, with `crate::`,
+/// `self::` and `super::` made absolute from the file's module path. A path
+/// that starts with a plain name stays as written: it may name a child
+/// module or another crate, which the resolver (`rules::symbols`) tells apart.
+fn uses(node: Node, ctx: &Ctx, read: Use) -> Vec<(String, String)> {
     let mut paths = Vec::new();
     if let Some(arg) = node.child_by_field_name("argument") {
-        flatten(arg, "", ctx, &mut paths);
+        flatten(arg, "", ctx, read, &mut paths);
     }
-    let krate = crate_name(ctx.rel);
+    let here = module_path(ctx.rel);
     paths
         .iter()
-        .filter_map(|p| split_path(p))
-        .map(|(module, symbol)| (resolve_crate(&module, &krate), symbol))
+        .filter_map(|p| absolute(p, &here))
+        .filter_map(|p| split_path(&p))
         .collect()
+}
+
+/// The module a Rust file is: `crates/cordon-core/src/ids.rs` is
+/// `cordon_core::ids`, its `lib.rs` (or `main.rs`) `cordon_core`, and
+/// `src/a/mod.rs` is `<crate>::a`. Files under `tests/`, `benches/` or
+/// `examples/` keep that directory in their path.
+pub(crate) fn module_path(rel: &str) -> String {
+    let krate = crate_name(rel);
+    let parts: Vec<&str> = rel.split('/').collect();
+    let root = parts
+        .iter()
+        .position(|p| matches!(*p, "src" | "tests" | "benches" | "examples"));
+    let mut path = vec![krate];
+    if let Some(at) = root {
+        if parts[at] != "src" {
+            path.push(parts[at].to_string());
+        }
+        for part in &parts[at + 1..] {
+            let stem = part.strip_suffix(".rs").unwrap_or(part);
+            if !matches!(stem, "lib" | "main" | "mod") {
+                path.push(stem.to_string());
+            }
+        }
+    }
+    path.join("::")
+}
+
+/// `crate::x`, `self::x` and `super::x` from the file's module `here`;
+/// `None` for a `super` above the crate.
+fn absolute(path: &str, here: &str) -> Option<String> {
+    let mut base: Vec<&str> = here.split("::").collect();
+    let mut rest = path;
+    if let Some(tail) = strip_segment(rest, "crate") {
+        base.truncate(1);
+        rest = tail;
+    } else if let Some(tail) = strip_segment(rest, "self") {
+        rest = tail;
+    } else if strip_segment(rest, "super").is_some() {
+        while let Some(tail) = strip_segment(rest, "super") {
+            base.pop();
+            rest = tail;
+        }
+        if base.is_empty() {
+            return None;
+        }
+    } else {
+        return Some(path.to_string());
+    }
+    Some(if rest.is_empty() {
+        base.join("::")
+    } else {
+        format!("{}::{rest}", base.join("::"))
+    })
+}
+
+/// `segment::rest` → `rest` (empty for `segment` alone).
+fn strip_segment<'p>(path: &'p str, segment: &str) -> Option<&'p str> {
+    let tail = path.strip_prefix(segment)?;
+    if tail.is_empty() {
+        return Some("");
+    }
+    tail.strip_prefix("::")
 }
 
 /// `crates/cordon-core/src/x.rs` belongs to crate `cordon_core` (the directory above
@@ -95,15 +170,7 @@ pub(super) fn crate_name(rel: &str) -> String {
     dir.map_or_else(|| "crate".to_string(), |d| d.replace('-', "_"))
 }
 
-/// `crate::x` names the same module from inside as `<crate name>::x` from outside.
-fn resolve_crate(module: &str, krate: &str) -> String {
-    match module.strip_prefix("crate") {
-        Some(rest) if rest.is_empty() || rest.starts_with("::") => format!("{krate}{rest}"),
-        _ => module.to_string(),
-    }
-}
-
-fn flatten(node: Node, prefix: &str, ctx: &Ctx, out: &mut Vec<String>) {
+fn flatten(node: Node, prefix: &str, ctx: &Ctx, read: Use, out: &mut Vec<String>) {
     let join = |tail: &str| {
         if prefix.is_empty() {
             tail.to_string()
@@ -112,9 +179,10 @@ fn flatten(node: Node, prefix: &str, ctx: &Ctx, out: &mut Vec<String>) {
         }
     };
     match node.kind() {
+        "use_as_clause" if read == Use::Reexport => {}
         "use_as_clause" => {
             if let Some(path) = node.child_by_field_name("path") {
-                flatten(path, prefix, ctx, out);
+                flatten(path, prefix, ctx, read, out);
             }
         }
         "scoped_use_list" => {
@@ -122,35 +190,32 @@ fn flatten(node: Node, prefix: &str, ctx: &Ctx, out: &mut Vec<String>) {
                 .child_by_field_name("path")
                 .map_or_else(|| prefix.to_string(), |p| join(&squash(ctx.text(p))));
             if let Some(list) = node.child_by_field_name("list") {
-                flatten(list, &inner, ctx, out);
+                flatten(list, &inner, ctx, read, out);
             }
         }
         "use_list" => {
             let mut cursor = node.walk();
             for child in node.named_children(&mut cursor) {
-                flatten(child, prefix, ctx, out);
+                flatten(child, prefix, ctx, read, out);
             }
         }
+        "use_wildcard" if read == Use::Reexport => out.push(join(&squash(ctx.text(node)))),
         "use_wildcard" => {}
         _ if node.kind().contains("comment") => {}
         _ => out.push(join(&squash(ctx.text(node)))),
     }
 }
 
-/// `a::b::C` → (`a::b`, `C`); `a::b::self` → (`a`, `b`).
+/// `a::b::C` → (`a::b`, `C`); `a::b::self` → (`a`, `b`); `a::*` → (`a`, `*`).
 pub(super) fn split_path(path: &str) -> Option<(String, String)> {
     let path = path.strip_suffix("::self").unwrap_or(path);
     let (module, symbol) = path.rsplit_once("::")?;
-    let first = module.split("::").next().unwrap_or("");
-    if first == "self" || first == "super" {
-        return None;
-    }
     Some((module.to_string(), symbol.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_path;
+    use super::{absolute, module_path, split_path};
 
     #[test]
     fn crate_names_come_from_the_package_directory() {
@@ -159,17 +224,46 @@ mod tests {
             "cordon_core"
         );
         assert_eq!(super::crate_name("src/lib.rs"), "crate");
+    }
+
+    #[test]
+    fn files_name_their_module_paths() {
         assert_eq!(
-            super::resolve_crate("crate::ids", "cordon_core"),
+            module_path("crates/cordon-core/src/ids.rs"),
             "cordon_core::ids"
         );
+        assert_eq!(module_path("crates/cordon-core/src/lib.rs"), "cordon_core");
+        assert_eq!(module_path("crates/x/src/a/mod.rs"), "x::a");
+        assert_eq!(module_path("crates/x/src/a/b.rs"), "x::a::b");
+        assert_eq!(module_path("crates/x/tests/it.rs"), "x::tests::it");
+    }
+
+    #[test]
+    fn relative_paths_are_made_absolute_from_the_files_module() {
+        let here = "x::a::b";
+        assert_eq!(
+            absolute("crate::ids::Id", here).as_deref(),
+            Some("x::ids::Id")
+        );
+        assert_eq!(
+            absolute("self::c::D", here).as_deref(),
+            Some("x::a::b::c::D")
+        );
+        assert_eq!(absolute("super::c::D", here).as_deref(), Some("x::a::c::D"));
+        assert_eq!(absolute("super::super::D", here).as_deref(), Some("x::D"));
+        assert_eq!(absolute("super::super::super::D", here), None);
+        assert_eq!(
+            absolute("serde::Serialize", here).as_deref(),
+            Some("serde::Serialize")
+        );
+        assert_eq!(absolute("crate_x::Y", here).as_deref(), Some("crate_x::Y"));
     }
 
     #[test]
     fn use_paths_split_into_module_and_symbol() {
         assert_eq!(split_path("a::b::C"), Some(("a::b".into(), "C".into())));
         assert_eq!(split_path("a::b::self"), Some(("a".into(), "b".into())));
-        assert_eq!(split_path("super::x::Y"), None);
+        assert_eq!(split_path("a::*"), Some(("a".into(), "*".into())));
         assert_eq!(split_path("serde"), None);
     }
 }

@@ -13,8 +13,6 @@ type Site<'a> = (&'a str, usize);
 pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut flagged: HashSet<(&str, usize, &str)> = HashSet::new();
-    // (language family, Rust crate, symbol) -> module -> sites
-    let mut by_symbol: BTreeMap<(&str, &str, &str), BTreeMap<String, Vec<Site>>> = BTreeMap::new();
     for f in files {
         for imp in &f.imports {
             if let Some(dep) = cfg
@@ -31,47 +29,10 @@ pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
                     dep,
                 ));
             }
-            // Python and TypeScript imports are resolved to their definitions instead (below).
-            if f.lang == Lang::Rust && comparable(&imp.module, &imp.symbol, cfg) {
-                let sites = by_symbol
-                    .entry((
-                        f.lang.family(),
-                        rust_crate(f.lang, &imp.module),
-                        imp.symbol.as_str(),
-                    ))
-                    .or_default()
-                    .entry(imp.module.clone())
-                    .or_default();
-                sites.push((&f.rel, imp.line));
-            }
         }
     }
-    for lang in [Lang::Python, Lang::TypeScript] {
+    for lang in [Lang::Python, Lang::TypeScript, Lang::Rust] {
         out.extend(resolved_fragmentation(files, lang, cfg, &flagged));
-    }
-    let by_symbol = by_symbol.into_iter().map(|(k, m)| {
-        let merged = if k.0 == "rust" { merge_reexports(m) } else { m };
-        (k, merged)
-    });
-    for ((_, _, symbol), modules) in by_symbol.into_iter().filter(|(_, m)| m.len() > 1) {
-        let canonical = canonical_module(&modules);
-        let elsewhere = modules[canonical].len();
-        for (module, sites) in modules.iter().filter(|(m, _)| **m != canonical) {
-            for &(file, line) in sites {
-                if flagged.contains(&(file, line, symbol)) {
-                    continue;
-                }
-                out.push(Violation::new(
-                    Rule::ImportFragmentation,
-                    file,
-                    line,
-                    format!(
-                        "`{symbol}` imported from `{module}`, but from `{canonical}` at {elsewhere} other site(s); use one path"
-                    ),
-                    format!("fragment:{symbol}:{module}"),
-                ));
-            }
-        }
     }
     out
 }
@@ -81,7 +42,7 @@ pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
 struct Imported<'a> {
     definition: Definition<'a>,
     symbol: &'a str,
-    sites_by_path: BTreeMap<&'a str, Vec<Site<'a>>>,
+    sites_by_path: BTreeMap<String, Vec<Site<'a>>>,
     reexporters: BTreeSet<String>,
 }
 
@@ -100,16 +61,18 @@ fn resolved_fragmentation(
     let mut imported: BTreeMap<(&str, usize), Imported> = BTreeMap::new();
     let family = files.iter().filter(|f| f.lang.family() == lang.family());
     for f in family.clone() {
+        let here = module_of(lang, &f.rel);
         for imp in f.imports.iter().filter(|i| !i.reexport) {
             if flagged.contains(&(f.rel.as_str(), imp.line, imp.symbol.as_str()))
                 || !comparable(&imp.module, &imp.symbol, cfg)
             {
                 continue;
             }
-            let Some(definition) = modules.definition(&imp.module, &imp.symbol) else {
+            let Some(definition) = modules.definition(&here, &imp.module, &imp.symbol) else {
                 continue;
             };
             let reexported_by = definition.reexported_by.clone();
+            let path = definition.via.clone();
             let entry = imported
                 .entry((definition.file, definition.line))
                 .or_insert_with(|| Imported {
@@ -121,7 +84,7 @@ fn resolved_fragmentation(
             entry.reexporters.extend(reexported_by);
             entry
                 .sites_by_path
-                .entry(&imp.module)
+                .entry(path)
                 .or_default()
                 .push((&f.rel, imp.line));
         }
@@ -130,7 +93,7 @@ fn resolved_fragmentation(
     for f in family {
         let module = module_of(lang, &f.rel);
         for imp in f.imports.iter().filter(|i| i.reexport) {
-            if let Some(d) = modules.definition(&module, &imp.symbol)
+            if let Some(d) = modules.definition(&module, &module, &imp.symbol)
                 && let Some(entry) = imported.get_mut(&(d.file, d.line))
             {
                 entry.reexporters.extend(d.reexported_by);
@@ -150,7 +113,7 @@ fn fragmented_definition(i: &Imported) -> Violation {
     let canonical = i
         .reexporters
         .iter()
-        .min_by_key(|m| (m.split(['.', '/']).count(), m.len(), m.as_str()))
+        .min_by_key(|m| (m.split(['.', '/', ':']).count(), m.len(), m.as_str()))
         .map_or(d.module.as_str(), String::as_str);
     let paths: Vec<String> = i
         .sites_by_path
@@ -160,7 +123,7 @@ fn fragmented_definition(i: &Imported) -> Violation {
     let related = i
         .sites_by_path
         .iter()
-        .filter(|(path, _)| **path != canonical)
+        .filter(|(path, _)| path.as_str() != canonical)
         .flat_map(|(path, sites)| {
             sites.iter().map(move |&(file, line)| Related {
                 file: file.to_string(),
@@ -188,33 +151,6 @@ fn fragmented_definition(i: &Imported) -> Violation {
     .with_related(related)
 }
 
-/// Rust paths of different crates name different items (`clap::Parser` vs
-/// `tree_sitter::Parser`), so Rust compares paths within one crate only.
-fn rust_crate(lang: Lang, module: &str) -> &str {
-    if lang == Lang::Rust {
-        module.split("::").next().unwrap_or("")
-    } else {
-        ""
-    }
-}
-
-/// Rust re-exports (`pub use ids::RunId` in lib.rs) make `a` and `a::ids` one path:
-/// each module joins the shortest module it extends.
-fn merge_reexports(modules: BTreeMap<String, Vec<Site>>) -> BTreeMap<String, Vec<Site>> {
-    let keys: Vec<String> = modules.keys().cloned().collect();
-    let mut merged: BTreeMap<String, Vec<Site>> = BTreeMap::new();
-    for (module, sites) in modules {
-        let root = keys
-            .iter()
-            .filter(|k| module.starts_with(&format!("{k}::")))
-            .min_by_key(|k| k.len())
-            .cloned()
-            .unwrap_or(module);
-        merged.entry(root).or_default().extend(sites);
-    }
-    merged
-}
-
 fn comparable(module: &str, symbol: &str, cfg: &Imports) -> bool {
     !module.is_empty()
         && !cfg.allowed_symbols.iter().any(|s| s == symbol)
@@ -222,22 +158,6 @@ fn comparable(module: &str, symbol: &str, cfg: &Imports) -> bool {
             .ignore_modules
             .iter()
             .any(|p| module.starts_with(p.as_str()))
-}
-
-/// The most used path (by distinct files, then sites; ties go to the smaller name) is canonical.
-fn canonical_module<'m>(modules: &'m BTreeMap<String, Vec<Site>>) -> &'m str {
-    let score = |sites: &Vec<Site>| {
-        let files: BTreeSet<&str> = sites.iter().map(|s| s.0).collect();
-        (files.len(), sites.len())
-    };
-    let mut best: Option<(&str, (usize, usize))> = None;
-    for (module, sites) in modules {
-        let s = score(sites);
-        if best.is_none_or(|(_, b)| s > b) {
-            best = Some((module, s));
-        }
-    }
-    best.map_or("", |(m, _)| m)
 }
 
 /// A deprecated path matches the module itself, a sub-module, or the imported item.

@@ -1,4 +1,4 @@
-//! Import resolution (Python, TypeScript): which definition an imported name is, following re-exports to the module that defines it.
+//! Import resolution (Python, TypeScript, Rust): which definition an imported name is, following re-exports to the module that defines it.
 
 use std::collections::HashMap;
 
@@ -10,7 +10,8 @@ const MAX_HOPS: usize = 16;
 
 /// Every module of one language of the tree, by name: dotted for Python
 /// (`app.db`), the path without extension or `/index` for TypeScript
-/// (`src/db`, as the parser resolves relative specifiers).
+/// (`src/db`, as the parser resolves relative specifiers), the module path
+/// for Rust (`cordon_core::ids`).
 pub struct Modules<'a> {
     lang: Lang,
     by_name: HashMap<String, &'a FileFacts>,
@@ -22,6 +23,9 @@ pub struct Modules<'a> {
 /// Where an imported name is defined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Definition<'a> {
+    /// The module the import named, as an absolute name (a Rust path
+    /// relative to the importing module made absolute).
+    pub via: String,
     pub module: String,
     pub file: &'a str,
     pub line: usize,
@@ -66,13 +70,30 @@ impl<'a> Modules<'a> {
             .or_else(|| self.by_tail.get(module).copied().flatten())
     }
 
-    /// Where `symbol`, imported from `module`, is defined: in that module, or
-    /// where the module passes it on from (Python: any import of it, an
-    /// `__init__.py` above all; TypeScript: `export … from`, or `export *`).
-    /// `None` when it leads out of the tree (a package that is not audited)
-    /// or to something that is not a class or function (a constant, a submodule).
-    pub fn definition(&self, module: &str, symbol: &str) -> Option<Definition<'a>> {
-        self.follow(module.to_string(), symbol, Vec::new(), MAX_HOPS)
+    /// Where `symbol`, imported from `module` by the module `from`, is
+    /// defined: in that module, or where the module passes it on from
+    /// (Python: any import of it, an `__init__.py` above all; TypeScript:
+    /// `export … from`, or `export *`; Rust: `pub use`, globs too). `None`
+    /// when it leads out of the tree (a package that is not audited) or to
+    /// something that is not a type or function (a constant, a submodule).
+    pub fn definition(&self, from: &str, module: &str, symbol: &str) -> Option<Definition<'a>> {
+        let via = self.absolute(from, module)?;
+        let mut found = self.follow(via.clone(), symbol, Vec::new(), MAX_HOPS)?;
+        found.via = via;
+        Some(found)
+    }
+
+    /// The name of the module `module` means in `from`: in Rust a path that
+    /// starts with a plain name is a child of `from` when it has one (in
+    /// `lib.rs`, `ids::RunId` is `<crate>::ids::RunId`), else a crate.
+    fn absolute(&self, from: &str, module: &str) -> Option<String> {
+        if self.lang == Lang::Rust {
+            let child = format!("{from}::{module}");
+            if self.by_name.contains_key(&child) {
+                return Some(child);
+            }
+        }
+        self.file(module).map(|_| module.to_string())
     }
 
     fn follow(
@@ -85,6 +106,7 @@ impl<'a> Modules<'a> {
         let file = self.file(&module)?;
         if let Some((line, end_line)) = defined_in(file, symbol) {
             return Some(Definition {
+                via: module.clone(),
                 module,
                 file: &file.rel,
                 line,
@@ -103,7 +125,8 @@ impl<'a> Modules<'a> {
             reexported_by.push(module.clone());
         }
         if let Some(from) = named {
-            return self.follow(from.module.clone(), symbol, reexported_by, hops);
+            let next = self.absolute(&module, &from.module)?;
+            return self.follow(next, symbol, reexported_by, hops);
         }
         // `export * from "./x"`: the first star source that has it.
         file.imports
@@ -114,7 +137,8 @@ impl<'a> Modules<'a> {
                 if is_public(&module) {
                     chain.push(module.clone());
                 }
-                self.follow(star.module.clone(), symbol, chain, hops)
+                let next = self.absolute(&module, &star.module)?;
+                self.follow(next, symbol, chain, hops)
             })
     }
 }
@@ -123,6 +147,9 @@ impl<'a> Modules<'a> {
 /// `app.db.client`. TypeScript: `src/db/index.ts` is `src/db`,
 /// `src/db/client.ts` is `src/db/client`.
 pub fn module_of(lang: Lang, rel: &str) -> String {
+    if lang == Lang::Rust {
+        return crate::parse::rust_module_path(rel);
+    }
     if lang == Lang::Python {
         let path = rel.strip_suffix(".py").unwrap_or(rel);
         let path = path.strip_suffix("/__init__").unwrap_or(path);
@@ -137,7 +164,9 @@ pub fn module_of(lang: Lang, rel: &str) -> String {
 
 /// No part of the name starts with `_` (a private module is no canonical path).
 fn is_public(module: &str) -> bool {
-    module.split(['.', '/']).all(|part| !part.starts_with('_'))
+    module
+        .split(['.', '/', ':'])
+        .all(|part| !part.starts_with('_'))
 }
 
 /// The region of a top-level class or function named `symbol`.
@@ -176,19 +205,23 @@ mod tests {
             ("src/other.ts", "export class Client {}\n"),
         ]);
         let modules = Modules::new(&files, Lang::TypeScript);
-        let via_api = modules.definition("src/api", "Client").expect("resolved");
+        let via_api = modules
+            .definition("src/app", "src/api", "Client")
+            .expect("resolved");
         assert_eq!((via_api.file, via_api.line), ("src/db/client.ts", 1));
         assert_eq!(via_api.reexported_by, ["src/api", "src/db"]);
         let direct = modules
-            .definition("src/db/client", "Client")
+            .definition("src/app", "src/db/client", "Client")
             .expect("resolved");
         assert_eq!(direct.file, "src/db/client.ts");
         // The same name defined elsewhere is another definition.
-        let other = modules.definition("src/other", "Client").expect("resolved");
+        let other = modules
+            .definition("src/app", "src/other", "Client")
+            .expect("resolved");
         assert_eq!(other.file, "src/other.ts");
         // Out of the tree, or not a class or function: not resolved.
-        assert_eq!(modules.definition("react", "useState"), None);
-        assert_eq!(modules.definition("src/db", "Missing"), None);
+        assert_eq!(modules.definition("src/app", "react", "useState"), None);
+        assert_eq!(modules.definition("src/app", "src/db", "Missing"), None);
     }
 
     #[test]
@@ -199,13 +232,50 @@ mod tests {
             .map(|rel| py(rel).expect("parses"))
             .collect();
         let modules = Modules::new(&files, Lang::Python);
-        let found = modules.definition("pkg.mod", "X").expect("by its tail");
+        let found = modules
+            .definition("app", "pkg.mod", "X")
+            .expect("by its tail");
         assert_eq!(found.file, "src/pkg/mod.py");
         assert_eq!(
-            modules.definition("util", "X"),
+            modules.definition("app", "util", "X"),
             None,
             "two modules end in `util`"
         );
+    }
+
+    #[test]
+    fn rust_names_are_followed_through_pub_use_and_globs_relative_to_their_module() {
+        let rs = |rel: &str, src: &str| extract(rel, Lang::Rust, src, false, 1).expect("parses");
+        let files = vec![
+            rs(
+                "crates/k/src/lib.rs",
+                "pub mod ids;\npub mod all;\npub use ids::RunId;\n",
+            ),
+            rs(
+                "crates/k/src/ids.rs",
+                "pub struct RunId;\npub struct Other;\n",
+            ),
+            rs("crates/k/src/all.rs", "pub use super::ids::*;\n"),
+            rs("crates/k/src/run.rs", "pub struct RunId;\n"),
+        ];
+        let modules = Modules::new(&files, Lang::Rust);
+        let via_root = modules
+            .definition("app", "k", "RunId")
+            .expect("through pub use");
+        assert_eq!((via_root.file, via_root.line), ("crates/k/src/ids.rs", 1));
+        assert_eq!(via_root.reexported_by, ["k"]);
+        let via_glob = modules
+            .definition("app", "k::all", "Other")
+            .expect("through the glob");
+        assert_eq!(via_glob.file, "crates/k/src/ids.rs");
+        // Inside the crate, `ids` is the child module.
+        let relative = modules.definition("k", "ids", "RunId").expect("relative");
+        assert_eq!(relative.via, "k::ids");
+        let other = modules
+            .definition("app", "k::run", "RunId")
+            .expect("resolved");
+        assert_eq!(other.file, "crates/k/src/run.rs", "a different definition");
+        assert_eq!(modules.definition("app", "serde", "Serialize"), None);
     }
 
     #[test]
