@@ -121,8 +121,9 @@ fn rust_fixture_finds_exactly_the_planted_violations() {
     let expected = triples(&[
         ("duplicate-implementation", "src/cache.rs", 2),
         ("duplicate-implementation", "src/math.rs", 3),
-        // `Store` through `crate` (lib.rs re-exports it) and `crate::store`;
-        // c.rs's `crate::cache::Store` is another definition of the name.
+        // Inside the crate `Store` is taken through `crate` (lib.rs
+        // re-exports it) and through `crate::store`, its module; c.rs's
+        // `crate::cache::Store` is another definition of the name.
         ("import-fragmentation", "src/store.rs", 2),
         ("import-fragmentation", "src/b.rs", 1),
         ("file-size", "src/big.rs", 41),
@@ -134,16 +135,18 @@ fn rust_fixture_finds_exactly_the_planted_violations() {
         [
             (("src/cache.rs", 2, 4), vec![("src/store.rs", 2, 4)]),
             (("src/math.rs", 3, 11), vec![("src/stats.rs", 3, 11)]),
-            (("src/store.rs", 2, 4), vec![("src/b.rs", 1, 1)]),
+            (("src/store.rs", 2, 4), vec![("src/a.rs", 1, 1)]),
         ]
     );
     let fragmented = outcome
         .violations
         .iter()
-        .find(|v| v.key == "fragment:Store:crate::store")
+        .find(|v| v.key == "fragment:Store:crate::store:inside")
         .expect("the fragmented Store");
+    // Inside its crate an item is taken from the module that defines it.
     assert!(
-        fragmented.message.contains("use `crate`"),
+        fragmented.message.contains("inside its crate")
+            && fragmented.message.contains("use `crate::store`"),
         "{}",
         fragmented.message
     );
@@ -154,7 +157,7 @@ fn rust_fixture_finds_exactly_the_planted_violations() {
         .collect();
     assert_eq!(
         sites,
-        [("src/b.rs", 1)],
+        [("src/a.rs", 1)],
         "only the site off the canonical path"
     );
     assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);

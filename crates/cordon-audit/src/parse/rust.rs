@@ -98,8 +98,8 @@ fn uses(node: Node, ctx: &Ctx, read: Use) -> Vec<(String, String)> {
 
 /// The module a Rust file is: `crates/cordon-core/src/ids.rs` is
 /// `cordon_core::ids`, its `lib.rs` (or `main.rs`) `cordon_core`, and
-/// `src/a/mod.rs` is `<crate>::a`. Files under `tests/`, `benches/` or
-/// `examples/` keep that directory in their path.
+/// `src/a/mod.rs` is `<crate>::a`. A file under `tests/`, `benches/` or
+/// `examples/` belongs to a crate of its own (`<crate>_tests::it`).
 pub(crate) fn module_path(rel: &str) -> String {
     let krate = crate_name(rel);
     let parts: Vec<&str> = rel.split('/').collect();
@@ -108,8 +108,9 @@ pub(crate) fn module_path(rel: &str) -> String {
         .position(|p| matches!(*p, "src" | "tests" | "benches" | "examples"));
     let mut path = vec![krate];
     if let Some(at) = root {
+        // An integration test, bench or example is a crate of its own.
         if parts[at] != "src" {
-            path.push(parts[at].to_string());
+            path[0] = format!("{}_{}", path[0], parts[at]);
         }
         for part in &parts[at + 1..] {
             let stem = part.strip_suffix(".rs").unwrap_or(part);
@@ -235,7 +236,7 @@ mod tests {
         assert_eq!(module_path("crates/cordon-core/src/lib.rs"), "cordon_core");
         assert_eq!(module_path("crates/x/src/a/mod.rs"), "x::a");
         assert_eq!(module_path("crates/x/src/a/b.rs"), "x::a::b");
-        assert_eq!(module_path("crates/x/tests/it.rs"), "x::tests::it");
+        assert_eq!(module_path("crates/x/tests/it.rs"), "x_tests::it");
     }
 
     #[test]

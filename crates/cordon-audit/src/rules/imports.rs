@@ -42,6 +42,8 @@ pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
 struct Imported<'a> {
     definition: Definition<'a>,
     symbol: &'a str,
+    /// Rust sites inside the defining crate, which are judged apart.
+    inside: bool,
     sites_by_path: BTreeMap<String, Vec<Site<'a>>>,
     reexporters: BTreeSet<String>,
 }
@@ -58,7 +60,7 @@ fn resolved_fragmentation(
     flagged: &HashSet<(&str, usize, &str)>,
 ) -> Vec<Violation> {
     let modules = Modules::new(files, lang);
-    let mut imported: BTreeMap<(&str, usize), Imported> = BTreeMap::new();
+    let mut imported: BTreeMap<(&str, usize, bool), Imported> = BTreeMap::new();
     let family = files.iter().filter(|f| f.lang.family() == lang.family());
     for f in family.clone() {
         let here = module_of(lang, &f.rel);
@@ -71,17 +73,21 @@ fn resolved_fragmentation(
             let Some(definition) = modules.definition(&here, &imp.module, &imp.symbol) else {
                 continue;
             };
+            let inside = lang == Lang::Rust && same_crate(&here, &definition.module);
             let reexported_by = definition.reexported_by.clone();
             let path = definition.via.clone();
             let entry = imported
-                .entry((definition.file, definition.line))
+                .entry((definition.file, definition.line, inside))
                 .or_insert_with(|| Imported {
                     definition,
                     symbol: &imp.symbol,
+                    inside,
                     sites_by_path: BTreeMap::new(),
                     reexporters: BTreeSet::new(),
                 });
-            entry.reexporters.extend(reexported_by);
+            if !inside {
+                entry.reexporters.extend(reexported_by);
+            }
             entry
                 .sites_by_path
                 .entry(path)
@@ -94,7 +100,7 @@ fn resolved_fragmentation(
         let module = module_of(lang, &f.rel);
         for imp in f.imports.iter().filter(|i| i.reexport) {
             if let Some(d) = modules.definition(&module, &module, &imp.symbol)
-                && let Some(entry) = imported.get_mut(&(d.file, d.line))
+                && let Some(entry) = imported.get_mut(&(d.file, d.line, false))
             {
                 entry.reexporters.extend(d.reexported_by);
             }
@@ -107,7 +113,17 @@ fn resolved_fragmentation(
         .collect()
 }
 
-/// The canonical path is the shortest public re-export, else the definition's module.
+/// Rust sites inside the item's own crate are judged apart from the other
+/// crates' sites: a crate's re-exports are its face to other crates, and
+/// inside it the canonical path is the module that defines the item
+/// (`crate::model::User` in cordon-core, `cordon_core::User` elsewhere).
+fn same_crate(here: &str, module: &str) -> bool {
+    let crate_of = |module: &str| module.split("::").next().unwrap_or("").to_string();
+    crate_of(here) == crate_of(module)
+}
+
+/// The canonical path is the shortest public re-export, else (and always
+/// for Rust sites inside the defining crate) the definition's module.
 fn fragmented_definition(i: &Imported) -> Violation {
     let d = &i.definition;
     let canonical = i
@@ -115,6 +131,11 @@ fn fragmented_definition(i: &Imported) -> Violation {
         .iter()
         .min_by_key(|m| (m.split(['.', '/', ':']).count(), m.len(), m.as_str()))
         .map_or(d.module.as_str(), String::as_str);
+    let (scope, key_suffix) = if i.inside {
+        (" inside its crate", ":inside")
+    } else {
+        ("", "")
+    };
     let paths: Vec<String> = i
         .sites_by_path
         .iter()
@@ -139,13 +160,13 @@ fn fragmented_definition(i: &Imported) -> Violation {
         d.file,
         d.line,
         format!(
-            "`{}` (defined in `{}`) is imported through {} paths: {}; use `{canonical}`",
+            "`{}` (defined in `{}`) is imported{scope} through {} paths: {}; use `{canonical}`",
             i.symbol,
             d.module,
             paths.len(),
             paths.join(", ")
         ),
-        format!("fragment:{}:{}", i.symbol, d.module),
+        format!("fragment:{}:{}{key_suffix}", i.symbol, d.module),
     )
     .spanning(d.end_line)
     .with_related(related)
@@ -201,4 +222,46 @@ fn deprecated_violation(
         ),
         format!("deprecated:{symbol}:{module}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::extract;
+
+    fn rust(files: &[(&str, &str)]) -> Vec<FileFacts> {
+        files
+            .iter()
+            .map(|(rel, src)| extract(rel, Lang::Rust, src, false, 1).expect("parses"))
+            .collect()
+    }
+
+    #[test]
+    fn other_crates_are_judged_by_the_public_path_and_the_own_crate_by_the_defining_module() {
+        let files = rust(&[
+            (
+                "crates/core/src/lib.rs",
+                "pub mod ids;\npub use ids::RunId;\n",
+            ),
+            ("crates/core/src/ids.rs", "pub struct RunId;\n"),
+            ("crates/core/src/run.rs", "use crate::ids::RunId;\n"),
+            ("crates/app/src/a.rs", "use core::RunId;\n"),
+            ("crates/app/src/b.rs", "use core::ids::RunId;\n"),
+            ("crates/app/tests/it.rs", "use core::RunId;\n"),
+        ]);
+        let found = fragmentation(&files, &Imports::default());
+        assert_eq!(found.len(), 1, "{found:?}");
+        let finding = &found[0];
+        assert_eq!(
+            (finding.file.as_str(), finding.line),
+            ("crates/core/src/ids.rs", 1)
+        );
+        assert!(
+            finding.message.contains("use `core`"),
+            "{}",
+            finding.message
+        );
+        let related: Vec<_> = finding.related.iter().map(|r| r.file.as_str()).collect();
+        assert_eq!(related, ["crates/app/src/b.rs"]);
+    }
 }
