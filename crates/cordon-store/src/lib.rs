@@ -15,6 +15,7 @@ mod health;
 mod options;
 mod postgres;
 mod queue;
+mod shared;
 mod sqlite;
 mod visibility;
 mod writer;

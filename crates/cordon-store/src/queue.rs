@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
-use cordon_core::{StoreError, UserId};
+use cordon_core::{
+    EventSink, LlmCallRecord, Message, RunEvent, RunId, RunOutcome, RunRecord, StoreError, Thread,
+    User, UserId,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::health::WriteHealth;
 use crate::visibility::{self, Ticketed, Tickets};
-use crate::writer::{self, Ack, WriteBackend, WriteOp};
+use crate::writer::{self, Ack, EventRow, WriteBackend, WriteOp};
 
 pub struct WriteQueue {
     /// The writer thread ends when the store (and so this sender) is dropped.
@@ -142,5 +145,110 @@ impl WriteQueue {
 
     pub fn failure_epoch(&self) -> u64 {
         self.health.epoch()
+    }
+}
+
+/// The writes of `Store`, the same for every database: each builds its
+/// `WriteOp` and queues it (the `async` ones wait for their commit).
+impl WriteQueue {
+    pub async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        let user = user.clone();
+        self.write(|ack| WriteOp::CreateUser(user, ack)).await
+    }
+
+    pub async fn revoke_tokens(&self, user_id: &UserId) -> Result<(), StoreError> {
+        let id = user_id.as_str().to_owned();
+        self.write(|ack| WriteOp::RevokeTokens(id, ack)).await
+    }
+
+    pub fn create_thread(&self, thread: &Thread) -> Result<(), StoreError> {
+        self.enqueue(WriteOp::CreateThread(thread.clone()))
+    }
+
+    pub fn begin_run(&self, run: &RunRecord, message: Option<&Message>) -> Result<(), StoreError> {
+        self.enqueue(WriteOp::BeginRun(run.clone(), message.cloned()))
+    }
+
+    pub fn start_queued_run(&self, user_id: &UserId, run_id: &RunId) -> Result<(), StoreError> {
+        self.enqueue(WriteOp::StartQueuedRun {
+            user_id: user_id.to_string(),
+            run_id: run_id.to_string(),
+        })
+    }
+
+    pub async fn finish_run(
+        &self,
+        user_id: &UserId,
+        run_id: &RunId,
+        outcome: &RunOutcome,
+    ) -> Result<(), StoreError> {
+        let (user_id, run_id, outcome) = (user_id.to_string(), run_id.to_string(), outcome.clone());
+        self.write(|ack| WriteOp::FinishRun {
+            user_id,
+            run_id,
+            outcome,
+            ack,
+        })
+        .await
+    }
+
+    pub fn append_event(
+        &self,
+        user_id: &UserId,
+        event: &RunEvent,
+        payload: Arc<str>,
+        subscriber: Arc<dyn EventSink>,
+    ) -> Result<(), StoreError> {
+        self.enqueue(WriteOp::Event(EventRow::new(
+            user_id,
+            event,
+            payload,
+            Some(subscriber),
+        )))
+    }
+
+    pub async fn end_abandoned_run(
+        &self,
+        user_id: &UserId,
+        event: &RunEvent,
+        payload: Arc<str>,
+        outcome: &RunOutcome,
+    ) -> Result<(), StoreError> {
+        let event = EventRow::new(user_id, event, payload, None);
+        let outcome = outcome.clone();
+        self.write(|ack| WriteOp::EndAbandonedRun {
+            event,
+            outcome,
+            ack,
+        })
+        .await
+    }
+
+    pub fn record_llm_call(&self, user_id: &UserId, call: &LlmCallRecord) {
+        let op = WriteOp::LlmCall {
+            user_id: user_id.to_string(),
+            call: call.clone(),
+        };
+        if self.enqueue(op).is_err() {
+            tracing::error!("the store is closed; a model call's usage was not stored");
+        }
+    }
+
+    /// A lookup of data written without waiting: read, and on a miss wait
+    /// for the user's own queued writes and read again.
+    pub async fn read_own<T, F, Fut>(
+        &self,
+        user_id: &UserId,
+        read: F,
+    ) -> Result<Option<T>, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, StoreError>>,
+    {
+        if let Some(found) = read().await? {
+            return Ok(Some(found));
+        }
+        self.own_writes_settled(user_id).await?;
+        read().await
     }
 }

@@ -121,9 +121,8 @@ pub async fn run_session(session: Session, socket: WebSocket) {
 }
 
 impl Session {
-    /// Goes live and greets the client (or greets, then resumes, if the
-    /// upgrade asked for a cursor), then handles its frames, the user's events and the timers until
-    /// one of them ends the session.
+    /// Starts the session, then handles its frames, the user's events and
+    /// the timers until one of them ends it.
     async fn serve(
         &self,
         outgoing: &mut Outgoing,
@@ -131,28 +130,8 @@ impl Session {
         mut live: Live,
         end: &EndSignal,
     ) -> Close {
-        // Without a cursor the socket goes live before it is greeted: a
-        // client may act on the greeting from another socket at once (send a
-        // message there), and this one must hear that run from its first event.
-        if self.resume_from.is_none() {
-            live.delivered = live.registration.attach();
-            live.start = Some(live.delivered);
-        }
-        if send(outgoing, &self.greeting()).await.is_err() {
-            return Close(None);
-        }
-        self.prepare_engine().await;
-        let started = match self.resume_from {
-            Some(after_seq) => self.resume(outgoing, &mut live, after_seq).await,
-            None => Ok(()),
-        };
-        if let Err(close) = started {
+        if let Err(close) = self.start(outgoing, &mut live).await {
             return close;
-        }
-        // A sign-out between the token check and the attach above did not
-        // see this socket; the generation it recorded first does.
-        if self.signed_out() {
-            return Close(Some(signed_out_frame()));
         }
         let config = &self.state.config;
         let mut heartbeat = tokio::time::interval_at(
@@ -201,6 +180,31 @@ impl Session {
                 () = tokio::time::sleep_until(last_seen + config.idle_timeout) => return close(1000, "idle timeout"),
             }
         }
+    }
+
+    /// Goes live and greets the client, or greets it and then resumes from
+    /// its cursor; `Err` ends the session before its loop.
+    async fn start(&self, outgoing: &mut Outgoing, live: &mut Live) -> Result<(), Close> {
+        // Without a cursor the socket goes live before it is greeted: a
+        // client may act on the greeting from another socket at once (send a
+        // message there), and this one must hear that run from its first event.
+        if self.resume_from.is_none() {
+            live.delivered = live.registration.attach();
+            live.start = Some(live.delivered);
+        }
+        if send(outgoing, &self.greeting()).await.is_err() {
+            return Err(Close(None));
+        }
+        self.prepare_engine().await;
+        if let Some(after_seq) = self.resume_from {
+            self.resume(outgoing, live, after_seq).await?;
+        }
+        // A sign-out between the token check and the attach above did not
+        // see this socket; the generation it recorded first does.
+        if self.signed_out() {
+            return Err(Close(Some(signed_out_frame())));
+        }
+        Ok(())
     }
 
     fn greeting(&self) -> ServerFrame {

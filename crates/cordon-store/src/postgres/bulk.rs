@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cordon_core::{Message, RunOutcome, StoreError};
+use cordon_core::{Message, RunOutcome, RunRecord, StoreError, Thread};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::convert::to_micros;
@@ -99,73 +99,87 @@ pub async fn insert_all(
         events: insert_events(&mut *conn, &events).await?,
         ..Inserted::default()
     };
-    if !threads.is_empty() {
-        inserted.threads = sqlx::query_scalar(
-            "INSERT INTO threads (id, user_id, title, created_at, updated_at) \
+    inserted.threads = insert_threads(&mut *conn, &threads).await?;
+    inserted.runs = insert_runs(&mut *conn, &runs).await?;
+    inserted.messages = insert_messages(&mut *conn, &messages).await?;
+    insert_calls(&mut *conn, &calls).await?;
+    Ok(inserted)
+}
+
+async fn insert_threads(
+    conn: &mut PgConnection,
+    threads: &[&Thread],
+) -> Result<HashSet<String>, sqlx::Error> {
+    if threads.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let stored: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO threads (id, user_id, title, created_at, updated_at) \
              SELECT id, user_id, title, created_at, updated_at FROM UNNEST($1::text[], $2::text[], \
                  $3::text[], $4::bigint[], $5::bigint[]) WITH ORDINALITY \
                  AS u(id, user_id, title, created_at, updated_at, n) ORDER BY n \
              ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(threads.iter().map(|t| t.id.to_string()).collect::<Vec<_>>())
-        .bind(
-            threads
-                .iter()
-                .map(|t| t.user_id.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(threads.iter().map(|t| t.title.clone()).collect::<Vec<_>>())
-        .bind(
-            threads
-                .iter()
-                .map(|t| to_micros(t.created_at))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            threads
-                .iter()
-                .map(|t| to_micros(t.updated_at))
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect();
+    )
+    .bind(threads.iter().map(|t| t.id.to_string()).collect::<Vec<_>>())
+    .bind(
+        threads
+            .iter()
+            .map(|t| t.user_id.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind(threads.iter().map(|t| t.title.clone()).collect::<Vec<_>>())
+    .bind(
+        threads
+            .iter()
+            .map(|t| to_micros(t.created_at))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        threads
+            .iter()
+            .map(|t| to_micros(t.updated_at))
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(stored.into_iter().collect())
+}
+
+async fn insert_runs(
+    conn: &mut PgConnection,
+    runs: &[&RunRecord],
+) -> Result<HashSet<String>, sqlx::Error> {
+    if runs.is_empty() {
+        return Ok(HashSet::new());
     }
-    if !runs.is_empty() {
-        inserted.runs = sqlx::query_scalar(
-            "INSERT INTO runs (id, user_id, thread_id, agent, status, created_at) \
+    let stored: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO runs (id, user_id, thread_id, agent, status, created_at) \
              SELECT id, user_id, thread_id, agent, status, created_at FROM UNNEST($1::text[], \
                  $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) WITH ORDINALITY \
                  AS u(id, user_id, thread_id, agent, status, created_at, n) ORDER BY n \
              ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(runs.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
-        .bind(
-            runs.iter()
-                .map(|r| r.user_id.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            runs.iter()
-                .map(|r| r.thread_id.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(runs.iter().map(|r| r.agent.clone()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(
-            runs.iter()
-                .map(|r| to_micros(r.created_at))
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .collect();
-    }
-    inserted.messages = insert_messages(&mut *conn, &messages).await?;
-    insert_calls(&mut *conn, &calls).await?;
-    Ok(inserted)
+    )
+    .bind(runs.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
+    .bind(
+        runs.iter()
+            .map(|r| r.user_id.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        runs.iter()
+            .map(|r| r.thread_id.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind(runs.iter().map(|r| r.agent.clone()).collect::<Vec<_>>())
+    .bind(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+    .bind(
+        runs.iter()
+            .map(|r| to_micros(r.created_at))
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(stored.into_iter().collect())
 }
 
 /// Messages in queue order (`position` is their order in a thread).
