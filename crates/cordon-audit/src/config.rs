@@ -179,6 +179,10 @@ pub struct Imports {
     pub allowed_symbols: Vec<String>,
     /// Module prefixes ignored for fragmentation (e.g. `std::`).
     pub ignore_modules: Vec<String>,
+    /// The path a name is to be imported through (`Client = "app.db"`),
+    /// named as the canonical one in its finding when that path reaches the
+    /// definition; otherwise the shortest public re-export is.
+    pub canonical: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

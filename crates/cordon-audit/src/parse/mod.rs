@@ -25,6 +25,8 @@ pub struct FileFacts {
     pub types: Vec<TypeDef>,
     pub units: Vec<Unit>,
     pub imports: Vec<Import>,
+    /// Python: the names of the module's `__all__`, which it declares public.
+    pub declared_public: Vec<String>,
 }
 
 /// A named class/struct/trait/interface/enum definition.
@@ -79,6 +81,15 @@ pub fn is_package_init(rel: &str) -> bool {
     rel == "__init__.py" || rel.ends_with("/__init__.py")
 }
 
+/// An import of a name the module lists in `__all__` passes it on: the
+/// module declares it part of its public face.
+fn mark_declared_reexports(facts: &mut FileFacts) {
+    let public = &facts.declared_public;
+    for import in &mut facts.imports {
+        import.reexport |= public.contains(&import.symbol);
+    }
+}
+
 /// `symbol` imported from `module` (module path as resolved for comparison).
 #[derive(Clone, Debug)]
 pub struct Import {
@@ -86,7 +97,8 @@ pub struct Import {
     pub module: String,
     pub line: usize,
     /// Passes the name on rather than using it: TypeScript `export … from`,
-    /// and every import of a Python package's `__init__.py`.
+    /// Rust `pub use`, every import of a Python package's `__init__.py`, and
+    /// a Python import of a name in the module's `__all__`.
     pub reexport: bool,
 }
 
@@ -107,6 +119,8 @@ pub(crate) enum NodeRole {
     Imports(Vec<(String, String)>),
     /// `(module, symbol)` pairs passed on (`export { X } from "./x"`; `*` for all).
     Reexports(Vec<(String, String)>),
+    /// Python `__all__`: the names the module declares public.
+    DeclaredPublic(Vec<String>),
     TestScope,
     Other,
 }
@@ -156,12 +170,14 @@ pub fn extract(
         types: Vec::new(),
         units: Vec::new(),
         imports: Vec::new(),
+        declared_public: Vec::new(),
     };
     let ctx = Ctx {
         src: source.as_bytes(),
         rel,
     };
     walk(root, &ctx, &mut facts, min_lines);
+    mark_declared_reexports(&mut facts);
     Ok(facts)
 }
 
@@ -274,6 +290,10 @@ fn record(
         NodeRole::Other => Some((frame.scope.clone(), in_test)),
         role @ (NodeRole::Imports(_) | NodeRole::Reexports(_)) => {
             push_imports(facts, role, node.start_position().row + 1);
+            None
+        }
+        NodeRole::DeclaredPublic(names) => {
+            facts.declared_public.extend(names);
             None
         }
         NodeRole::TestScope => {

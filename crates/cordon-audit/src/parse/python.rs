@@ -36,8 +36,38 @@ pub(super) fn classify(node: Node, ctx: &Ctx) -> NodeRole {
         "function_definition" => named(|name| NodeRole::Function { name }),
         "import_statement" => NodeRole::Imports(plain_import(node, ctx)),
         "import_from_statement" => NodeRole::Imports(from_import(node, ctx)),
+        "expression_statement" => {
+            declared_public(node, ctx).map_or(NodeRole::Other, NodeRole::DeclaredPublic)
+        }
         _ => NodeRole::Other,
     }
+}
+
+/// A module-level `__all__ = ["A", "B"]` (a list or tuple of string literals).
+fn declared_public(node: Node, ctx: &Ctx) -> Option<Vec<String>> {
+    if node.parent()?.kind() != "module" {
+        return None;
+    }
+    let assignment = node.named_child(0).filter(|n| n.kind() == "assignment")?;
+    let left = assignment.child_by_field_name("left")?;
+    if left.kind() != "identifier" || ctx.text(left) != "__all__" {
+        return None;
+    }
+    let right = assignment.child_by_field_name("right")?;
+    if !matches!(right.kind(), "list" | "tuple") {
+        return None;
+    }
+    let mut cursor = right.walk();
+    let names = right
+        .named_children(&mut cursor)
+        .filter(|item| item.kind() == "string")
+        .map(|item| {
+            ctx.text(item)
+                .trim_matches(|c| c == '"' || c == '\'')
+                .to_string()
+        })
+        .collect();
+    Some(names)
 }
 
 /// `import a.b.c` brings in `c` from `a.b` (the same pair `from a.b import c` yields).

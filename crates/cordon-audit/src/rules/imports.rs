@@ -109,7 +109,7 @@ fn resolved_fragmentation(
     imported
         .into_values()
         .filter(|i| i.sites_by_path.len() > 1)
-        .map(|i| fragmented_definition(&i))
+        .map(|i| fragmented_definition(&i, cfg))
         .collect()
 }
 
@@ -122,15 +122,25 @@ fn same_crate(here: &str, module: &str) -> bool {
     crate_of(here) == crate_of(module)
 }
 
-/// The canonical path is the shortest public re-export, else (and always
-/// for Rust sites inside the defining crate) the definition's module.
-fn fragmented_definition(i: &Imported) -> Violation {
+/// The canonical path is the configured one (`imports.canonical`) when it
+/// reaches the definition, else the shortest public re-export, else (and
+/// always for Rust sites inside the defining crate) the definition's module.
+fn fragmented_definition(i: &Imported, cfg: &Imports) -> Violation {
     let d = &i.definition;
-    let canonical = i
-        .reexporters
-        .iter()
-        .min_by_key(|m| (m.split(['.', '/', ':']).count(), m.len(), m.as_str()))
-        .map_or(d.module.as_str(), String::as_str);
+    let reaches = |path: &str| {
+        path == d.module || i.reexporters.contains(path) || i.sites_by_path.contains_key(path)
+    };
+    let configured = cfg
+        .canonical
+        .get(i.symbol)
+        .map(String::as_str)
+        .filter(|path| !i.inside && reaches(path));
+    let canonical = configured.unwrap_or_else(|| {
+        i.reexporters
+            .iter()
+            .min_by_key(|m| (m.split(['.', '/', ':']).count(), m.len(), m.as_str()))
+            .map_or(d.module.as_str(), String::as_str)
+    });
     let (scope, key_suffix) = if i.inside {
         (" inside its crate", ":inside")
     } else {
@@ -263,5 +273,63 @@ mod tests {
         );
         let related: Vec<_> = finding.related.iter().map(|r| r.file.as_str()).collect();
         assert_eq!(related, ["crates/app/src/b.rs"]);
+    }
+
+    fn python(files: &[(&str, &str)]) -> Vec<FileFacts> {
+        files
+            .iter()
+            .map(|(rel, src)| extract(rel, Lang::Python, src, false, 1).expect("parses"))
+            .collect()
+    }
+
+    fn client_tree() -> Vec<FileFacts> {
+        python(&[
+            ("app/db/client.py", "class Client:\n    pass\n"),
+            (
+                "app/db/api.py",
+                "from app.db.client import Client\n\n__all__ = [\"Client\"]\n",
+            ),
+            ("app/x.py", "from app.db.api import Client\n"),
+            ("app/y.py", "from app.db.client import Client\n"),
+        ])
+    }
+
+    fn sites(finding: &Violation) -> Vec<&str> {
+        finding.related.iter().map(|r| r.file.as_str()).collect()
+    }
+
+    #[test]
+    fn a_name_in_all_is_a_public_reexport_and_no_importing_site() {
+        let found = fragmentation(&client_tree(), &Imports::default());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("2 paths"), "{}", found[0].message);
+        assert!(
+            found[0].message.contains("use `app.db.api`"),
+            "{}",
+            found[0].message
+        );
+        assert_eq!(sites(&found[0]), ["app/y.py"]);
+    }
+
+    #[test]
+    fn a_configured_canonical_path_wins_when_it_reaches_the_definition() {
+        let mut cfg = Imports::default();
+        cfg.canonical
+            .insert("Client".into(), "app.db.client".into());
+        let found = fragmentation(&client_tree(), &cfg);
+        assert!(
+            found[0].message.contains("use `app.db.client`"),
+            "{}",
+            found[0].message
+        );
+        assert_eq!(sites(&found[0]), ["app/x.py"]);
+        // A path that does not lead to this definition is not taken.
+        cfg.canonical.insert("Client".into(), "elsewhere".into());
+        let found = fragmentation(&client_tree(), &cfg);
+        assert!(
+            found[0].message.contains("use `app.db.api`"),
+            "{}",
+            found[0].message
+        );
     }
 }
