@@ -108,7 +108,7 @@ pub async fn run(
         timeout: Duration::from_secs_f64(args.run_timeout),
     };
     let (live, alone) = measure(workload(phase), live, &mut readers, &probe).await?;
-    let noisy = Noisy::start(args, http, http_base, ws_url, &noisy_name, &noisy_token).await;
+    let noisy = Noisy::start(args, http_base, ws_url, &noisy_name, &noisy_token).await?;
     // Let the flood reach its steady state (the burst of its token bucket spent).
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_live, with_noisy) = measure(workload(phase), live, &mut readers, &probe).await?;
@@ -235,8 +235,13 @@ impl Counters {
     }
 }
 
-/// The noisy tenant's tasks; they run until stopped.
+/// The noisy tenant's tasks; they run until stopped, on a runtime (and a
+/// thread) of their own: the bench's own work for the flood (building and
+/// masking its frames) never queues ahead of the normal users' tasks and the
+/// probe, so the change in their figures is the server's, not the load
+/// generator's.
 struct Noisy {
+    runtime: tokio::runtime::Runtime,
     tasks: JoinSet<()>,
     counters: Arc<Counters>,
 }
@@ -244,46 +249,67 @@ struct Noisy {
 impl Noisy {
     async fn start(
         args: &BenchArgs,
-        http: &reqwest::Client,
         http_base: &str,
         ws_url: &str,
         name: &str,
         token: &str,
-    ) -> Self {
+    ) -> Result<Self, BenchError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("bench-noisy")
+            .enable_all()
+            .build()
+            .map_err(|error| {
+                BenchError::Args(format!("could not start the noisy tenant: {error}"))
+            })?;
+        let on = runtime.handle().clone();
         let counters = Arc::new(Counters::default());
+        let (url, key, wanted) = (ws_url.to_owned(), token.to_owned(), args.noisy_sockets);
+        let opening = Arc::clone(&counters);
+        // Opened on the tenant's runtime, so their I/O is driven there.
+        let sockets = on
+            .spawn(async move { open_sockets(&url, &key, wanted, &opening).await })
+            .await
+            .map_err(|error| BenchError::Connect(error.to_string()))?;
         let mut tasks = JoinSet::new();
-        let mut sockets = Vec::new();
-        for _ in 0..args.noisy_sockets {
-            match client::connect(ws_url, token).await {
-                Ok(socket) => {
-                    Counters::bump(&counters.sockets_opened);
-                    sockets.push(socket);
-                }
-                Err(_) => Counters::bump(&counters.sockets_refused),
-            }
-        }
         let per_socket = f64::from(args.noisy_rate.max(1)) / sockets.len().max(1) as f64;
         let gap = Duration::from_secs_f64(1.0 / per_socket);
         for (index, socket) in sockets.into_iter().enumerate() {
             // Every socket of the tenant hears all its events: count runs on the first only.
-            flood(socket, gap, index == 0, &counters, &mut tasks);
+            flood(socket, gap, index == 0, &counters, &mut tasks, &on);
         }
         let (url, token) = (ws_url.to_owned(), token.to_owned());
-        tasks.spawn(knock(url, token, Arc::clone(&counters)));
+        tasks.spawn_on(knock(url, token, Arc::clone(&counters)), &on);
         let login = format!("{http_base}/api/auth/login");
-        tasks.spawn(guess(
-            http.clone(),
-            login,
-            name.to_owned(),
-            Arc::clone(&counters),
-        ));
-        Self { tasks, counters }
+        let guesser = guess(login, name.to_owned(), Arc::clone(&counters));
+        tasks.spawn_on(guesser, &on);
+        Ok(Self {
+            runtime,
+            tasks,
+            counters,
+        })
     }
 
     fn stop(mut self) -> NoisyCounts {
         self.tasks.abort_all();
+        self.runtime.shutdown_background();
         self.counters.snapshot()
     }
+}
+
+/// The tenant's sockets, as many as the server lets it open of `wanted`.
+async fn open_sockets(url: &str, token: &str, wanted: usize, counters: &Counters) -> Vec<Socket> {
+    let mut sockets = Vec::new();
+    for _ in 0..wanted {
+        match client::connect(url, token).await {
+            Ok(socket) => {
+                Counters::bump(&counters.sockets_opened);
+                sockets.push(socket);
+            }
+            Err(_) => Counters::bump(&counters.sockets_refused),
+        }
+    }
+    sockets
 }
 
 /// Sends a message every `gap` on one socket, and counts the answers.
@@ -293,49 +319,56 @@ fn flood(
     counts_runs: bool,
     counters: &Arc<Counters>,
     tasks: &mut JoinSet<()>,
+    on: &tokio::runtime::Handle,
 ) {
     let (mut sink, mut stream) = socket.split();
     let sent = Arc::clone(counters);
-    tasks.spawn(async move {
-        let mut ticks = tokio::time::interval(gap);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        for n in 0u64.. {
-            ticks.tick().await;
-            let frame = ClientFrame::UserMessage {
-                thread_id: None,
-                content: noisy_content(n),
-                client_request_id: None,
-                multitask: None,
-            };
-            let Ok(text) = serde_json::to_string(&frame) else {
-                return;
-            };
-            if sink.send(Message::text(text)).await.is_err() {
-                return;
+    tasks.spawn_on(
+        async move {
+            let mut ticks = tokio::time::interval(gap);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            for n in 0u64.. {
+                ticks.tick().await;
+                let frame = ClientFrame::UserMessage {
+                    thread_id: None,
+                    content: noisy_content(n),
+                    client_request_id: None,
+                    multitask: None,
+                };
+                let Ok(text) = serde_json::to_string(&frame) else {
+                    return;
+                };
+                if sink.send(Message::text(text)).await.is_err() {
+                    return;
+                }
+                Counters::bump(&sent.messages_sent);
             }
-            Counters::bump(&sent.messages_sent);
-        }
-    });
+        },
+        on,
+    );
     let answers = Arc::clone(counters);
-    tasks.spawn(async move {
-        while let Some(Ok(message)) = stream.next().await {
-            let Message::Text(text) = message else {
-                continue;
-            };
-            match serde_json::from_str::<ServerFrame>(&text) {
-                Ok(ServerFrame::AgentStarted { .. }) if counts_runs => {
-                    Counters::bump(&answers.runs_admitted);
+    tasks.spawn_on(
+        async move {
+            while let Some(Ok(message)) = stream.next().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                match serde_json::from_str::<ServerFrame>(&text) {
+                    Ok(ServerFrame::AgentStarted { .. }) if counts_runs => {
+                        Counters::bump(&answers.runs_admitted);
+                    }
+                    Ok(ServerFrame::Error { code, .. }) if code == "rate_limited" => {
+                        Counters::bump(&answers.rate_limited);
+                    }
+                    Ok(ServerFrame::AgentError { envelope, .. }) if envelope.seq == 0 => {
+                        Counters::bump(&answers.other_refusals);
+                    }
+                    _ => {}
                 }
-                Ok(ServerFrame::Error { code, .. }) if code == "rate_limited" => {
-                    Counters::bump(&answers.rate_limited);
-                }
-                Ok(ServerFrame::AgentError { envelope, .. }) if envelope.seq == 0 => {
-                    Counters::bump(&answers.other_refusals);
-                }
-                _ => {}
             }
-        }
-    });
+        },
+        on,
+    );
 }
 
 /// Every fourth message seeds the history with 31 KB of words that share
@@ -382,7 +415,9 @@ async fn knock(url: String, token: String, counters: Arc<Counters>) {
 }
 
 /// Guesses the noisy tenant's own password, as a brute-forcer would.
-async fn guess(http: reqwest::Client, url: String, name: String, counters: Arc<Counters>) {
+async fn guess(url: String, name: String, counters: Arc<Counters>) {
+    // A client of the tenant's own: its pooled connections live on its runtime.
+    let http = reqwest::Client::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(1000 / LOGIN_FLOOD_PER_SEC));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let body = serde_json::json!({"username": name, "password": "not-the-password"});
