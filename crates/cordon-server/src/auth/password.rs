@@ -39,25 +39,6 @@ pub struct PasswordHasher {
     dummy_hash: Arc<str>,
 }
 
-/// Hashing runs as SCHED_BATCH at nice 19: a thread woken to answer a
-/// request runs before it, so a flood of sign-ins that earns hashes does not
-/// delay other tenants' reads by the ~20 ms a hash holds a core.
-fn yield_to_requests() {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::{
-            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-            set_thread_priority_and_policy, thread_native_id,
-        };
-        let batch = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
-        if let Err(error) =
-            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, batch)
-        {
-            tracing::debug!(?error, "could not lower the hashing threads' priority");
-        }
-    }
-}
-
 impl PasswordHasher {
     pub fn new(threads: usize, max_pending: usize) -> Result<Self, PasswordError> {
         let (jobs, queue) = mpsc::channel::<Job>();
@@ -66,10 +47,7 @@ impl PasswordHasher {
             let queue = Arc::clone(&queue);
             std::thread::Builder::new()
                 .name(format!("cordon-argon2-{i}"))
-                .spawn(move || {
-                    yield_to_requests();
-                    work(&queue)
-                })
+                .spawn(move || work(&queue))
                 .map_err(|_| PasswordError::Hashing)?;
         }
         let dummy_hash = hash_now("cordon-dummy-password")?;
