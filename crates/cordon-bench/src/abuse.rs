@@ -259,9 +259,7 @@ impl Noisy {
             .thread_name("bench-noisy")
             .enable_all()
             .build()
-            .map_err(|error| {
-                BenchError::Args(format!("could not start the noisy tenant: {error}"))
-            })?;
+            .map_err(|error| BenchError::Runtime(format!("the noisy tenant's: {error}")))?;
         let on = runtime.handle().clone();
         let counters = Arc::new(Counters::default());
         let (url, key, wanted) = (ws_url.to_owned(), token.to_owned(), args.noisy_sockets);

@@ -32,6 +32,8 @@ pub enum BenchError {
     Protocol(String),
     #[error("ISOLATION BROKEN: {0}")]
     CrossUser(String),
+    #[error("could not start a runtime: {0}")]
+    Runtime(String),
 }
 
 /// Handshakes in flight at once while connecting.

@@ -19,7 +19,7 @@ use cordon_core::{
 };
 use cordon_store::{PgStore, SqliteStore, StoreOptions};
 use cordon_test_support::on_each_database;
-use cordon_test_support::postgres::Database;
+use cordon_test_support::postgres::{Database, Fresh};
 use time::OffsetDateTime;
 
 /// Opens a fresh store on `database` and runs `test` on it (skipped when
@@ -29,13 +29,13 @@ where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let Ok(url) = database.fresh_url().await else {
+    let Some(fresh) = database.fresh().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = match url {
-        Some(url) => PgStore::open(&url, StoreOptions::default()).await.unwrap(),
-        None => SqliteStore::open(dir.path()).await.unwrap(),
+    let store: Arc<dyn Store> = match fresh {
+        Fresh::Postgres(url) => PgStore::open(&url, StoreOptions::default()).await.unwrap(),
+        Fresh::Sqlite => SqliteStore::open(dir.path()).await.unwrap(),
     };
     test(store).await;
 }

@@ -11,16 +11,20 @@ pub enum Database {
     Postgres,
 }
 
+/// Where a test's data goes: a temporary SQLite file, or a fresh database
+/// on the PostgreSQL test server (its URL).
+pub enum Fresh {
+    Sqlite,
+    Postgres(String),
+}
+
 impl Database {
-    /// A fresh PostgreSQL database's URL for `Postgres`; `None` for SQLite,
-    /// and `Err(())` when the test must be skipped (no server, outside CI).
-    pub async fn fresh_url(self) -> Result<Option<String>, ()> {
+    /// A fresh place for a test's data, or `None` when the test must be
+    /// skipped (PostgreSQL without a test server, outside CI).
+    pub async fn fresh(self) -> Option<Fresh> {
         match self {
-            Database::Sqlite => Ok(None),
-            Database::Postgres => match test_server() {
-                Some(server) => Ok(Some(fresh_database(&server).await)),
-                None => Err(()),
-            },
+            Database::Sqlite => Some(Fresh::Sqlite),
+            Database::Postgres => Some(Fresh::Postgres(fresh_database(&test_server()?).await)),
         }
     }
 }

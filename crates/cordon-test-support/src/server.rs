@@ -52,7 +52,10 @@ impl TestServer {
         database: crate::postgres::Database,
         configure: impl FnOnce(&mut ServerConfig),
     ) -> Option<Self> {
-        let url = database.fresh_url().await.ok()?;
+        let url = match database.fresh().await? {
+            crate::postgres::Fresh::Sqlite => None,
+            crate::postgres::Fresh::Postgres(url) => Some(url),
+        };
         Some(
             Self::start_with(|config| {
                 config.database_url = url.map(secrecy::SecretString::from);

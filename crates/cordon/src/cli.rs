@@ -70,6 +70,7 @@ pub struct ServeArgs {
     pub data_dir: PathBuf,
     /// Store in PostgreSQL (`postgres://user:password@host:port/database`)
     /// instead of SQLite in --data-dir; the database is migrated at start-up.
+    /// One instance per database for now: a second is refused at start-up.
     #[arg(long, env = "CORDON_DATABASE_URL", hide_env_values = true, value_parser = database_url)]
     pub database_url: Option<secrecy::SecretString>,
     /// HS256 signing secret (at least 32 bytes); generated and kept in the data dir when unset.
