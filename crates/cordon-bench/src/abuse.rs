@@ -25,6 +25,9 @@ const DEFAULT_PACE_SECS: f64 = 2.0;
 const LOGIN_FLOOD_PER_SEC: u64 = 20;
 /// Between two REST probes of the normal users' reads.
 const PROBE_GAP: Duration = Duration::from_millis(5);
+/// Between two sign-ins of the normal sign-in probe (each costs a password
+/// hash, so it is sparse: about 40 samples a phase).
+const SIGN_IN_GAP: Duration = Duration::from_millis(500);
 
 /// The normal users' figures alone and beside the noisy tenant.
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +49,8 @@ pub struct PhaseFigures {
     pub to_agent_completed: Percentiles,
     /// `GET /api/threads` of the normal users, probed every 5 ms.
     pub rest_threads: Percentiles,
+    /// A normal user's `POST /api/auth/login` with the right password, every 0.5 s.
+    pub sign_in: Percentiles,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +58,7 @@ pub struct LatencyChange {
     pub to_agent_started: f64,
     pub to_agent_completed: f64,
     pub rest_threads: f64,
+    pub sign_in: f64,
 }
 
 /// What the noisy tenant tried, and what the server let through.
@@ -89,10 +95,16 @@ pub async fn run(
     let pace = Duration::from_secs_f64(args.pace.unwrap_or(DEFAULT_PACE_SECS).max(0.0));
     let noisy_name = format!("{}-noisy", args.user_prefix);
     let noisy_token = client::authenticate(http, http_base, &noisy_name, &args.password).await?;
+    let signer = format!("{}-signer", args.user_prefix);
+    client::authenticate(http, http_base, &signer, &args.password).await?;
     let probe = Probe {
         http: http.clone(),
         url: format!("{http_base}/api/threads?limit=20"),
         tokens: users.iter().map(|u| u.token.clone()).collect(),
+        sign_in: SignInProbe {
+            url: format!("{http_base}/api/auth/login"),
+            body: serde_json::json!({"username": signer, "password": args.password}),
+        },
     };
     let events = Arc::new(AtomicU64::new(0));
     let mut readers = JoinSet::new();
@@ -135,6 +147,7 @@ pub async fn run(
             to_agent_started: change(&alone.to_agent_started, &with_noisy.to_agent_started),
             to_agent_completed: change(&alone.to_agent_completed, &with_noisy.to_agent_completed),
             rest_threads: change(&alone.rest_threads, &with_noisy.rest_threads),
+            sign_in: change(&alone.sign_in, &with_noisy.sign_in),
         },
         alone,
         with_noisy,
@@ -164,8 +177,15 @@ async fn measure(
 ) -> Result<(Vec<LiveUser>, Phase), BenchError> {
     let deadline = workload.deadline.unwrap_or_else(Instant::now);
     let prober = tokio::spawn(probe.clone().run_until(deadline));
+    let signer = tokio::spawn(
+        probe
+            .sign_in
+            .clone()
+            .run_until(probe.http.clone(), deadline),
+    );
     let (live, timings) = run::drive_all(workload, live, readers).await?;
     let rest = prober.await.unwrap_or_default();
+    let sign_in = signer.await.unwrap_or_default();
     let (started, completed) = client::latencies(&timings);
     let figures = PhaseFigures {
         runs_completed: completed.len(),
@@ -173,6 +193,7 @@ async fn measure(
         to_agent_started: Percentiles::of(&started),
         to_agent_completed: Percentiles::of(&completed),
         rest_threads: Percentiles::of(&rest),
+        sign_in: Percentiles::of(&sign_in),
     };
     Ok((live, Phase { timings, figures }))
 }
@@ -183,6 +204,7 @@ struct Probe {
     http: reqwest::Client,
     url: String,
     tokens: Vec<String>,
+    sign_in: SignInProbe,
 }
 
 impl Probe {
@@ -198,6 +220,29 @@ impl Probe {
                 latencies.push(sent.elapsed());
             }
             tokio::time::sleep(PROBE_GAP).await;
+        }
+        latencies
+    }
+}
+
+/// Signs a normal user in with the right password, as a person would beside
+/// the guesser: what the guesser's hashes cost everyone else's sign-in.
+#[derive(Clone)]
+struct SignInProbe {
+    url: String,
+    body: serde_json::Value,
+}
+
+impl SignInProbe {
+    async fn run_until(self, http: reqwest::Client, deadline: Instant) -> Vec<Duration> {
+        let mut latencies = Vec::new();
+        while Instant::now() < deadline {
+            let sent = Instant::now();
+            let answered = http.post(&self.url).json(&self.body).send().await;
+            if answered.is_ok_and(|r| r.status().is_success()) {
+                latencies.push(sent.elapsed());
+            }
+            tokio::time::sleep(SIGN_IN_GAP).await;
         }
         latencies
     }

@@ -167,6 +167,7 @@ impl BenchReport {
                 &noisy.rest_threads,
                 change.rest_threads,
             ),
+            ("  sign-in", &alone.sign_in, &noisy.sign_in, change.sign_in),
         ] {
             row(
                 out,

@@ -6,8 +6,10 @@
 //! and the port traits adapters implement: [`LlmProvider`], [`Store`],
 //! [`EventSink`], [`EventEncoder`] and [`Tool`], and
 //! [`UserStore`], the store bound to one user that work runs with. It does no I/O and knows nothing of HTTP,
-//! WebSocket frames or SQL.
+//! WebSocket frames or SQL (its one system call
+//! sets a background thread's own scheduling class, [`background`]).
 
+pub mod background;
 pub mod context;
 pub mod event;
 pub mod ids;

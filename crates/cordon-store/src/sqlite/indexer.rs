@@ -21,7 +21,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Notify;
 
 use crate::convert::rusqlite_backend as backend;
-use crate::sqlite::search::{Background, set_policy_once};
+use cordon_core::background::{self, Background};
 
 /// The index's file, beside the database.
 pub const SEARCH_FILE: &str = "search.db";
@@ -141,7 +141,7 @@ fn run(
     progress: &IndexProgress,
     woken: &mpsc::Receiver<()>,
 ) {
-    set_policy_once(Background::Batch);
+    background::enter(Background::Batch { nice: 19 });
     loop {
         match catch_up(main, index, progress) {
             Ok(()) => {}

@@ -8,12 +8,12 @@
 //! idle scheduling class: a search only gets CPU no other thread wants, so it
 //! never holds a core another tenant's request is waiting for.
 
-use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use cordon_core::background::Background;
 use cordon_core::{Message, StoreError, UserId};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqlitePoolOptions};
@@ -187,10 +187,6 @@ fn thread_cpu_time() -> Duration {
     )
 }
 
-thread_local! {
-    static LOWERED: Cell<bool> = const { Cell::new(false) };
-}
-
 /// Moves the calling thread to the idle scheduling class, once: a search
 /// connection's SQLite worker thread, from the progress handler, which SQLite
 /// runs there (a search that never reaches it was cheap).
@@ -200,40 +196,7 @@ thread_local! {
 /// while a noisy tenant searched (a woken thread waits out the nice thread's
 /// slice); under SCHED_IDLE it stayed within 10 %.
 fn lower_priority_of_this_thread() {
-    set_policy_once(Background::Idle);
-}
-
-/// The scheduling classes of background work (Linux's `SCHED_IDLE` and `SCHED_BATCH`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Background {
-    /// Runs only on CPU no other thread wants.
-    Idle,
-    /// Its fair share of CPU, but never preempts a woken thread.
-    Batch,
-}
-
-/// Moves the calling thread to `class` the first time it asks (Linux only;
-/// elsewhere the thread keeps its priority).
-pub(crate) fn set_policy_once(class: Background) {
-    if LOWERED.replace(true) {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::{
-            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-            set_thread_priority_and_policy, thread_native_id,
-        };
-        let policy = ThreadSchedulePolicy::Normal(match class {
-            Background::Idle => NormalThreadSchedulePolicy::Idle,
-            Background::Batch => NormalThreadSchedulePolicy::Batch,
-        });
-        if let Err(error) =
-            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, policy)
-        {
-            tracing::debug!(?error, "could not change a thread's scheduling policy");
-        }
-    }
+    cordon_core::background::enter(Background::Idle);
 }
 
 fn interrupted(error: &sqlx::Error) -> bool {
