@@ -102,6 +102,7 @@ pub async fn run(
         url: format!("{http_base}/api/threads?limit=20"),
         tokens: users.iter().map(|u| u.token.clone()).collect(),
         sign_in: SignInProbe {
+            http: http.clone(),
             url: format!("{http_base}/api/auth/login"),
             body: serde_json::json!({"username": signer, "password": args.password}),
         },
@@ -177,12 +178,7 @@ async fn measure(
 ) -> Result<(Vec<LiveUser>, Phase), BenchError> {
     let deadline = workload.deadline.unwrap_or_else(Instant::now);
     let prober = tokio::spawn(probe.clone().run_until(deadline));
-    let signer = tokio::spawn(
-        probe
-            .sign_in
-            .clone()
-            .run_until(probe.http.clone(), deadline),
-    );
+    let signer = tokio::spawn(probe.sign_in.clone().run_until(deadline));
     let (live, timings) = run::drive_all(workload, live, readers).await?;
     let rest = prober.await.unwrap_or_default();
     let sign_in = signer.await.unwrap_or_default();
@@ -229,16 +225,17 @@ impl Probe {
 /// the guesser: what the guesser's hashes cost everyone else's sign-in.
 #[derive(Clone)]
 struct SignInProbe {
+    http: reqwest::Client,
     url: String,
     body: serde_json::Value,
 }
 
 impl SignInProbe {
-    async fn run_until(self, http: reqwest::Client, deadline: Instant) -> Vec<Duration> {
+    async fn run_until(self, deadline: Instant) -> Vec<Duration> {
         let mut latencies = Vec::new();
         while Instant::now() < deadline {
             let sent = Instant::now();
-            let answered = http.post(&self.url).json(&self.body).send().await;
+            let answered = self.http.post(&self.url).json(&self.body).send().await;
             if answered.is_ok_and(|r| r.status().is_success()) {
                 latencies.push(sent.elapsed());
             }

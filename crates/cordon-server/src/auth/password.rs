@@ -24,7 +24,7 @@ pub enum PasswordError {
 /// before a hash, so the ~20 ms a hash holds a core does not land inside
 /// another tenant's read. Measured with `cordon bench --abuse` beside a
 /// guesser (docs/performance.md): the readers' p99 fell from a median of
-/// 2.5 to 1.4 ms, sign-in latency unchanged. Not 19: there a hash gets
+/// 2.8 to 1.6 ms, sign-in p50 unchanged. Not 19: there a hash gets
 /// about 1.5 % of a busy core, and a sign-in under full load waited seconds;
 /// at 10 it gets about 12 %.
 const HASHING: Background = Background::Batch { nice: 10 };

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cordon_core::background::Background;
+use cordon_core::background::{self, Background};
 use cordon_core::{Message, StoreError, UserId};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqlitePoolOptions};
@@ -196,7 +196,7 @@ fn thread_cpu_time() -> Duration {
 /// while a noisy tenant searched (a woken thread waits out the nice thread's
 /// slice); under SCHED_IDLE it stayed within 10 %.
 fn lower_priority_of_this_thread() {
-    cordon_core::background::enter(Background::Idle);
+    background::enter(Background::Idle);
 }
 
 fn interrupted(error: &sqlx::Error) -> bool {
