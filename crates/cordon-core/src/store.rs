@@ -240,16 +240,20 @@ pub trait Store: Send + Sync + 'static {
         filter: &RunFilter,
     ) -> Result<Vec<RunRecord>, StoreError>;
     /// Every run of every user that is not over (`queued` or `running`): the
-    /// runs a crashed process left behind. Only recovery at start-up calls it.
+    /// runs a crashed process left behind. Only recovery at start-up calls it;
+    /// an instance taking over one user reads that user's with `list_runs`.
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError>;
     /// Ends a run left behind by a crash: stores its terminal `event` and its
-    /// outcome in one transaction, so a second crash cannot end it twice.
+    /// outcome in one transaction, so a second crash cannot end it twice, and
+    /// once committed hands the event to `subscriber` (when clients may be
+    /// listening: an instance taking over a dead one's user).
     async fn end_abandoned_run(
         &self,
         user_id: &UserId,
         event: &RunEvent,
         payload: Arc<str>,
         outcome: &RunOutcome,
+        subscriber: Option<Arc<dyn EventSink>>,
     ) -> Result<(), StoreError>;
 
     /// Queues one model call's usage without waiting (group commit); it is

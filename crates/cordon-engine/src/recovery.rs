@@ -46,7 +46,7 @@ pub async fn end_abandoned_runs(
             answer: None,
         };
         store
-            .end_abandoned_run(&run.user_id, &event, encoder.encode(&event), &outcome)
+            .end_abandoned_run(&run.user_id, &event, encoder.encode(&event), &outcome, None)
             .await?;
     }
     if !runs.is_empty() {

@@ -156,6 +156,7 @@ impl Server {
         let options = StoreOptions {
             write_queue_capacity: config.write_queue_capacity,
             search_budget: config.search_budget,
+            shared: false,
         };
         let store: Arc<dyn Store> = match &config.database_url {
             Some(url) => PgStore::open(url.expose_secret(), options).await?,

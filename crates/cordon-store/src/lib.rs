@@ -22,6 +22,6 @@ mod writer;
 
 pub use health::DEFAULT_WRITE_QUEUE_CAPACITY;
 pub use options::StoreOptions;
-pub use postgres::PgStore;
+pub use postgres::{Claimed, DEAD_PEER_BOUND, PgOwners, PgStore};
 pub use sqlite::DEFAULT_SEARCH_BUDGET;
 pub use sqlite::SqliteStore;

@@ -13,6 +13,9 @@ pub struct StoreOptions {
     pub write_queue_capacity: usize,
     /// CPU time one history search may spend before it is stopped.
     pub search_budget: Duration,
+    /// Several instances serve the database (`--broker-url`); without it a
+    /// PostgreSQL store refuses a second instance on its database.
+    pub shared: bool,
 }
 
 impl Default for StoreOptions {
@@ -20,6 +23,7 @@ impl Default for StoreOptions {
         Self {
             write_queue_capacity: DEFAULT_WRITE_QUEUE_CAPACITY,
             search_budget: DEFAULT_SEARCH_BUDGET,
+            shared: false,
         }
     }
 }

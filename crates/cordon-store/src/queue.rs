@@ -213,15 +213,23 @@ impl WriteQueue {
         event: &RunEvent,
         payload: Arc<str>,
         outcome: &RunOutcome,
+        subscriber: Option<Arc<dyn EventSink>>,
     ) -> Result<(), StoreError> {
-        let event = EventRow::new(user_id, event, payload, None);
+        let seq = event.seq;
+        let row = EventRow::new(user_id, event, Arc::clone(&payload), None);
         let outcome = outcome.clone();
         self.write(|ack| WriteOp::EndAbandonedRun {
-            event,
+            event: row,
             outcome,
             ack,
         })
-        .await
+        .await?;
+        // Committed; nothing else of this user is being written (recovery runs
+        // before the user's engine exists), so publishing here keeps seq order.
+        if let Some(subscriber) = subscriber {
+            subscriber.publish(seq, &payload);
+        }
+        Ok(())
     }
 
     pub fn record_llm_call(&self, user_id: &UserId, call: &LlmCallRecord) {

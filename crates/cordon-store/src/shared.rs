@@ -417,9 +417,10 @@ macro_rules! impl_store_trait {
                 event: &cordon_core::RunEvent,
                 payload: std::sync::Arc<str>,
                 outcome: &cordon_core::RunOutcome,
+                subscriber: Option<std::sync::Arc<dyn cordon_core::EventSink>>,
             ) -> Result<(), cordon_core::StoreError> {
                 self.writes
-                    .end_abandoned_run(user_id, event, payload, outcome)
+                    .end_abandoned_run(user_id, event, payload, outcome, subscriber)
                     .await
             }
 

@@ -534,10 +534,17 @@ async fn an_abandoned_run_ends_with_its_event_in_one_step(store: Arc<dyn Store>)
         error_message: Some("the server stopped".to_owned()),
         answer: None,
     };
+    let listener = Recorder::new(&ada);
+    let subscriber = Arc::clone(&listener) as Arc<dyn EventSink>;
     store
-        .end_abandoned_run(&ada.id, &ended, Arc::from("{}"), &outcome)
+        .end_abandoned_run(&ada.id, &ended, Arc::from("{}"), &outcome, Some(subscriber))
         .await
         .unwrap();
+    assert_eq!(
+        listener.heard(),
+        vec![(7, "{}".to_owned())],
+        "published once committed"
+    );
     let stored = store.get_run(&ada.id, &r.id).await.unwrap().unwrap();
     assert_eq!(stored.status, RunStatus::Interrupted);
     let events = store.list_run_events(&ada.id, &r.id, 0).await.unwrap();
@@ -681,4 +688,91 @@ async fn writes_queued_together_apply_in_queue_order(store: Arc<dyn Store>) {
     let said: Vec<_> = said.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(said, vec!["first", "cut short"]);
     assert_eq!(sink.heard().len(), 1);
+}
+
+/// Several instances on one PostgreSQL database: a user has one live owner,
+/// a dead instance's users are taken over, and a leaving one's are free.
+#[tokio::test]
+async fn postgres_owners_one_live_owner_per_user_and_dead_ones_taken_over() {
+    use cordon_store::{Claimed, PgOwners};
+    let Some(Fresh::Postgres(url)) = Database::Postgres.fresh().await else {
+        return;
+    };
+    let shared = StoreOptions {
+        shared: true,
+        ..StoreOptions::default()
+    };
+    let store: Arc<dyn Store> = PgStore::open(&url, shared).await.unwrap();
+    let second_store = PgStore::open(&url, shared).await;
+    assert!(
+        second_store.is_ok(),
+        "a shared database takes a second instance"
+    );
+    let ada = signed_up(&store, "ada").await;
+    let (a, b) = (
+        PgOwners::join(&url, "instance-a").await.unwrap(),
+        PgOwners::join(&url, "instance-b").await.unwrap(),
+    );
+    assert_eq!(
+        a.claim(&ada.id).await.unwrap(),
+        Claimed::Here { fresh: true }
+    );
+    assert_eq!(
+        a.claim(&ada.id).await.unwrap(),
+        Claimed::Here { fresh: false }
+    );
+    assert_eq!(
+        b.claim(&ada.id).await.unwrap(),
+        Claimed::Elsewhere("instance-a".into())
+    );
+    let t = thread(&ada, 1_000);
+    store.create_thread(&t).unwrap();
+    store
+        .begin_run(&run(&ada, &t, RunStatus::Running, 2_000), None)
+        .unwrap();
+    store.sync().await.unwrap();
+    assert_eq!(
+        b.orphans(10).await.unwrap(),
+        vec![],
+        "a live owner's run is nobody's orphan"
+    );
+
+    drop(a); // the process dies: its session closes, PostgreSQL drops its lock
+    let orphaned =
+        wait_for(|| async { b.orphans(10).await.unwrap() == vec![ada.id.clone()] }).await;
+    assert!(
+        orphaned,
+        "the dead instance's user with a run in progress is an orphan"
+    );
+    assert_eq!(
+        b.claim(&ada.id).await.unwrap(),
+        Claimed::Here { fresh: true }
+    );
+    assert_eq!(
+        b.owner(&ada.id).await.unwrap().as_deref(),
+        Some("instance-b")
+    );
+
+    let c = PgOwners::join(&url, "instance-c").await.unwrap();
+    b.check().await.unwrap();
+    b.leave().await.unwrap();
+    assert_eq!(
+        c.claim(&ada.id).await.unwrap(),
+        Claimed::Here { fresh: true }
+    );
+}
+
+/// Polls `check` for up to 5 s.
+async fn wait_for<F, Fut>(check: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }

@@ -8,6 +8,7 @@
 //! connections other tenants read through.
 
 mod bulk;
+mod owners;
 mod writes;
 
 use std::str::FromStr;
@@ -22,6 +23,7 @@ use crate::StoreOptions;
 use crate::convert::{backend, message_of};
 use crate::queue::WriteQueue;
 use crate::shared::{Sql, impl_store};
+pub use owners::{Claimed, DEAD_PEER_BOUND, PgOwners};
 use writes::PgWrites;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres");
@@ -41,10 +43,11 @@ pub struct PgStore {
     searches: PgPool,
     search_budget: Duration,
     writes: WriteQueue,
-    /// Holds `INSTANCE_LOCK` for the store's life. Until instances
-    /// coordinate `seq` and fan-out through the database (issue 14), a second
-    /// one would hand out the same `seq` numbers: it is refused at start-up.
-    _instance: std::sync::Mutex<PgConnection>,
+    /// Holds `INSTANCE_LOCK` for the store's life unless the database is
+    /// shared: uncoordinated, a second instance would hand out the same `seq`
+    /// numbers, so it is refused at start-up. Shared instances coordinate
+    /// through `PgOwners` instead.
+    _instance: Option<std::sync::Mutex<PgConnection>>,
 }
 
 impl PgStore {
@@ -60,7 +63,10 @@ impl PgStore {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_lazy_with(connect.clone())
         };
-        let instance = hold_instance_lock(&connect).await?;
+        let instance = match options.shared {
+            true => None,
+            false => Some(std::sync::Mutex::new(hold_instance_lock(&connect).await?)),
+        };
         let reads = pool(READ_CONNECTIONS);
         MIGRATOR
             .run(&reads)
@@ -75,7 +81,7 @@ impl PgStore {
             searches: pool(SEARCH_CONNECTIONS),
             search_budget: options.search_budget,
             writes,
-            _instance: std::sync::Mutex::new(instance),
+            _instance: instance,
         }))
     }
 
@@ -134,7 +140,7 @@ async fn hold_instance_lock(connect: &PgConnectOptions) -> Result<PgConnection, 
         .map_err(backend)?;
     if !locked {
         return Err(StoreError::Backend(
-            "another cordon instance is serving this database; one instance per database for now"
+            "another cordon instance is serving this database; several instances need --broker-url"
                 .into(),
         ));
     }
