@@ -52,6 +52,9 @@ pub enum ErrorCode {
     Overloaded,
     /// A write of the run failed; what the run did after it was not stored.
     StorageFailed,
+    /// Several instances: the one that runs the user's runs could not be
+    /// reached; nothing of the message was stored.
+    OwnerUnavailable,
     /// Anything else; details are in the server log, not the message.
     Internal,
 }

@@ -119,6 +119,7 @@ impl RunStatus {
             | ErrorCode::GlobalConcurrencyLimit
             | ErrorCode::ThreadBusy
             | ErrorCode::Overloaded
+            | ErrorCode::OwnerUnavailable
             | ErrorCode::ShuttingDown => RunStatus::Rejected,
             _ => RunStatus::Failed,
         }

@@ -45,6 +45,9 @@ pub enum SubmitError {
     /// Over the user's messages-per-minute; nothing of it was stored.
     #[error("too many messages; retry in {} ms", .0.as_millis())]
     RateLimited(Duration),
+    /// Several instances: the user's owner could not be reached; nothing was stored.
+    #[error("the instance that owns the user could not be reached")]
+    OwnerUnavailable,
 }
 
 impl From<StoreError> for SubmitError {

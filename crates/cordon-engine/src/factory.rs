@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use cordon_core::{
-    EventEncoder, EventSinks, LlmProvider, Store, StoreError, UserExecutionContext, UserId,
+    EventEncoder, EventSinks, LlmProvider, RunId, Store, StoreError, UserExecutionContext, UserId,
     UserStore,
 };
 use tokio::sync::Semaphore;
@@ -16,9 +16,22 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::EngineConfig;
 use crate::dispatcher::ToolDispatcher;
-use crate::engine::{Accepted, Admission, RunRequest, SubmitError, UserExecutionEngine};
+use crate::engine::{
+    Accepted, Admission, CancelOutcome, RunRequest, SubmitError, UserExecutionEngine,
+};
 use crate::log::UserEventLog;
+use crate::placement::{Claim, ForwardError, Placement, Solo};
+use crate::recovery::end_runs_left_by_previous_owner;
 use crate::registry::AgentRegistry;
+
+/// Waits before asking again who owns a user whose owner just moved (it left,
+/// or died and is being taken over); after the last, the owner is unavailable.
+const OWNER_MOVED_PAUSES: [Duration; 4] = [
+    Duration::ZERO,
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(500),
+];
 
 /// The shared, immutable dependencies every engine is built with.
 #[derive(Clone)]
@@ -56,14 +69,25 @@ pub struct FactoryCounts {
     pub engines_cleaned: u64,
 }
 
-/// One per process. Builds each user's engine on first use, hands the same
-/// engine to that user's later requests, and drops it once idle.
+/// Where a user's engine is.
+pub enum Located {
+    Here(Arc<UserExecutionEngine>),
+    /// On the live instance of that name.
+    Elsewhere(String),
+}
+
+/// One per process. Builds each user's engine on first use (on the instance
+/// that owns the user), hands the same engine to that user's later requests,
+/// and drops it once idle.
 pub struct ExecutionEngineFactory {
     deps: EngineDeps,
     sinks: Arc<dyn EventSinks>,
     config: Arc<EngineConfig>,
     admission: Arc<Admission>,
+    placement: Arc<dyn Placement>,
     engines: Mutex<HashMap<UserId, Arc<UserExecutionEngine>>>,
+    /// One claim-and-build at a time per user.
+    builds: Mutex<HashMap<UserId, Arc<tokio::sync::Mutex<()>>>>,
     engines_created: AtomicU64,
     engines_cleaned: AtomicU64,
 }
@@ -80,35 +104,85 @@ impl ExecutionEngineFactory {
             sinks,
             config: Arc::new(config),
             admission: Arc::new(admission),
+            placement: Arc::new(Solo),
             engines: Mutex::new(HashMap::new()),
+            builds: Mutex::new(HashMap::new()),
             engines_created: AtomicU64::new(0),
             engines_cleaned: AtomicU64::new(0),
         }
+    }
+
+    /// Several instances: users are placed by `placement` instead of all here.
+    pub fn with_placement(mut self, placement: Arc<dyn Placement>) -> Self {
+        self.placement = placement;
+        self
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
 
-    /// The engine of the context's user, built with the user's own sink on first use.
+    /// The engine of the context's user if this instance owns the user.
     pub async fn engine_for(
         &self,
         ctx: &UserExecutionContext,
-    ) -> Result<Arc<UserExecutionEngine>, FactoryError> {
-        self.engine_of(ctx.user_id()).await
-    }
-
-    /// Builds the user's engine ahead of their first message. A socket opening
-    /// means messages are coming; building here moves the store read of the
-    /// user's last `seq` off the path to `agent_started`.
-    pub async fn prepare(&self, user_id: &UserId) -> Result<(), FactoryError> {
-        self.engine_of(user_id).await.map(drop)
-    }
-
-    async fn engine_of(&self, user_id: &UserId) -> Result<Arc<UserExecutionEngine>, FactoryError> {
-        if let Some(engine) = self.existing(user_id) {
-            return Ok(engine);
+    ) -> Result<Option<Arc<UserExecutionEngine>>, FactoryError> {
+        match self.locate(ctx.user_id()).await? {
+            Located::Here(engine) => Ok(Some(engine)),
+            Located::Elsewhere(_) => Ok(None),
         }
+    }
+
+    /// Builds the user's engine ahead of their first message if this
+    /// instance owns the user (or takes them over). A socket opening means
+    /// messages are coming; building here moves the store read of the user's
+    /// last `seq` off the path to `agent_started`.
+    pub async fn prepare(&self, user_id: &UserId) -> Result<(), FactoryError> {
+        self.locate(user_id).await.map(drop)
+    }
+
+    /// The user's engine if this instance owns the user, built on first use;
+    /// else the owner. Taking a user over from a dead instance first ends the
+    /// runs it left, so the engine continues `seq` after their ends.
+    pub async fn locate(&self, user_id: &UserId) -> Result<Located, FactoryError> {
+        if let Some(engine) = self.existing(user_id) {
+            return Ok(Located::Here(engine));
+        }
+        let build = Arc::clone(self.lock_builds().entry(user_id.clone()).or_default());
+        let located = {
+            let _one_at_a_time = build.lock().await;
+            self.claim_and_build(user_id).await
+        };
+        let mut builds = self.lock_builds();
+        // One reference is the map's, one ours: no other build waits on it.
+        if Arc::strong_count(&build) <= 2 {
+            builds.remove(user_id);
+        }
+        located
+    }
+
+    async fn claim_and_build(&self, user_id: &UserId) -> Result<Located, FactoryError> {
+        if let Some(engine) = self.existing(user_id) {
+            return Ok(Located::Here(engine));
+        }
+        match self.placement.claim(user_id).await? {
+            Claim::Elsewhere(owner) => return Ok(Located::Elsewhere(owner)),
+            Claim::Here { fresh: true } => {
+                let sink = self.sinks.for_user(user_id);
+                end_runs_left_by_previous_owner(
+                    &self.deps.store,
+                    self.deps.encoder.as_ref(),
+                    user_id,
+                    sink,
+                )
+                .await?;
+            }
+            Claim::Here { fresh: false } => {}
+        }
+        self.build(user_id).await.map(Located::Here)
+    }
+
+    async fn build(&self, user_id: &UserId) -> Result<Arc<UserExecutionEngine>, FactoryError> {
         let last_seq = self.deps.store.last_event_seq(user_id).await?;
         let store = UserStore::new(user_id.clone(), Arc::clone(&self.deps.store));
         let log = UserEventLog::new(
@@ -136,18 +210,86 @@ impl ExecutionEngineFactory {
         Ok(engine)
     }
 
-    /// Hands a message to the user's engine, rebuilding the engine if the
-    /// idle cleanup retired it between lookup and admission.
+    /// Hands a message to the user's engine, here or on the owning instance.
     pub async fn submit(&self, request: RunRequest) -> Result<Accepted, StartError> {
+        let mut request = request;
+        for pause in OWNER_MOVED_PAUSES {
+            pause_unless_zero(pause).await;
+            let owner = match self.submit_here(request).await {
+                Ok(answer) => return answer,
+                Err((owner, returned)) => {
+                    request = returned;
+                    owner
+                }
+            };
+            match self.placement.submit_at(&owner, request.clone()).await {
+                Ok(answer) => return answer.map_err(StartError::Submit),
+                Err(ForwardError::Moved) => {}
+                Err(ForwardError::Unreachable(error)) => {
+                    tracing::warn!(%error, owner, "could not forward a message to its owner");
+                    break;
+                }
+            }
+        }
+        Err(StartError::Submit(SubmitError::OwnerUnavailable))
+    }
+
+    /// Hands a message to the user's engine if this instance owns the user
+    /// (rebuilding the engine if the idle cleanup retired it between lookup
+    /// and admission); else names the owner and hands the request back.
+    pub async fn submit_here(
+        &self,
+        request: RunRequest,
+    ) -> Result<Result<Accepted, StartError>, (String, RunRequest)> {
         loop {
-            let engine = self.engine_for(&request.ctx).await?;
+            let engine = match self.locate(request.ctx.user_id()).await {
+                Ok(Located::Here(engine)) => engine,
+                Ok(Located::Elsewhere(owner)) => return Err((owner, request)),
+                Err(error) => return Ok(Err(error.into())),
+            };
             match engine.submit(request.clone()) {
                 Err(SubmitError::Retired) => {
                     self.lock().retain(|_, live| !Arc::ptr_eq(live, &engine));
                 }
-                other => return other.map_err(StartError::Submit),
+                other => return Ok(other.map_err(StartError::Submit)),
             }
         }
+    }
+
+    /// Stops one of the user's runs, here or on the owning instance.
+    pub async fn cancel(
+        &self,
+        user_id: &UserId,
+        run_id: &RunId,
+    ) -> Result<CancelOutcome, StartError> {
+        for pause in OWNER_MOVED_PAUSES {
+            pause_unless_zero(pause).await;
+            let owner = match self.cancel_here(user_id, run_id).await? {
+                Ok(outcome) => return Ok(outcome),
+                Err(owner) => owner,
+            };
+            match self.placement.cancel_at(&owner, user_id, run_id).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(ForwardError::Moved) => {}
+                Err(ForwardError::Unreachable(error)) => {
+                    tracing::warn!(%error, owner, "could not forward a cancel to its owner");
+                    break;
+                }
+            }
+        }
+        Err(StartError::Submit(SubmitError::OwnerUnavailable))
+    }
+
+    /// Stops one of the user's runs if this instance owns the user; else names the owner.
+    pub async fn cancel_here(
+        &self,
+        user_id: &UserId,
+        run_id: &RunId,
+    ) -> Result<Result<CancelOutcome, String>, FactoryError> {
+        Ok(match self.locate(user_id).await? {
+            Located::Here(engine) => Ok(engine.cancel(run_id)),
+            Located::Elsewhere(owner) => Err(owner),
+        })
     }
 
     /// The user's engine if one is live (e.g. to cancel a run); never builds one.
@@ -216,5 +358,16 @@ impl ExecutionEngineFactory {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<UserId, Arc<UserExecutionEngine>>> {
         self.engines.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_builds(&self) -> MutexGuard<'_, HashMap<UserId, Arc<tokio::sync::Mutex<()>>>> {
+        self.builds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The first try goes at once, without a trip through the timer.
+async fn pause_unless_zero(pause: Duration) {
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
     }
 }

@@ -19,6 +19,7 @@ pub mod dispatcher;
 pub mod engine;
 pub mod factory;
 pub mod log;
+pub mod placement;
 pub mod rate;
 pub mod recovery;
 pub mod registry;
@@ -33,8 +34,11 @@ pub use dispatcher::ToolDispatcher;
 pub use engine::{
     Accepted, CancelOutcome, EngineStats, RunRequest, RunSummary, SubmitError, UserExecutionEngine,
 };
-pub use factory::{EngineDeps, ExecutionEngineFactory, FactoryCounts, FactoryError, StartError};
+pub use factory::{
+    EngineDeps, ExecutionEngineFactory, FactoryCounts, FactoryError, Located, StartError,
+};
 pub use log::{RunEvents, UserEventLog};
-pub use recovery::end_abandoned_runs;
+pub use placement::{Claim, ForwardError, Placement, Solo};
+pub use recovery::{end_abandoned_runs, end_runs_left_by_previous_owner};
 pub use registry::{Agent, AgentContext, AgentRegistry, RunFailure};
 pub use service::{NewMessage, RunService, ServiceError};

@@ -76,6 +76,9 @@ fn rejection_message(code: ErrorCode) -> &'static str {
             "the server cannot store anything right now; nothing of the message was stored"
         }
         ErrorCode::ShuttingDown => "the server is shutting down",
+        ErrorCode::OwnerUnavailable => {
+            "the instance running your runs cannot be reached; nothing was stored, try again shortly"
+        }
         _ => "the run was refused",
     }
 }
@@ -129,6 +132,9 @@ impl RunService {
                 StartError::Submit(SubmitError::RateLimited(retry_after)) => {
                     ServiceError::RateLimited { retry_after }
                 }
+                StartError::Submit(SubmitError::OwnerUnavailable) => {
+                    ServiceError::Rejected(ErrorCode::OwnerUnavailable)
+                }
                 StartError::Submit(SubmitError::Storage(error))
                 | StartError::Factory(crate::factory::FactoryError::Store(error)) => {
                     tracing::error!(%error, "could not record a message");
@@ -141,20 +147,26 @@ impl RunService {
             })
     }
 
-    /// Stops one of the user's runs (or takes it off its thread's queue).
-    pub fn cancel(
+    /// Stops one of the user's runs (or takes it off its thread's queue),
+    /// on whichever instance runs it.
+    pub async fn cancel(
         &self,
         user_id: &UserId,
         raw_run_id: &str,
     ) -> Result<CancelOutcome, ServiceError> {
         let run_id = RunId::parse(raw_run_id).map_err(|_| ServiceError::RunNotFound)?;
-        match self
-            .factory
-            .existing(user_id)
-            .map(|engine| engine.cancel(&run_id))
-        {
-            Some(CancelOutcome::NotInProgress) | None => Err(ServiceError::RunNotFound),
-            Some(outcome) => Ok(outcome),
+        match self.factory.cancel(user_id, &run_id).await {
+            Ok(CancelOutcome::NotInProgress) => Err(ServiceError::RunNotFound),
+            Ok(outcome) => Ok(outcome),
+            Err(StartError::Submit(SubmitError::OwnerUnavailable)) => {
+                Err(ServiceError::Rejected(ErrorCode::OwnerUnavailable))
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not cancel a run");
+                Err(ServiceError::Storage(StoreError::Backend(
+                    error.to_string(),
+                )))
+            }
         }
     }
 

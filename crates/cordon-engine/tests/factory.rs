@@ -13,9 +13,11 @@ use cordon_core::{
     LlmResponse, Multitask, RequestId, RunEvent, RunEventKind, RunId, Store, Thread, ThreadId,
     UserExecutionContext, UserId,
 };
+use cordon_core::{RunRecord, RunStatus, StoreError};
+use cordon_engine::engine::{Accepted, CancelOutcome};
 use cordon_engine::{
-    AgentRegistry, EngineConfig, EngineDeps, ExecutionEngineFactory, RunRequest, StartError,
-    SubmitError, ToolDispatcher,
+    AgentRegistry, Claim, EngineConfig, EngineDeps, ExecutionEngineFactory, ForwardError,
+    Placement, RunRequest, Solo, StartError, SubmitError, ToolDispatcher,
 };
 use cordon_store::SqliteStore;
 use serde_json::{Value, json};
@@ -133,6 +135,14 @@ struct Fixture {
 }
 
 async fn fixture(config: EngineConfig, delay: Duration) -> Fixture {
+    placed_fixture(config, delay, Arc::new(Solo)).await
+}
+
+async fn placed_fixture(
+    config: EngineConfig,
+    delay: Duration,
+    placement: Arc<dyn Placement>,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = SqliteStore::open(dir.path()).await.unwrap();
     let model = Arc::new(CountingModel {
@@ -147,11 +157,10 @@ async fn fixture(config: EngineConfig, delay: Duration) -> Fixture {
         store: Arc::clone(&store),
         encoder: Arc::new(TestEncoder),
     };
-    let factory = Arc::new(ExecutionEngineFactory::new(
-        deps,
-        Arc::new(SinksHandle(sinks.clone())),
-        config,
-    ));
+    let factory = Arc::new(
+        ExecutionEngineFactory::new(deps, Arc::new(SinksHandle(sinks.clone())), config)
+            .with_placement(placement),
+    );
     Fixture {
         factory,
         model,
@@ -220,13 +229,16 @@ async fn engines_use_the_injected_model_and_sink_of_their_own_user() {
         .collect();
     assert_eq!(completed, ["injected answer", "injected answer"]);
 
-    let engine_a = f.factory.engine_for(&alice).await.unwrap();
+    let engine_a = f.factory.engine_for(&alice).await.unwrap().unwrap();
     assert!(!Arc::ptr_eq(
         &engine_a,
-        &f.factory.engine_for(&bob).await.unwrap()
+        &f.factory.engine_for(&bob).await.unwrap().unwrap()
     ));
     assert!(
-        Arc::ptr_eq(&engine_a, &f.factory.engine_for(&alice).await.unwrap()),
+        Arc::ptr_eq(
+            &engine_a,
+            &f.factory.engine_for(&alice).await.unwrap().unwrap()
+        ),
         "one engine per user"
     );
     // The terminal event is published after the engine recorded the run.
@@ -325,4 +337,160 @@ async fn idle_engines_are_cleaned_up_and_rebuilt_with_their_seq() {
         .unwrap();
     assert_eq!(first_after.1["seq"], last + 1);
     assert_eq!(first_after.1["type"], "agent_started");
+}
+
+/// Places every user on one answer, and records what was forwarded.
+struct FixedPlacement {
+    claim: Claim,
+    reachable: bool,
+    forwarded: Mutex<Vec<(String, String)>>,
+}
+
+impl FixedPlacement {
+    fn new(claim: Claim, reachable: bool) -> Arc<Self> {
+        Arc::new(Self {
+            claim,
+            reachable,
+            forwarded: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn forward(&self, owner: &str, what: String) -> Result<(), ForwardError> {
+        self.forwarded
+            .lock()
+            .unwrap()
+            .push((owner.to_owned(), what));
+        match self.reachable {
+            true => Ok(()),
+            false => Err(ForwardError::Unreachable("no broker".into())),
+        }
+    }
+}
+
+#[async_trait]
+impl Placement for FixedPlacement {
+    async fn claim(&self, _: &UserId) -> Result<Claim, StoreError> {
+        Ok(self.claim.clone())
+    }
+
+    async fn submit_at(
+        &self,
+        owner: &str,
+        request: RunRequest,
+    ) -> Result<Result<Accepted, SubmitError>, ForwardError> {
+        self.forward(owner, request.content.clone())?;
+        Ok(Ok(Accepted {
+            run_id: request.ctx.run_id().clone(),
+            thread_id: request.ctx.thread_id().clone(),
+            seq: 41,
+            queued: None,
+        }))
+    }
+
+    async fn cancel_at(
+        &self,
+        owner: &str,
+        _: &UserId,
+        run_id: &RunId,
+    ) -> Result<CancelOutcome, ForwardError> {
+        self.forward(owner, format!("cancel {run_id}"))?;
+        Ok(CancelOutcome::Stopping)
+    }
+}
+
+#[tokio::test]
+async fn a_user_owned_elsewhere_is_forwarded_and_never_built_here() {
+    let placement = FixedPlacement::new(Claim::Elsewhere("instance-b".into()), true);
+    let f = placed_fixture(EngineConfig::default(), Duration::ZERO, placement.clone()).await;
+    let alice = context(&f.store, "alice").await;
+    let accepted = f.factory.submit(request(&alice, "hello")).await.unwrap();
+    assert_eq!(
+        (accepted.run_id, accepted.seq),
+        (alice.run_id().clone(), 41)
+    );
+    let outcome = f
+        .factory
+        .cancel(alice.user_id(), alice.run_id())
+        .await
+        .unwrap();
+    assert_eq!(outcome, CancelOutcome::Stopping);
+    assert_eq!(
+        *placement.forwarded.lock().unwrap(),
+        [
+            ("instance-b".to_owned(), "hello".to_owned()),
+            (
+                "instance-b".to_owned(),
+                format!("cancel {}", alice.run_id())
+            ),
+        ]
+    );
+    assert_eq!(
+        f.factory.counts().active_engines,
+        0,
+        "no engine of a user owned elsewhere"
+    );
+    assert_eq!(*f.model.calls.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_owner_that_cannot_be_reached_refuses_the_message() {
+    let placement = FixedPlacement::new(Claim::Elsewhere("instance-b".into()), false);
+    let f = placed_fixture(EngineConfig::default(), Duration::ZERO, placement).await;
+    let alice = context(&f.store, "alice").await;
+    let refused = f
+        .factory
+        .submit(request(&alice, "hello"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StartError::Submit(SubmitError::OwnerUnavailable)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        f.store
+            .get_run(alice.user_id(), alice.run_id())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn taking_a_user_over_ends_the_runs_the_dead_owner_left_then_continues_seq() {
+    let placement = FixedPlacement::new(Claim::Here { fresh: true }, true);
+    let f = placed_fixture(EngineConfig::default(), Duration::ZERO, placement).await;
+    let alice = context(&f.store, "alice").await;
+    let left = RunRecord {
+        id: RunId::generate(),
+        user_id: alice.user_id().clone(),
+        thread_id: alice.thread_id().clone(),
+        agent: "supervisor".into(),
+        status: RunStatus::Running,
+        created_at: cordon_core::now(),
+        finished_at: None,
+        error_code: None,
+        error_message: None,
+    };
+    f.store.begin_run(&left, None).unwrap();
+    f.store.sync().await.unwrap();
+
+    f.factory.prepare(alice.user_id()).await.unwrap();
+    let ended = f
+        .store
+        .get_run(alice.user_id(), &left.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.status, RunStatus::Interrupted);
+    let heard = f.sinks.events();
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert_eq!(
+        (&heard[0].1["code"], &heard[0].1["seq"]),
+        (&json!("interrupted"), &json!(1))
+    );
+    let accepted = f.factory.submit(request(&alice, "hello")).await.unwrap();
+    assert_eq!(
+        accepted.seq, 2,
+        "the new owner's engine continues after the take-over's event"
+    );
 }

@@ -12,6 +12,9 @@ pub struct ServerConfig {
     /// A `postgres://` URL: store in PostgreSQL instead of SQLite in `data_dir`.
     /// Secret: it may carry a password.
     pub database_url: Option<secrecy::SecretString>,
+    /// A `nats://` URL: several instances on `database_url` serve as one
+    /// (cordon-cluster). Secret: it may carry credentials.
+    pub broker_url: Option<secrecy::SecretString>,
     /// HS256 secret; `None` means generate one once and keep it in the data dir.
     /// Redacted in `Debug`: a config is logged at start-up.
     pub jwt_secret: Option<secrecy::SecretString>,
@@ -63,6 +66,7 @@ impl ServerConfig {
         Self {
             data_dir: data_dir.into(),
             database_url: None,
+            broker_url: None,
             jwt_secret: None,
             token_ttl: Duration::from_secs(24 * 3600),
             heartbeat_interval: Duration::from_secs(15),

@@ -7,7 +7,8 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
-use cordon_core::{LlmProvider, Store, StoreError};
+use cordon_cluster::{Cluster, ClusterError, OnSignOut};
+use cordon_core::{EventSinks, LlmProvider, Store, StoreError};
 use cordon_engine::{
     AgentRegistry, EngineDeps, ExecutionEngineFactory, RunService, ToolDispatcher,
     end_abandoned_runs,
@@ -45,6 +46,12 @@ pub enum ServeError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Password(#[from] PasswordError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("--broker-url needs --database-url: instances share a PostgreSQL database")]
+    BrokerWithoutDatabase,
+    #[error("this instance lost its lock on the database; another may have taken its users over")]
+    Lapsed,
 }
 
 /// Every route of cordon over `state`.
@@ -111,7 +118,8 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         metrics::install();
-        let state = self.build_state().await?;
+        let lapsed = CancellationToken::new();
+        let state = self.build_state(lapsed.clone()).await?;
         let stop_cleanup = CancellationToken::new();
         let cleanup = state.runs.factory().spawn_cleanup(stop_cleanup.clone());
         let retention = spawn_retention(&state, stop_cleanup.clone());
@@ -123,18 +131,23 @@ impl Server {
             draining.clone(),
         ));
         tracing::info!("cordon is serving");
-        shutdown.await;
+        let outcome = tokio::select! {
+            () = shutdown => Ok(()),
+            () = lapsed.cancelled() => Err(ServeError::Lapsed),
+        };
         tracing::info!("shutting down: no new connections or runs");
         draining.cancel();
-        state
-            .runs
-            .factory()
-            .shutdown(state.config.shutdown_grace)
-            .await;
+        // Lapsed: another instance may be taking the users over; stop at once.
+        let grace = match outcome {
+            Ok(()) => state.config.shutdown_grace,
+            Err(_) => std::time::Duration::ZERO,
+        };
+        state.runs.factory().shutdown(grace).await;
         // The runs' last events are committed, so published, before sockets close.
         if let Err(error) = state.store.sync().await {
             tracing::error!(%error, "could not flush the last writes before closing sockets");
         }
+        leave_cluster(&state).await;
         state.close_sessions.cancel();
         state.sessions.close();
         let _ =
@@ -145,26 +158,35 @@ impl Server {
         let _ = http.await;
         state.store.close().await;
         tracing::info!("shutdown complete");
-        Ok(())
+        outcome
     }
 
-    async fn build_state(self) -> Result<AppState, ServeError> {
+    async fn build_state(self, lapsed: CancellationToken) -> Result<AppState, ServeError> {
         let config = self.config;
         std::fs::create_dir_all(&config.data_dir).map_err(ServeError::DataDir)?;
         let configured = config.jwt_secret.as_ref().map(ExposeSecret::expose_secret);
         let secret = secret::load_or_create(configured, &config.data_dir)?;
-        let options = StoreOptions {
-            write_queue_capacity: config.write_queue_capacity,
-            search_budget: config.search_budget,
-            shared: false,
-        };
-        let store: Arc<dyn Store> = match &config.database_url {
-            Some(url) => PgStore::open(url.expose_secret(), options).await?,
-            None => SqliteStore::open_with(&config.data_dir, options).await?,
-        };
-        // Before any engine exists: engines continue each user's seq from the store.
-        end_abandoned_runs(&store, &FrameEncoder).await?;
+        let store = open_store(&config).await?;
         let hub = Arc::new(ConnectionHub::default());
+        let cluster = match (&config.broker_url, &config.database_url) {
+            (None, _) => None,
+            (Some(broker), Some(database)) => Some(
+                Cluster::join(
+                    database.expose_secret(),
+                    broker.expose_secret(),
+                    Arc::clone(&store),
+                    hub.clone(),
+                )
+                .await?,
+            ),
+            (Some(_), None) => return Err(ServeError::BrokerWithoutDatabase),
+        };
+        // Before any engine exists: engines continue each user's seq from the
+        // store. Several instances: the others' runs are live; a dead one's
+        // runs are ended by whichever instance takes its users over.
+        if cluster.is_none() {
+            end_abandoned_runs(&store, &FrameEncoder).await?;
+        }
         let llm = self
             .llm
             .unwrap_or_else(|| Arc::new(OfflineModel::new(config.offline_step_delay)));
@@ -175,16 +197,30 @@ impl Server {
             store: Arc::clone(&store),
             encoder: Arc::new(FrameEncoder),
         };
-        let factory = Arc::new(ExecutionEngineFactory::new(
-            deps,
-            hub.clone(),
-            config.engine.clone(),
-        ));
+        let sinks: Arc<dyn EventSinks> = match &cluster {
+            Some(cluster) => cluster.sinks(),
+            None => hub.clone(),
+        };
+        let mut factory = ExecutionEngineFactory::new(deps, sinks, config.engine.clone());
+        if let Some(cluster) = &cluster {
+            factory = factory.with_placement(cluster.placement());
+        }
+        let factory = Arc::new(factory);
+        let generations = Arc::new(match cluster {
+            Some(_) => TokenGenerations::expiring(SIGNED_OUT_ELSEWHERE_WITHIN),
+            None => TokenGenerations::default(),
+        });
+        if let Some(cluster) = &cluster {
+            let on_sign_out = sign_out_here(&hub, &generations);
+            cluster
+                .start(Arc::clone(&factory), on_sign_out, lapsed)
+                .await?;
+        }
         let runs = Arc::new(RunService::new(factory, Arc::clone(&store)));
         let hash_permits = std::thread::available_parallelism().map_or(2, usize::from);
         Ok(AppState {
             tokens: Arc::new(TokenKeys::new(&secret, config.token_ttl)),
-            generations: Arc::new(TokenGenerations::default()),
+            generations,
             passwords: PasswordHasher::new(hash_permits, config.max_pending_hashes)?,
             login_throttle: Arc::new(LoginThrottle::default()),
             signup_throttle: Arc::new(SignupThrottle::new(config.signups_per_hour)),
@@ -194,8 +230,43 @@ impl Server {
             hub,
             sessions: TaskTracker::new(),
             close_sessions: CancellationToken::new(),
+            cluster: cluster.map(Arc::new),
         })
     }
+}
+
+/// With several instances, how long a sign-out elsewhere may take to reach
+/// this one's token cache if its announcement is lost.
+const SIGNED_OUT_ELSEWHERE_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServeError> {
+    let options = StoreOptions {
+        write_queue_capacity: config.write_queue_capacity,
+        search_budget: config.search_budget,
+        shared: config.broker_url.is_some(),
+    };
+    Ok(match &config.database_url {
+        Some(url) => PgStore::open(url.expose_secret(), options).await?,
+        None => SqliteStore::open_with(&config.data_dir, options).await?,
+    })
+}
+
+/// A sign-out announced by another instance, applied here.
+fn sign_out_here(hub: &Arc<ConnectionHub>, generations: &Arc<TokenGenerations>) -> OnSignOut {
+    let (hub, generations) = (Arc::clone(hub), Arc::clone(generations));
+    Arc::new(move |user_id, generation| {
+        generations.record(user_id, generation);
+        let closed = hub.sign_out(user_id, generation);
+        tracing::info!(%user_id, closed, "signed out on another instance");
+    })
+}
+
+/// Gives this instance's users up once its runs ended (several instances).
+async fn leave_cluster(state: &AppState) {
+    let Some(cluster) = &state.cluster else {
+        return;
+    };
+    cluster.leave().await;
 }
 
 /// Deletes events older than the retention, at start-up and then every

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use cordon_cluster::Cluster;
 use cordon_core::Store;
 use cordon_engine::RunService;
 use tokio_util::sync::CancellationToken;
@@ -28,4 +29,6 @@ pub struct AppState {
     pub sessions: TaskTracker,
     /// Fired when sessions must close (after the runs' grace period).
     pub close_sessions: CancellationToken,
+    /// Several instances: this one's part in the cluster.
+    pub cluster: Option<Arc<Cluster>>,
 }

@@ -11,6 +11,7 @@
 )]
 
 mod browser;
+pub mod child;
 pub mod fake_llm;
 pub mod postgres;
 mod server;

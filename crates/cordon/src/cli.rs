@@ -70,9 +70,13 @@ pub struct ServeArgs {
     pub data_dir: PathBuf,
     /// Store in PostgreSQL (`postgres://user:password@host:port/database`)
     /// instead of SQLite in --data-dir; the database is migrated at start-up.
-    /// One instance per database for now: a second is refused at start-up.
+    /// Without --broker-url one instance per database: a second is refused at start-up.
     #[arg(long, env = "CORDON_DATABASE_URL", hide_env_values = true, value_parser = database_url)]
     pub database_url: Option<secrecy::SecretString>,
+    /// A NATS server (`nats://host:port`) through which several instances on one
+    /// --database-url serve as one: forwarded messages, events and sign-outs.
+    #[arg(long, env = "CORDON_BROKER_URL", hide_env_values = true, requires = "database_url", value_parser = broker_url)]
+    pub broker_url: Option<secrecy::SecretString>,
     /// HS256 signing secret (at least 32 bytes); generated and kept in the data dir when unset.
     /// Prefer the environment variable: a flag's value is visible to every user in `ps`.
     #[arg(long, env = "CORDON_JWT_SECRET", hide_env_values = true, value_parser = secret_value)]
@@ -180,6 +184,14 @@ fn proxy_net(raw: &str) -> Result<ipnet::IpNet, String> {
 /// A secret from the command line or environment, redacted in `Debug`.
 fn secret_value(raw: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
     Ok(secrecy::SecretString::from(raw))
+}
+
+/// A NATS URL; the error never repeats it (it may carry credentials).
+fn broker_url(raw: &str) -> Result<secrecy::SecretString, String> {
+    if raw.starts_with("nats://") || raw.starts_with("tls://") {
+        return Ok(secrecy::SecretString::from(raw));
+    }
+    Err("expected a nats:// URL".into())
 }
 
 /// A PostgreSQL URL; the error never repeats it (it may carry a password).

@@ -53,6 +53,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     }
     let mut config = ServerConfig::new(args.data_dir);
     config.database_url = args.database_url;
+    config.broker_url = args.broker_url;
     if args.jwt_secret.is_some() && std::env::var_os("CORDON_JWT_SECRET").is_none() {
         tracing::warn!(
             "--jwt-secret on the command line is visible to every user of this machine (ps); \

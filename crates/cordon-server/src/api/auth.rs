@@ -116,6 +116,9 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<Sta
         .ok_or(ApiError::Unauthorized)?;
     state.generations.record(&user.user_id, generation);
     let closed = state.hub.sign_out(&user.user_id, generation);
+    if let Some(cluster) = &state.cluster {
+        cluster.announce_sign_out(&user.user_id, generation).await;
+    }
     tracing::info!(user_id = %user.user_id, closed, "signed out");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -72,7 +72,7 @@ pub async fn cancel_run(
     user: AuthUser,
     Path(run_id): Path<String>,
 ) -> Result<(StatusCode, Json<CancelView>), ApiError> {
-    let status = match state.runs.cancel(&user.user_id, &run_id) {
+    let status = match state.runs.cancel(&user.user_id, &run_id).await {
         Ok(CancelOutcome::Stopping) => "cancelling",
         Ok(CancelOutcome::Dequeued) => "cancelled",
         Ok(CancelOutcome::NotInProgress) | Err(ServiceError::RunNotFound) => {

@@ -1,9 +1,11 @@
 //! One WebSocket session: greeting, client frames, resume from the log, live events, heartbeat, idle timeout and close.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use cordon_core::{ConnectionId, ErrorCode, Multitask, RunId};
+use cordon_cluster::Follow;
+use cordon_core::{ConnectionId, ErrorCode, Multitask, RunId, StoreError, UserId};
 use cordon_engine::{NewMessage, ServiceError};
 use cordon_protocol::{ClientFrame, RunEnvelope, ServerFrame};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -12,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::auth::AuthUser;
+use crate::auth::revocation::TokenStanding;
 use crate::metrics::EVENT_SEND_SECONDS;
 use crate::state::AppState;
 use crate::ws::frames;
@@ -66,6 +69,8 @@ fn close(code: u16, reason: &'static str) -> Close {
 /// replay and is dropped.
 struct Live {
     registration: Registration,
+    /// Several instances: the user's events reach this instance's hub while held.
+    _follow: Option<Arc<Follow>>,
     queue: mpsc::Receiver<Outbound>,
     start: Option<u64>,
     delivered: u64,
@@ -102,8 +107,19 @@ pub async fn run_session(session: Session, socket: WebSocket) {
         queue_tx,
         end.clone(),
     );
+    let follow = match follow(&session.state, &session.user.user_id).await {
+        Ok(follow) => follow,
+        Err(error) => {
+            tracing::error!(%error, "could not follow the user's events");
+            let _ = session
+                .write(outgoing.send(Message::Close(Some(try_again_frame()))))
+                .await;
+            return;
+        }
+    };
     let live = Live {
         registration,
+        _follow: follow,
         queue,
         start: None,
         delivered: 0,
@@ -201,7 +217,7 @@ impl Session {
         }
         // A sign-out between the token check and the attach above did not
         // see this socket; the generation it recorded first does.
-        if self.signed_out() {
+        if self.signed_out().await {
             return Err(Close(Some(signed_out_frame())));
         }
         Ok(())
@@ -293,7 +309,7 @@ impl Session {
         if self.user.expires_at <= cordon_core::now() {
             return Some(close(1008, "token expired"));
         }
-        if self.signed_out() {
+        if self.signed_out().await {
             return Some(Close(Some(signed_out_frame())));
         }
         let ping = ServerFrame::Ping {
@@ -306,11 +322,21 @@ impl Session {
     /// hub closes attached sockets at once; this covers one that attached
     /// while the sign-out ran (checked right after attaching) and is
     /// re-checked at every heartbeat.
-    fn signed_out(&self) -> bool {
-        self.state
+    async fn signed_out(&self) -> bool {
+        let standing = self
+            .state
             .generations
-            .current(&self.user.user_id)
-            .is_some_and(|current| current != self.user.generation)
+            .check(
+                self.state.store.as_ref(),
+                &self.user.user_id,
+                self.user.generation,
+            )
+            .await;
+        // A store that cannot answer keeps the socket; the next beat asks again.
+        matches!(
+            standing,
+            Ok(TokenStanding::SignedOut | TokenStanding::UnknownUser)
+        )
     }
 
     /// Builds the user's engine while the client reads the greeting; a failure
@@ -378,6 +404,7 @@ impl Session {
                 .state
                 .runs
                 .cancel(&self.user.user_id, &run_id)
+                .await
                 .err()
                 .map(|error| ServerFrame::error(error.code(), error.to_string())),
             ClientFrame::Ping {} => Some(ServerFrame::Pong {
@@ -487,6 +514,23 @@ async fn send(outgoing: &mut Outgoing, frame: &ServerFrame) -> Result<(), axum::
     match encode(frame) {
         Some(text) => outgoing.send(Message::Text(text)).await,
         None => Ok(()),
+    }
+}
+
+/// Several instances: starts following the user's events here (before the
+/// session attaches or replays, so nothing between falls through).
+async fn follow(state: &AppState, user_id: &UserId) -> Result<Option<Arc<Follow>>, StoreError> {
+    match &state.cluster {
+        Some(cluster) => cluster.follow(user_id).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// 1011: the server could not serve the socket now; the client reconnects.
+fn try_again_frame() -> CloseFrame {
+    CloseFrame {
+        code: 1011,
+        reason: Utf8Bytes::from_static("try again"),
     }
 }
 

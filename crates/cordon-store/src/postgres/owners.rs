@@ -12,8 +12,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use cordon_core::{StoreError, UserId};
+use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection};
 use tokio::sync::Mutex;
 
 use crate::convert::backend;
@@ -181,13 +181,16 @@ impl PgOwners {
 
     /// Gives up every user this instance owns and ends its liveness; their
     /// next claim (on any instance) takes them over.
-    pub async fn leave(self) -> Result<(), StoreError> {
+    pub async fn leave(&self) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM user_owners WHERE instance_id = $1")
             .bind(&self.instance)
             .execute(&self.pool)
             .await
             .map_err(backend)?;
-        self.session.into_inner().close().await.map_err(backend)?;
+        sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut *self.session.lock().await)
+            .await
+            .map_err(backend)?;
         self.pool.close().await;
         Ok(())
     }

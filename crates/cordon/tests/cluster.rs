@@ -1,0 +1,303 @@
+//! Several real `cordon serve` processes on one PostgreSQL database and one real `nats-server` behave as one server: shared event streams, forwarding, take-over of a killed instance, sign-out everywhere, and a broker outage that loses nothing.
+//!
+//! Needs `CORDON_TEST_DATABASE_URL` and `nats-server` (`.ci/run` provides
+//! both); skipped without them outside CI.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test should panic loudly on a broken assumption"
+)]
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use cordon_test_support::child::{Broker, ChildServer, free_port};
+use cordon_test_support::postgres::{Database, Fresh};
+use cordon_test_support::{Account, WsClient};
+use serde_json::{Value, json};
+
+const SECRET: &str = "a shared signing secret of at least 32 bytes";
+
+/// A database and a broker for one test's instances.
+struct Cluster {
+    database: String,
+    broker: Broker,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    async fn new() -> Option<Self> {
+        let Some(Fresh::Postgres(database)) = Database::Postgres.fresh().await else {
+            return None;
+        };
+        Some(Self {
+            database,
+            broker: Broker::start().await?,
+            dirs: Vec::new(),
+        })
+    }
+
+    /// One more instance; `delay_ms` per offline model step keeps runs in flight.
+    async fn instance(&mut self, delay_ms: u32) -> ChildServer {
+        let dir = tempfile::tempdir().unwrap();
+        let args: Vec<OsString> = vec![
+            "--data-dir".into(),
+            dir.path().into(),
+            "--database-url".into(),
+            self.database.clone().into(),
+            "--broker-url".into(),
+            self.broker.url().into(),
+            "--offline-delay-ms".into(),
+            delay_ms.to_string().into(),
+        ];
+        self.dirs.push(dir);
+        let envs = [("CORDON_JWT_SECRET", SECRET)];
+        ChildServer::start(env!("CARGO_BIN_EXE_cordon"), free_port(), &args, &envs).await
+    }
+}
+
+/// A socket of `account` on `server`, greeted.
+async fn socket(server: &ChildServer, account: &Account) -> WsClient {
+    WsClient::connect(&server.ws_url(), &account.token).await
+}
+
+/// Frames with a `seq` until `done`, at most `within`.
+async fn events_until(
+    ws: &mut WsClient,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    tokio::time::timeout(within, ws.collect_until(|frame| done(frame)))
+        .await
+        .unwrap_or_else(|_| panic!("no matching frame within {within:?}"))
+        .into_iter()
+        .filter(|frame| frame.get("seq").is_some())
+        .collect()
+}
+
+fn seqs(frames: &[Value]) -> Vec<u64> {
+    frames
+        .iter()
+        .map(|frame| frame["seq"].as_u64().unwrap())
+        .collect()
+}
+
+fn assert_gap_free(frames: &[Value]) {
+    let seqs = seqs(frames);
+    let expected: Vec<u64> = (seqs[0]..seqs[0] + seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "not one gap-free order");
+}
+
+fn ended(frame: &Value) -> bool {
+    frame["type"] == "agent_completed" || frame["type"] == "agent_error"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_on_two_instances_share_one_gap_free_stream_and_resume_on_either() {
+    let Some(mut cluster) = Cluster::new().await else {
+        return;
+    };
+    let (a, b) = (cluster.instance(0).await, cluster.instance(0).await);
+    let ada = a.register("ada").await;
+    let mut on_a = socket(&a, &ada).await; // the user's engine is claimed by A
+    let mut on_b = socket(&b, &ada).await;
+
+    // Sent on B, run on A (forwarded), heard on both.
+    on_b.send_json(&json!({"type": "user_message", "content": "what is 6 * 7?"}))
+        .await;
+    let heard_b = events_until(&mut on_b, Duration::from_secs(10), ended).await;
+    let heard_a = events_until(&mut on_a, Duration::from_secs(10), ended).await;
+    assert_eq!(
+        heard_a, heard_b,
+        "both instances' sockets heard the same events"
+    );
+    assert_gap_free(&heard_a);
+    assert_eq!(heard_a.last().unwrap()["type"], "agent_completed");
+
+    // Sent on A, twice at once on one thread with `reject`: the owner decides, once.
+    let thread_id = heard_a[0]["thread_id"].as_str().unwrap().to_owned();
+    for ws in [&mut on_a, &mut on_b] {
+        ws.send_json(&json!({"type": "user_message", "thread_id": thread_id, "content": "again", "multitask": "reject"}))
+            .await;
+    }
+    let more = events_until(&mut on_a, Duration::from_secs(10), ended).await;
+    assert_gap_free(&[heard_a.clone(), more.clone()].concat());
+
+    // Resume on B from the middle: exactly the stored log after the cursor.
+    let cursor = heard_a[1]["seq"].as_u64().unwrap();
+    let mut resumed =
+        WsClient::connect(&format!("{}?after_seq={cursor}", b.ws_url()), &ada.token).await;
+    let replayed = events_until(&mut resumed, Duration::from_secs(10), |f| {
+        f["seq"] == more.last().unwrap()["seq"]
+    })
+    .await;
+    let (_, log) = b
+        .get(&ada, &format!("/api/events?after_seq={cursor}"))
+        .await;
+    assert_eq!(replayed, *log.as_array().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_owner_s_run_ends_interrupted_on_the_other_instance_which_takes_over() {
+    let Some(mut cluster) = Cluster::new().await else {
+        return;
+    };
+    let a = cluster.instance(400).await;
+    let b = cluster.instance(400).await;
+    let kim = a.register("kim").await;
+    let mut on_a = socket(&a, &kim).await;
+    let mut on_b = socket(&b, &kim).await;
+    on_a.send_json(&json!({"type": "user_message", "content": "what is 7 * 6?"}))
+        .await;
+    let before = events_until(&mut on_b, Duration::from_secs(10), |f| {
+        f["type"] == "agent_thinking"
+    })
+    .await;
+    let run_id = before[0]["run_id"].as_str().unwrap().to_owned();
+
+    let killed_at = std::time::Instant::now();
+    a.kill();
+    let after = events_until(&mut on_b, Duration::from_secs(15), ended).await;
+    let end = after.last().unwrap();
+    assert_eq!(
+        (end["type"].as_str(), end["code"].as_str()),
+        (Some("agent_error"), Some("interrupted"))
+    );
+    assert_eq!(end["run_id"], run_id.as_str());
+    eprintln!(
+        "the killed owner's run ended interrupted {:?} after the kill",
+        killed_at.elapsed()
+    );
+    assert_gap_free(&[before.clone(), after.clone()].concat());
+
+    // B owns the user now: a new message runs there, numbering after the end.
+    on_b.send_json(&json!({"type": "user_message", "content": "1 + 1"}))
+        .await;
+    let next = events_until(&mut on_b, Duration::from_secs(15), ended).await;
+    assert_eq!(next[0]["seq"], end["seq"].as_u64().unwrap() + 1);
+    assert_eq!(next.last().unwrap()["type"], "agent_completed");
+    let (_, run) = b.get(&kim, &format!("/api/runs/{run_id}")).await;
+    assert_eq!(run["status"], "interrupted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_sign_out_on_one_instance_reach_the_other() {
+    let Some(mut cluster) = Cluster::new().await else {
+        return;
+    };
+    let (a, b) = (cluster.instance(400).await, cluster.instance(400).await);
+    let lee = a.register("lee").await;
+    let mut on_a = socket(&a, &lee).await; // A owns the user
+    let mut on_b = socket(&b, &lee).await;
+    on_a.send_json(&json!({"type": "user_message", "content": "take your time"}))
+        .await;
+    let started = events_until(&mut on_b, Duration::from_secs(10), |f| {
+        f["type"] == "agent_started"
+    })
+    .await;
+    let run_id = started.last().unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = b
+        .post(
+            Some(&lee),
+            &format!("/api/runs/{run_id}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "a cancel on B reaches the run on A");
+    let end = events_until(&mut on_a, Duration::from_secs(10), ended).await;
+    assert_eq!(end.last().unwrap()["code"], "cancelled");
+
+    let signed_out_at = std::time::Instant::now();
+    let (status, _) = b.post(Some(&lee), "/api/auth/logout", &json!({})).await;
+    assert_eq!(status, 204);
+    let closed = on_a.closed(Duration::from_secs(1)).await;
+    assert_eq!(
+        closed.map(|(code, _)| code),
+        Some(1008),
+        "A's socket closed within 1 s"
+    );
+    eprintln!(
+        "sign-out on B closed the socket on A after {:?}",
+        signed_out_at.elapsed()
+    );
+    let (status, body) = a.get(&lee, "/api/threads").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("signed_out"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_loses_no_event_and_live_delivery_resumes() {
+    let Some(mut cluster) = Cluster::new().await else {
+        return;
+    };
+    let (a, b) = (cluster.instance(20).await, cluster.instance(20).await);
+    let max = a.register("max").await;
+    let mut on_a = socket(&a, &max).await; // A owns the user: its runs need no broker
+    let mut on_b = socket(&b, &max).await;
+    // Runs one after another (the per-user limit would refuse a burst);
+    // the broker dies after the first.
+    for n in 0..4 {
+        on_a.send_json(&json!({"type": "user_message", "content": format!("{n} + 1")}))
+            .await;
+        if n == 0 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            cluster.broker.stop(); // mid-run
+        }
+        events_until(&mut on_a, Duration::from_secs(10), ended).await;
+    }
+    // Forwarding needs the broker: refused, and nothing of it stored.
+    on_b.send_json(
+        &json!({"type": "user_message", "content": "from b", "client_request_id": "b-1"}),
+    )
+    .await;
+    let mut heard_b = Vec::new();
+    let mut completed = 0;
+    let mut refused = None;
+    while completed < 4 || refused.is_none() {
+        let frame = tokio::time::timeout(Duration::from_secs(15), on_b.next_json())
+            .await
+            .unwrap();
+        // A refused message is an `agent_error` with `seq` 0 (nothing stored).
+        if frame["code"] == "owner_unavailable" {
+            refused = Some(frame);
+            continue;
+        }
+        completed += usize::from(frame["type"] == "agent_completed");
+        if frame.get("seq").is_some() {
+            heard_b.push(frame);
+        }
+    }
+    let refused = refused.unwrap();
+    assert_eq!(
+        (refused["type"].as_str(), refused["seq"].as_u64()),
+        (Some("agent_error"), Some(0))
+    );
+    cluster.broker.resume().await;
+    on_a.send_json(&json!({"type": "user_message", "content": "after"}))
+        .await;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(15), on_b.next_json())
+            .await
+            .unwrap();
+        let done = frame["type"] == "agent_completed";
+        heard_b.push(frame);
+        if done {
+            break;
+        }
+    }
+    let (_, log) = a.get(&max, "/api/events?after_seq=0").await;
+    assert_eq!(
+        heard_b,
+        *log.as_array().unwrap(),
+        "B's socket heard the whole log, in order"
+    );
+    assert_gap_free(&heard_b);
+    assert!(
+        !log.to_string().contains("b-1"),
+        "the refused message stored nothing"
+    );
+}
