@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::{RequestErrorKind, client::Client};
 use async_trait::async_trait;
 use cordon_core::{RunId, StoreError, UserId};
-use cordon_engine::engine::{Accepted, CancelOutcome, RunRequest, SubmitError};
+use cordon_engine::{Accepted, CancelOutcome, RunRequest, SubmitError};
 use cordon_engine::{Claim, ForwardError, Placement};
 use cordon_store::{Claimed, PgOwners};
 

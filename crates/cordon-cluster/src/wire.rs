@@ -4,7 +4,7 @@ use cordon_core::{
     ConnectionId, ErrorCode, Multitask, RequestId, RunId, StoreError, ThreadId,
     UserExecutionContext, UserId,
 };
-use cordon_engine::engine::{Accepted, CancelOutcome, RunRequest, SubmitError};
+use cordon_engine::{Accepted, CancelOutcome, RunRequest, SubmitError};
 use serde::{Deserialize, Serialize};
 
 /// Calls forwarded to one instance (it owns the users they are for).

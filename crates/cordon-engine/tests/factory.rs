@@ -14,7 +14,7 @@ use cordon_core::{
     UserExecutionContext, UserId,
 };
 use cordon_core::{RunRecord, RunStatus, StoreError};
-use cordon_engine::engine::{Accepted, CancelOutcome};
+use cordon_engine::{Accepted, CancelOutcome};
 use cordon_engine::{
     AgentRegistry, Claim, EngineConfig, EngineDeps, ExecutionEngineFactory, ForwardError,
     Placement, RunRequest, Solo, StartError, SubmitError, ToolDispatcher,
