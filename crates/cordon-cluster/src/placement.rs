@@ -82,4 +82,8 @@ impl Placement for ClusterPlacement {
         let answer = self.call(owner, &call).await?;
         answer.into_cancel().ok_or(ForwardError::Moved)
     }
+
+    async fn release(&self, user_id: &UserId) -> Result<(), StoreError> {
+        self.owners.release(user_id).await
+    }
 }

@@ -24,6 +24,9 @@ use crate::placement::{Claim, ForwardError, Placement, Solo};
 use crate::recovery::end_runs_left_by_previous_owner;
 use crate::registry::AgentRegistry;
 
+/// How often `hand_over` looks for users whose runs are over.
+const HAND_OVER_POLL: Duration = Duration::from_millis(50);
+
 /// Waits before asking again who owns a user whose owner just moved (it left,
 /// or died and is being taken over); after the last, the owner is unavailable.
 const OWNER_MOVED_PAUSES: [Duration; 4] = [
@@ -88,6 +91,8 @@ pub struct ExecutionEngineFactory {
     engines: Mutex<HashMap<UserId, Arc<UserExecutionEngine>>>,
     /// One claim-and-build at a time per user.
     builds: Mutex<HashMap<UserId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Set by `hand_over`: no new user is claimed here.
+    handing_over: AtomicBool,
     engines_created: AtomicU64,
     engines_cleaned: AtomicU64,
 }
@@ -107,6 +112,7 @@ impl ExecutionEngineFactory {
             placement: Arc::new(Solo),
             engines: Mutex::new(HashMap::new()),
             builds: Mutex::new(HashMap::new()),
+            handing_over: AtomicBool::new(false),
             engines_created: AtomicU64::new(0),
             engines_cleaned: AtomicU64::new(0),
         }
@@ -164,6 +170,10 @@ impl ExecutionEngineFactory {
     async fn claim_and_build(&self, user_id: &UserId) -> Result<Located, FactoryError> {
         if let Some(engine) = self.existing(user_id) {
             return Ok(Located::Here(engine));
+        }
+        if self.handing_over.load(Ordering::Acquire) {
+            // Leaving: whoever claims the user next is another instance.
+            return Ok(Located::Elsewhere(String::new()));
         }
         match self.placement.claim(user_id).await? {
             Claim::Elsewhere(owner) => return Ok(Located::Elsewhere(owner)),
@@ -335,6 +345,50 @@ impl ExecutionEngineFactory {
             active_runs: self.config.max_runs_global - self.admission.global.available_permits(),
             engines_created: self.engines_created.load(Ordering::Relaxed),
             engines_cleaned: self.engines_cleaned.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Several instances, on the way out: claims no new user, gives up each
+    /// user as soon as their runs are over (their writes committed first, so
+    /// the next owner continues their `seq`), and after `grace` shuts down
+    /// like `shutdown`. Users keep sending meanwhile: a message for a user
+    /// still here runs here; one for a user given up runs on their new owner.
+    pub async fn hand_over(&self, grace: Duration) {
+        self.handing_over.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            self.release_idle().await;
+            if self.lock().is_empty() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(HAND_OVER_POLL).await;
+        }
+        self.shutdown(Duration::ZERO).await;
+        self.release_idle().await;
+    }
+
+    async fn release_idle(&self) {
+        let retired: Vec<UserId> = {
+            let mut engines = self.lock();
+            let idle: Vec<UserId> = engines
+                .iter()
+                .filter(|(_, engine)| engine.retire_if_idle(Duration::ZERO))
+                .map(|(user_id, _)| user_id.clone())
+                .collect();
+            engines.retain(|user_id, _| !idle.contains(user_id));
+            idle
+        };
+        if retired.is_empty() {
+            return;
+        }
+        if let Err(error) = self.deps.store.sync().await {
+            // Their last events may not be stored: keep them, the lock ends with the process.
+            return tracing::error!(%error, "could not commit before giving users up");
+        }
+        for user_id in retired {
+            if let Err(error) = self.placement.release(&user_id).await {
+                tracing::warn!(%error, %user_id, "could not give a user up");
+            }
         }
     }
 

@@ -49,6 +49,11 @@ pub trait Placement: Send + Sync {
         user_id: &UserId,
         run_id: &RunId,
     ) -> Result<CancelOutcome, ForwardError>;
+    /// Gives the user up (their engine here is retired and its writes committed):
+    /// the next claim, on any instance, takes them.
+    async fn release(&self, _user_id: &UserId) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// One process: every user's engine is here.

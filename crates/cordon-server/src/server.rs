@@ -142,7 +142,15 @@ impl Server {
             Ok(()) => state.config.shutdown_grace,
             Err(_) => std::time::Duration::ZERO,
         };
-        state.runs.factory().shutdown(grace).await;
+        match &state.cluster {
+            Some(_) => {
+                // Sockets reconnect elsewhere at once and resume; this
+                // instance's runs reach them there through the broker.
+                state.close_sessions.cancel();
+                state.runs.factory().hand_over(grace).await;
+            }
+            None => state.runs.factory().shutdown(grace).await,
+        }
         // The runs' last events are committed, so published, before sockets close.
         if let Err(error) = state.store.sync().await {
             tracing::error!(%error, "could not flush the last writes before closing sockets");

@@ -74,6 +74,13 @@ impl ChildServer {
         self.child.wait().unwrap();
     }
 
+    /// SIGTERM, as an orchestrator stops a container; waits for the exit (blocking).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
     pub async fn register(&self, username: &str) -> Account {
         let auth = self
             .post(

@@ -8,6 +8,8 @@
 )]
 
 use std::ffi::OsString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cordon_test_support::child::{Broker, ChildServer, free_port};
@@ -299,5 +301,177 @@ async fn a_broker_outage_loses_no_event_and_live_delivery_resumes() {
     assert!(
         !log.to_string().contains("b-1"),
         "the refused message stored nothing"
+    );
+}
+
+/// What one user saw through a rolling restart.
+struct Chat {
+    /// Every stored event, in the order the user's sockets got them.
+    events: Vec<Value>,
+    /// How each run ended (`agent_completed`, or the failure).
+    ends: Vec<Value>,
+    reconnects: usize,
+}
+
+/// One user chatting over REST while listening on a socket, until `stop`:
+/// each message goes to a live instance (another one if that fails to
+/// connect), and a closed socket reconnects to a live instance and resumes.
+async fn chat_through_restarts(
+    live: Arc<Mutex<Vec<String>>>,
+    account: Account,
+    stop: Arc<AtomicBool>,
+) -> Chat {
+    let mut chat = Chat {
+        events: Vec::new(),
+        ends: Vec::new(),
+        reconnects: 0,
+    };
+    let pick = |n: usize| {
+        let live = live.lock().unwrap();
+        live[n % live.len()].clone()
+    };
+    let mut ws = WsClient::connect(&format!("ws://{}/ws", pick(0)), &account.token).await;
+    let mut round = 0;
+    while !stop.load(Ordering::Acquire) {
+        round += 1;
+        let run_id = post_anywhere(&pick, &account, round).await;
+        loop {
+            let Some(frame) = ws.try_next_json(Duration::from_secs(5)).await else {
+                chat.reconnects += 1;
+                let last = chat.events.last().map_or(0, |e| e["seq"].as_u64().unwrap());
+                let url = format!("ws://{}/ws?after_seq={last}", pick(round + chat.reconnects));
+                ws = WsClient::connect(&url, &account.token).await;
+                continue;
+            };
+            let Some(seq) = frame["seq"].as_u64() else {
+                continue;
+            };
+            let last = chat.events.last().map_or(0, |e| e["seq"].as_u64().unwrap());
+            assert_eq!(
+                seq,
+                last + 1,
+                "{} got seq {seq} after {last}: a gap or a repeat",
+                account.username
+            );
+            chat.events.push(frame.clone());
+            if frame["run_id"] == run_id.as_str() && ended(&frame) {
+                chat.ends.push(frame);
+                break;
+            }
+        }
+    }
+    chat
+}
+
+/// Sends a message over REST to a live instance; the run's id.
+async fn post_anywhere(pick: &impl Fn(usize) -> String, account: &Account, round: usize) -> String {
+    for attempt in 0..20 {
+        // No pooled connection: one to an instance on its way out would be reused.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let sent = http
+            .post(format!("http://{}/api/messages", pick(round + attempt)))
+            .bearer_auth(&account.token)
+            .json(&json!({"content": format!("{round} + 1")}))
+            .send()
+            .await;
+        match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(status, 202, "a message was refused: {body}");
+                return body["run_id"].as_str().unwrap().to_owned();
+            }
+            // The instance stopped listening: nothing was sent; try another.
+            Err(error) if error.is_connect() => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(error) => panic!("a message got no answer: {error}"),
+        }
+    }
+    panic!("no instance took the message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_fails_no_run_and_loses_or_repeats_no_event() {
+    let Some(mut cluster) = Cluster::new().await else {
+        return;
+    };
+    let mut instances = vec![cluster.instance(60).await, cluster.instance(60).await];
+    let live = Arc::new(Mutex::new(
+        instances.iter().map(|i| i.base.clone()).collect::<Vec<_>>(),
+    ));
+    let mut accounts = Vec::new();
+    for name in ["ann", "ben", "cat", "dan"] {
+        accounts.push(instances[0].register(name).await);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let chats: Vec<_> = accounts
+        .iter()
+        .map(|account| {
+            tokio::spawn(chat_through_restarts(
+                Arc::clone(&live),
+                account.clone(),
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // As a load balancer would: take it out, then stop it, then add its replacement.
+        let leaving = instances.remove(0);
+        live.lock().unwrap().retain(|base| *base != leaving.base);
+        let status = tokio::task::spawn_blocking(move || leaving.terminate())
+            .await
+            .unwrap();
+        assert!(
+            status.success(),
+            "SIGTERM ends an instance cleanly: {status}"
+        );
+        let replacement = cluster.instance(60).await;
+        live.lock().unwrap().push(replacement.base.clone());
+        instances.push(replacement);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Release);
+
+    let mut reconnects = 0;
+    for (account, chat) in accounts.iter().zip(chats) {
+        let chat = chat.await.unwrap();
+        reconnects += chat.reconnects;
+        eprintln!(
+            "{}: {} runs, {} events, {} reconnects",
+            account.username,
+            chat.ends.len(),
+            chat.events.len(),
+            chat.reconnects
+        );
+        assert!(
+            chat.ends.len() >= 3,
+            "{} ran only {} runs",
+            account.username,
+            chat.ends.len()
+        );
+        for end in &chat.ends {
+            assert_eq!(
+                end["type"], "agent_completed",
+                "{}'s run failed: {end}",
+                account.username
+            );
+        }
+        let (_, log) = instances[0]
+            .get(account, "/api/events?after_seq=0&limit=1000")
+            .await;
+        assert_eq!(
+            chat.events,
+            *log.as_array().unwrap(),
+            "{} heard exactly the log",
+            account.username
+        );
+    }
+    assert!(
+        reconnects >= 2,
+        "the restarts moved sockets ({reconnects} reconnects)"
     );
 }

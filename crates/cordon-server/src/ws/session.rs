@@ -167,7 +167,11 @@ impl Session {
                             return Close(None);
                         }
                     }
-                    return close(1001, "server shutting down");
+                    return match self.state.cluster {
+                        // Another instance serves the user's stream: go there.
+                        Some(_) => close(1012, "server restarting; reconnect and resume"),
+                        None => close(1001, "server shutting down"),
+                    };
                 }
                 why = end.ended() => return match why {
                     Ended::TooSlow => close(1013, "outbound queue full; reconnect and resume"),

@@ -169,6 +169,17 @@ impl PgOwners {
             .collect())
     }
 
+    /// Gives one user up, if this instance owns them.
+    pub async fn release(&self, user_id: &UserId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM user_owners WHERE user_id = $1 AND instance_id = $2")
+            .bind(user_id.as_str())
+            .bind(&self.instance)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(backend)
+    }
+
     /// Whether this instance is still live: its locking session answers.
     pub async fn check(&self) -> Result<(), StoreError> {
         let mut session = self.session.lock().await;
