@@ -182,7 +182,7 @@ async fn a_killed_owner_s_run_ends_interrupted_on_the_other_instance_which_takes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_and_sign_out_on_one_instance_reach_the_other() {
+async fn double_texting_cancel_and_sign_out_on_one_instance_reach_the_other() {
     let Some(mut cluster) = Cluster::new().await else {
         return;
     };
@@ -200,6 +200,12 @@ async fn cancel_and_sign_out_on_one_instance_reach_the_other() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Double texting on B, decided by the owner A: the thread is busy.
+    let thread_id = started.last().unwrap()["thread_id"].clone();
+    on_b.send_json(&json!({"type": "user_message", "thread_id": thread_id, "content": "me too", "multitask": "reject"}))
+        .await;
+    let refused = events_until(&mut on_b, Duration::from_secs(10), |f| f["seq"] == 0).await;
+    assert_eq!(refused.last().unwrap()["code"], "thread_busy");
     let (status, _) = b
         .post(
             Some(&lee),
