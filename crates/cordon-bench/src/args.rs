@@ -7,6 +7,10 @@ pub struct BenchArgs {
     /// WebSocket URL of the server (its HTTP base is derived from it).
     #[arg(long, default_value = "ws://127.0.0.1:8080")]
     pub url: String,
+    /// More instances of the same cluster (repeatable): sockets are spread
+    /// over `--url` and these, user by user; sign-ups and memory go to `--url`.
+    #[arg(long)]
+    pub also_url: Vec<String>,
     /// Users to register or log in.
     #[arg(long, default_value_t = 50)]
     pub users: usize,

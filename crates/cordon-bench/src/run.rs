@@ -56,10 +56,7 @@ impl LiveUser {
 
 pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let http_base = http_base(&args.url)?;
-    let ws_url = format!(
-        "{}/ws",
-        args.url.trim_end_matches('/').trim_end_matches("/ws")
-    );
+    let ws_url = ws_url_of(&args.url);
     let http = reqwest::Client::new();
     let users = authenticate_all(&http, &http_base, &args).await?;
     let rss_before = server_rss(&http, &http_base, args.server_pid).await;
@@ -194,6 +191,11 @@ pub(crate) async fn authenticate_all(
 }
 
 /// Opens every connection, spread evenly over the ramp; starts a reader for each.
+/// The `/ws` URL of a server given by its base or its `/ws` URL.
+fn ws_url_of(url: &str) -> String {
+    format!("{}/ws", url.trim_end_matches('/').trim_end_matches("/ws"))
+}
+
 pub(crate) async fn connect_all(
     args: &BenchArgs,
     ws_url: &str,
@@ -201,6 +203,9 @@ pub(crate) async fn connect_all(
     events: &Arc<AtomicU64>,
     readers: &mut JoinSet<Result<(), BenchError>>,
 ) -> (Vec<LiveUser>, usize) {
+    let instances: Vec<String> = std::iter::once(ws_url.to_owned())
+        .chain(args.also_url.iter().map(|url| ws_url_of(url)))
+        .collect();
     let total = (users.len() * args.connections_per_user).max(1);
     let step = Duration::from_secs_f64(args.ramp.max(0.0) / total as f64);
     let permits = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
@@ -209,8 +214,8 @@ pub(crate) async fn connect_all(
     for (u, user) in users.iter().enumerate() {
         for c in 0..args.connections_per_user {
             let at = ramp_start + step * (u * args.connections_per_user + c) as u32;
-            let (url, token, permits) =
-                (ws_url.to_owned(), user.token.clone(), Arc::clone(&permits));
+            let url = instances[(u + c) % instances.len()].clone();
+            let (token, permits) = (user.token.clone(), Arc::clone(&permits));
             pending.push(async move {
                 tokio::time::sleep_until(at).await;
                 let _permit = permits.acquire().await;

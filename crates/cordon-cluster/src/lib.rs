@@ -68,6 +68,9 @@ impl Cluster {
         let owners = Arc::new(PgOwners::join(database_url, &instance).await?);
         let broker = async_nats::ConnectOptions::new()
             .name(format!("cordon-{instance}"))
+            // An instance delivers its own events to its own sockets directly;
+            // the broker's copy of them would only be parsed and dropped.
+            .no_echo()
             .retry_on_initial_connect()
             .connect(broker_url)
             .await
