@@ -129,6 +129,7 @@ impl Follows {
             user_id: user_id.clone(),
             sink: self.local.for_user(user_id),
             store: Arc::clone(&self.store),
+            runtime: tokio::runtime::Handle::current(),
             order: Mutex::new(Order {
                 next: head + 1,
                 highest_seen: head,
@@ -167,6 +168,9 @@ pub struct Follow {
     user_id: UserId,
     sink: Arc<dyn EventSink>,
     store: Arc<dyn Store>,
+    /// Fills run here: offers also come from the store's publisher thread,
+    /// which is not a runtime thread.
+    runtime: tokio::runtime::Handle,
     order: Mutex<Order>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -199,7 +203,7 @@ impl Follow {
             self.sink.publish(seq, &payload);
         } else if seq > order.next && !order.filling {
             order.filling = true;
-            tokio::spawn(Arc::clone(self).fill());
+            self.runtime.spawn(Arc::clone(self).fill());
         }
     }
 
@@ -263,7 +267,7 @@ impl Follow {
         let mut order = self.lock();
         if !order.filling {
             order.filling = true;
-            tokio::spawn(Arc::clone(self).fill());
+            self.runtime.spawn(Arc::clone(self).fill());
         }
     }
 }
