@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use async_nats::Message;
 use async_nats::client::Client;
-use cordon_engine::ExecutionEngineFactory;
+use cordon_core::Store;
+use cordon_engine::{Accepted, ExecutionEngineFactory};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -15,16 +16,24 @@ pub async fn serve(
     broker: Client,
     subject: String,
     factory: Arc<ExecutionEngineFactory>,
+    store: Arc<dyn Store>,
     stop: CancellationToken,
 ) -> Result<impl std::future::Future<Output = ()>, async_nats::SubscribeError> {
     let mut calls = broker.subscribe(subject).await?;
-    Ok(async move { answer_each(&broker, &mut calls, &factory, &stop).await })
+    let owner = Owner { factory, store };
+    Ok(async move { answer_each(&broker, &mut calls, Arc::new(owner), &stop).await })
+}
+
+/// What answers a call: this instance's engines, and the store they write to.
+struct Owner {
+    factory: Arc<ExecutionEngineFactory>,
+    store: Arc<dyn Store>,
 }
 
 async fn answer_each(
     broker: &Client,
     calls: &mut async_nats::Subscriber,
-    factory: &Arc<ExecutionEngineFactory>,
+    owner: Arc<Owner>,
     stop: &CancellationToken,
 ) {
     loop {
@@ -35,17 +44,17 @@ async fn answer_each(
                 None => break,
             },
         };
-        let (broker, factory) = (broker.clone(), Arc::clone(factory));
-        tokio::spawn(async move { answer(&broker, &factory, message).await });
+        let (broker, owner) = (broker.clone(), Arc::clone(&owner));
+        tokio::spawn(async move { answer(&broker, &owner, message).await });
     }
 }
 
-async fn answer(broker: &Client, factory: &ExecutionEngineFactory, message: Message) {
+async fn answer(broker: &Client, owner: &Owner, message: Message) {
     let Some(reply) = message.reply else {
         return;
     };
     let answer = match serde_json::from_slice::<Call>(&message.payload) {
-        Ok(call) => decide(factory, call).await,
+        Ok(call) => decide(owner, call).await,
         Err(error) => {
             tracing::warn!(%error, "an unreadable forwarded call");
             Answer::Storage("unreadable call".into())
@@ -59,10 +68,11 @@ async fn answer(broker: &Client, factory: &ExecutionEngineFactory, message: Mess
     }
 }
 
-async fn decide(factory: &ExecutionEngineFactory, call: Call) -> Answer {
+async fn decide(owner: &Owner, call: Call) -> Answer {
+    let factory = &owner.factory;
     match call {
         Call::Submit(request) => match factory.submit_here(request.into()).await {
-            Ok(Ok(accepted)) => Answer::of_submit(Ok(accepted)),
+            Ok(Ok(accepted)) => stored(&owner.store, accepted).await,
             Ok(Err(cordon_engine::StartError::Submit(error))) => Answer::of_submit(Err(error)),
             Ok(Err(error)) => Answer::Storage(error.to_string()),
             Err(_elsewhere) => Answer::Moved,
@@ -72,5 +82,16 @@ async fn decide(factory: &ExecutionEngineFactory, call: Call) -> Answer {
             Ok(Err(_elsewhere)) => Answer::Moved,
             Err(error) => Answer::Storage(error.to_string()),
         },
+    }
+}
+
+/// Accepted only once what the run wrote so far is committed here, as REST
+/// answers `202` only after its own store's sync: the caller reports success.
+async fn stored(store: &Arc<dyn Store>, accepted: Accepted) -> Answer {
+    let epoch = store.failure_epoch();
+    match store.sync().await {
+        Ok(()) if store.failure_epoch() == epoch => Answer::of_submit(Ok(accepted)),
+        Ok(()) => Answer::Storage("writes failed while the message was stored".into()),
+        Err(error) => Answer::Storage(error.to_string()),
     }
 }

@@ -50,6 +50,7 @@ pub struct Cluster {
     owners: Arc<PgOwners>,
     broker: Client,
     follows: Arc<Follows>,
+    store: Arc<dyn Store>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     stop: CancellationToken,
 }
@@ -75,12 +76,13 @@ impl Cluster {
             .connect(broker_url)
             .await
             .map_err(|error| ClusterError::Broker(error.to_string()))?;
-        let follows = Follows::new(broker.clone(), store, local);
+        let follows = Follows::new(broker.clone(), Arc::clone(&store), local);
         tracing::info!(instance, "joined the cluster");
         Ok(Self {
             owners,
             broker,
             follows,
+            store,
             tasks: std::sync::Mutex::default(),
             stop: CancellationToken::new(),
         })
@@ -119,6 +121,7 @@ impl Cluster {
             self.broker.clone(),
             wire::calls_subject(self.instance()),
             Arc::clone(&factory),
+            Arc::clone(&self.store),
             stop.clone(),
         );
         let sign_outs = signout::listen(self.broker.clone(), on_sign_out, stop.clone());

@@ -30,6 +30,21 @@ impl WsClient {
         Self::from_stream(stream).await
     }
 
+    /// Connects and reads the greeting, or `None` if either fails (a server on its way out).
+    pub async fn try_connect(url: &str, token: &str) -> Option<Self> {
+        let mut request = url.into_client_request().ok()?;
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        request.headers_mut().insert("authorization", bearer);
+        let (stream, _) = tokio_tungstenite::connect_async(request).await.ok()?;
+        let mut client = Self {
+            stream,
+            connection_id: String::new(),
+        };
+        let greeting = client.try_next_json(FRAME_TIMEOUT).await?;
+        client.connection_id = greeting["connection_id"].as_str()?.to_owned();
+        Some(client)
+    }
+
     /// Wraps a socket opened by the test itself and reads the greeting.
     pub async fn from_stream(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         let mut client = Self {

@@ -50,6 +50,8 @@ impl Cluster {
             self.broker.url().into(),
             "--offline-delay-ms".into(),
             delay_ms.to_string().into(),
+            "--signups-per-hour".into(),
+            "1000".into(),
         ];
         self.dirs.push(dir);
         let envs = [("CORDON_JWT_SECRET", SECRET)];
@@ -314,9 +316,13 @@ async fn a_broker_outage_loses_no_event_and_live_delivery_resumes() {
 struct Chat {
     /// Every stored event, in the order the user's sockets got them.
     events: Vec<Value>,
-    /// How each run ended (`agent_completed`, or the failure).
-    ends: Vec<Value>,
+    /// How each run ended (`agent_completed`, or the failure), and when it was heard.
+    ends: Vec<(Value, std::time::Instant)>,
     reconnects: usize,
+    /// Messages refused with `owner_unavailable` (nothing stored) and sent again.
+    refusals: usize,
+    /// When a message got no answer at all (its instance was killed while it was sent).
+    unanswered: Vec<std::time::Instant>,
 }
 
 /// One user chatting over REST while listening on a socket, until `stop`:
@@ -325,28 +331,45 @@ struct Chat {
 async fn chat_through_restarts(
     live: Arc<Mutex<Vec<String>>>,
     account: Account,
+    seed: usize,
     stop: Arc<AtomicBool>,
 ) -> Chat {
     let mut chat = Chat {
         events: Vec::new(),
         ends: Vec::new(),
         reconnects: 0,
+        refusals: 0,
+        unanswered: Vec::new(),
     };
     let pick = |n: usize| {
         let live = live.lock().unwrap();
         live[n % live.len()].clone()
     };
-    let mut ws = WsClient::connect(&format!("ws://{}/ws", pick(0)), &account.token).await;
-    let mut round = 0;
+    let mut ws = WsClient::connect(&format!("ws://{}/ws", pick(seed)), &account.token).await;
+    let mut round = seed;
     while !stop.load(Ordering::Acquire) {
         round += 1;
-        let run_id = post_anywhere(&pick, &account, round).await;
+        let (run_id, refusals) = post_anywhere(&pick, &account, round).await;
+        chat.refusals += refusals;
+        let Some(run_id) = run_id else {
+            chat.unanswered.push(std::time::Instant::now());
+            continue;
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}'s run {run_id} never ended",
+                account.username
+            );
             let Some(frame) = ws.try_next_json(Duration::from_secs(5)).await else {
                 chat.reconnects += 1;
                 let last = chat.events.last().map_or(0, |e| e["seq"].as_u64().unwrap());
                 let url = format!("ws://{}/ws?after_seq={last}", pick(round + chat.reconnects));
-                ws = WsClient::connect(&url, &account.token).await;
+                // An instance on its way out may still be listed: try the next one.
+                if let Some(fresh) = WsClient::try_connect(&url, &account.token).await {
+                    ws = fresh;
+                }
                 continue;
             };
             let Some(seq) = frame["seq"].as_u64() else {
@@ -361,7 +384,7 @@ async fn chat_through_restarts(
             );
             chat.events.push(frame.clone());
             if frame["run_id"] == run_id.as_str() && ended(&frame) {
-                chat.ends.push(frame);
+                chat.ends.push((frame, std::time::Instant::now()));
                 break;
             }
         }
@@ -369,9 +392,15 @@ async fn chat_through_restarts(
     chat
 }
 
-/// Sends a message over REST to a live instance; the run's id.
-async fn post_anywhere(pick: &impl Fn(usize) -> String, account: &Account, round: usize) -> String {
-    for attempt in 0..20 {
+/// Sends a message over REST to a live instance; the run's id, and how
+/// many times it was refused with `owner_unavailable` before.
+async fn post_anywhere(
+    pick: &impl Fn(usize) -> String,
+    account: &Account,
+    round: usize,
+) -> (Option<String>, usize) {
+    let mut refusals = 0;
+    for attempt in 0..200 {
         // No pooled connection: one to an instance on its way out would be reused.
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(0)
@@ -387,12 +416,19 @@ async fn post_anywhere(pick: &impl Fn(usize) -> String, account: &Account, round
             Ok(response) => {
                 let status = response.status().as_u16();
                 let body: Value = response.json().await.unwrap();
+                if body["error"]["code"] == "owner_unavailable" {
+                    // The broker is down: nothing was stored; send it again shortly.
+                    refusals += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
                 assert_eq!(status, 202, "a message was refused: {body}");
-                return body["run_id"].as_str().unwrap().to_owned();
+                return (body["run_id"].as_str().map(str::to_owned), refusals);
             }
             // The instance stopped listening: nothing was sent; try another.
             Err(error) if error.is_connect() => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(error) => panic!("a message got no answer: {error}"),
+            // Sent, and the instance died before answering: stored or not, nobody can say.
+            Err(_) => return (None, refusals),
         }
     }
     panic!("no instance took the message");
@@ -418,6 +454,7 @@ async fn a_rolling_restart_under_load_fails_no_run_and_loses_or_repeats_no_event
             tokio::spawn(chat_through_restarts(
                 Arc::clone(&live),
                 account.clone(),
+                0,
                 Arc::clone(&stop),
             ))
         })
@@ -459,7 +496,15 @@ async fn a_rolling_restart_under_load_fails_no_run_and_loses_or_repeats_no_event
             account.username,
             chat.ends.len()
         );
-        for end in &chat.ends {
+        assert_eq!(
+            chat.refusals, 0,
+            "the broker was up: no message was refused"
+        );
+        assert!(
+            chat.unanswered.is_empty(),
+            "nothing was killed: every message was answered"
+        );
+        for (end, _) in &chat.ends {
             assert_eq!(
                 end["type"], "agent_completed",
                 "{}'s run failed: {end}",
@@ -479,5 +524,113 @@ async fn a_rolling_restart_under_load_fails_no_run_and_loses_or_repeats_no_event
     assert!(
         reconnects >= 2,
         "the restarts moved sockets ({reconnects} reconnects)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_users_on_three_instances_through_a_broker_restart_and_a_rolling_restart() {
+    let Some(mut cluster) = Cluster::new().await else {
+        return;
+    };
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(cluster.instance(20).await);
+    }
+    let live = Arc::new(Mutex::new(
+        instances.iter().map(|i| i.base.clone()).collect::<Vec<_>>(),
+    ));
+    let names: Vec<String> = (0..200).map(|n| format!("user{n:03}")).collect();
+    // In batches: more sign-ups at once than the hash queue holds get `503 busy`.
+    let mut accounts = Vec::new();
+    for batch in names.chunks(32) {
+        let signed_up = batch.iter().map(|name| instances[0].register(name));
+        accounts.extend(futures_util::future::join_all(signed_up).await);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    // Each user's socket starts on one of the three, spread by a scrambled index.
+    let chats: Vec<_> = accounts
+        .iter()
+        .enumerate()
+        .map(|(n, account)| {
+            let seed = (n * 7919) % 997;
+            tokio::spawn(chat_through_restarts(
+                Arc::clone(&live),
+                account.clone(),
+                seed,
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // While an instance is on its way out, a message sent to it on a
+    // connection it accepted but will not read gets no answer.
+    let mut disruptions = Vec::new();
+
+    // The broker stops and comes back mid-load.
+    cluster.broker.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.broker.resume().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // A rolling SIGTERM restart of all three.
+    for _ in 0..3 {
+        let leaving = instances.remove(0);
+        let from = std::time::Instant::now();
+        live.lock().unwrap().retain(|base| *base != leaving.base);
+        let status = tokio::task::spawn_blocking(move || leaving.terminate())
+            .await
+            .unwrap();
+        disruptions.push((from, std::time::Instant::now()));
+        assert!(
+            status.success(),
+            "SIGTERM ends an instance cleanly: {status}"
+        );
+        let replacement = cluster.instance(20).await;
+        live.lock().unwrap().push(replacement.base.clone());
+        instances.push(replacement);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Release);
+
+    let (mut runs, mut refusals, mut unanswered) = (0, 0, 0);
+    for (account, chat) in accounts.iter().zip(chats) {
+        let chat = chat.await.unwrap();
+        runs += chat.ends.len();
+        refusals += chat.refusals;
+        for at in &chat.unanswered {
+            let during = |(from, to): &(std::time::Instant, std::time::Instant)| {
+                *at + Duration::from_millis(500) > *from && *at < *to + Duration::from_secs(1)
+            };
+            assert!(
+                disruptions.iter().any(during),
+                "a message got no answer while no instance was stopping"
+            );
+        }
+        unanswered += chat.unanswered.len();
+        for (end, _) in &chat.ends {
+            assert_eq!(
+                end["type"], "agent_completed",
+                "{}'s run failed: {end}",
+                account.username
+            );
+        }
+        let (_, log) = instances[0]
+            .get(account, "/api/events?after_seq=0&limit=1000")
+            .await;
+        assert_eq!(
+            chat.events,
+            *log.as_array().unwrap(),
+            "{} heard exactly the log",
+            account.username
+        );
+    }
+    eprintln!(
+        "{runs} runs, {refusals} refused while the broker was down, {unanswered} unanswered as an instance went away"
+    );
+    assert!(
+        runs >= 400,
+        "the load kept going through it all ({runs} runs)"
     );
 }
