@@ -31,7 +31,7 @@ pub use llm::{
 pub use model::{Message, Multitask, Role, RunRecord, RunStatus, Thread, User};
 pub use sink::{EventEncoder, EventSink, EventSinks};
 pub use store::{
-    LlmCallRecord, LogBounds, MessagePage, ModelUsage, RunFilter, RunOutcome, Store, StoreError,
+    Committed, LlmCallRecord, LogBounds, MessagePage, ModelUsage, RunFilter, RunOutcome, Store, StoreError,
     StoredEvent, UsageTotals,
 };
 pub use tool::{Tool, ToolContext, ToolError};

@@ -1,5 +1,7 @@
 //! `Store`: persistence of users, threads, messages, runs and run events, always scoped by `UserId`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -8,6 +10,9 @@ use crate::event::RunEvent;
 use crate::ids::{MessageId, RunId, ThreadId, UserId};
 use crate::model::{Message, RunRecord, RunStatus, Thread, User};
 use crate::sink::EventSink;
+
+/// Resolves once a queued write is committed (or could not be).
+pub type Committed = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -184,12 +189,20 @@ pub trait Store: Send + Sync + 'static {
     fn begin_run(&self, run: &RunRecord, message: Option<&Message>) -> Result<(), StoreError>;
     /// Queues the switch of a `queued` run to `running` (its turn came).
     fn start_queued_run(&self, user_id: &UserId, run_id: &RunId) -> Result<(), StoreError>;
-    async fn finish_run(
+    /// Queues the end of a run: its terminal `event` and its `outcome`, to be
+    /// stored in one transaction, so no crash can leave a run ended without
+    /// its end in the log (or the other way round). Queued in order with the
+    /// user's events; once committed `subscriber` (if any) gets the event, and
+    /// then the returned [`Committed`] resolves. Only the first end of a run
+    /// changes its status.
+    fn end_run(
         &self,
         user_id: &UserId,
-        run_id: &RunId,
+        event: &RunEvent,
+        payload: Arc<str>,
         outcome: &RunOutcome,
-    ) -> Result<(), StoreError>;
+        subscriber: Option<Arc<dyn EventSink>>,
+    ) -> Result<Committed, StoreError>;
     async fn get_run(
         &self,
         user_id: &UserId,
@@ -243,18 +256,6 @@ pub trait Store: Send + Sync + 'static {
     /// runs a crashed process left behind. Only recovery at start-up calls it;
     /// an instance taking over one user reads that user's with `list_runs`.
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError>;
-    /// Ends a run left behind by a crash: stores its terminal `event` and its
-    /// outcome in one transaction, so a second crash cannot end it twice, and
-    /// once committed hands the event to `subscriber` (when clients may be
-    /// listening: an instance taking over a dead one's user).
-    async fn end_abandoned_run(
-        &self,
-        user_id: &UserId,
-        event: &RunEvent,
-        payload: Arc<str>,
-        outcome: &RunOutcome,
-        subscriber: Option<Arc<dyn EventSink>>,
-    ) -> Result<(), StoreError>;
 
     /// Queues one model call's usage without waiting (group commit); it is
     /// committed before the run's outcome, which is written after it.

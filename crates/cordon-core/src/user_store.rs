@@ -6,7 +6,7 @@ use crate::event::RunEvent;
 use crate::ids::{RunId, ThreadId, UserId};
 use crate::model::{Message, RunRecord, RunStatus, Thread};
 use crate::sink::EventSink;
-use crate::store::{LlmCallRecord, MessagePage, RunOutcome, Store, StoreError};
+use crate::store::{Committed, LlmCallRecord, MessagePage, RunOutcome, Store, StoreError};
 
 /// A handle on the store that can only read and write one user's rows. The
 /// engine, the agents and the tools get this, never the unbound `Store`, so
@@ -97,9 +97,17 @@ impl UserStore {
         self.store.start_queued_run(&self.user_id, run_id)
     }
 
-    /// Stores how the run ended; resolves once committed.
-    pub async fn finish_run(&self, run_id: &RunId, outcome: &RunOutcome) -> Result<(), StoreError> {
-        self.store.finish_run(&self.user_id, run_id, outcome).await
+    /// Queues the end of one of this user's runs: its terminal event and its
+    /// outcome, in one transaction (see `Store::end_run`).
+    pub fn end_run(
+        &self,
+        event: &RunEvent,
+        payload: Arc<str>,
+        outcome: &RunOutcome,
+        subscriber: Arc<dyn EventSink>,
+    ) -> Result<Committed, StoreError> {
+        self.store
+            .end_run(&self.user_id, event, payload, outcome, Some(subscriber))
     }
 
     /// Queues one of this user's events; `subscriber` hears of it once committed.

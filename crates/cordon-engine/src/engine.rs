@@ -441,9 +441,10 @@ impl UserExecutionEngine {
         status
     }
 
-    /// Stores the outcome, then emits the terminal event, so a client that
-    /// reacts to it sees the run finished everywhere. A run whose writes may
-    /// be lost (the store failed while it ran) or whose outcome could not be
+    /// Stores the outcome and the terminal event in one transaction, so no
+    /// crash leaves a run ended without its end in the log, and a client that
+    /// hears the end finds the run finished everywhere. A run whose writes may
+    /// be lost (the store failed while it ran) or whose end could not be
     /// stored ends `storage_failed`, never as a success.
     async fn finish(
         &self,
@@ -457,20 +458,6 @@ impl UserExecutionEngine {
             other => other,
         };
         let outcome = outcome_of(ctx, &result, &events.streamed_text());
-        let (result, unstored_outcome) = match self.store.finish_run(ctx.run_id(), &outcome).await {
-            Ok(()) => (result, None),
-            Err(error) => {
-                tracing::error!(%error, run_id = %ctx.run_id(), "could not record the run's outcome");
-                let failure = writes_lost();
-                let outcome = outcome_of(ctx, &Err(failure.clone()), "");
-                (Err(failure), Some(outcome))
-            }
-        };
-        let status = match &result {
-            Ok(_) => RunStatus::Completed,
-            Err(failure) => RunStatus::for_error(failure.code),
-        };
-        self.record_finish(ctx, status, started.elapsed());
         let terminal = match result {
             Ok(answer) => RunEventKind::AgentCompleted {
                 agent: SUPERVISOR.to_owned(),
@@ -479,36 +466,35 @@ impl UserExecutionEngine {
             },
             Err(failure) => failure_event(&failure),
         };
-        if unstored_outcome.is_some() || self.log.emit(ctx, terminal.clone()).is_err() {
-            self.end_once_writable(ctx, unstored_outcome, terminal)
-                .await;
-        }
-        status
+        let Err(error) = self.log.end(ctx, terminal, &outcome).await else {
+            self.record_finish(ctx, outcome.status, started.elapsed());
+            return outcome.status;
+        };
+        tracing::error!(%error, run_id = %ctx.run_id(), "could not store the run's end");
+        let failure = writes_lost();
+        let outcome = outcome_of(ctx, &Err(failure.clone()), "");
+        self.record_finish(ctx, outcome.status, started.elapsed());
+        self.end_once_writable(ctx, &outcome, failure_event(&failure))
+            .await;
+        outcome.status
     }
 
     /// The run's end could not be stored: its connections hear of it now
-    /// (`seq` 0), and the outcome and terminal event are written once the
-    /// store takes writes again, so no run stays `running`. If the server
-    /// stops first, recovery at the next start ends the run `interrupted`.
+    /// (`seq` 0), and its end is stored once the store takes writes again,
+    /// so no run stays `running`. If the server stops first, recovery at the
+    /// next start ends the run `interrupted`.
     async fn end_once_writable(
         &self,
         ctx: &UserExecutionContext,
-        mut outcome: Option<RunOutcome>,
+        outcome: &RunOutcome,
         terminal: RunEventKind,
     ) {
         self.log.notify_unstored(ctx, terminal.clone());
         while self.admission.accepting.load(Ordering::Acquire) {
             tokio::time::sleep(STORE_RETRY).await;
-            if self.store.ping().await.is_err() {
-                continue;
-            }
-            if let Some(pending) = &outcome {
-                if self.store.finish_run(ctx.run_id(), pending).await.is_err() {
-                    continue;
-                }
-                outcome = None;
-            }
-            if self.log.emit(ctx, terminal.clone()).is_ok() {
+            if self.store.ping().await.is_ok()
+                && self.log.end(ctx, terminal.clone(), outcome).await.is_ok()
+            {
                 return;
             }
         }

@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cordon_core::{
-    ErrorCode, EventEncoder, EventSink, RunEvent, RunEventKind, StoreError, UserExecutionContext,
-    UserId, UserStore,
+    ErrorCode, EventEncoder, EventSink, RunEvent, RunEventKind, RunOutcome, StoreError,
+    UserExecutionContext, UserId, UserStore,
 };
 
 use crate::stop::StopSignal;
@@ -62,6 +62,34 @@ impl UserEventLog {
 
     /// Appends an event of the context's root run; returns its seq.
     pub fn emit(&self, ctx: &UserExecutionContext, kind: RunEventKind) -> Result<u64, StoreError> {
+        self.append(ctx, kind, |event, payload, sink| {
+            self.store.append_event(event, payload, sink)?;
+            Ok(event.seq)
+        })
+    }
+
+    /// Appends the run's terminal event together with its `outcome`, in one
+    /// transaction; resolves once both are committed.
+    pub async fn end(
+        &self,
+        ctx: &UserExecutionContext,
+        kind: RunEventKind,
+        outcome: &RunOutcome,
+    ) -> Result<(), StoreError> {
+        let committed = self.append(ctx, kind, |event, payload, sink| {
+            self.store.end_run(event, payload, outcome, sink)
+        })?;
+        committed.await
+    }
+
+    /// Gives the next `seq` to `kind` and hands the event to `store` under
+    /// one lock, so events are queued, committed and published in `seq` order.
+    fn append<T>(
+        &self,
+        ctx: &UserExecutionContext,
+        kind: RunEventKind,
+        store: impl FnOnce(&RunEvent, Arc<str>, Arc<dyn EventSink>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         debug_assert_eq!(ctx.user_id(), self.user_id(), "context of another user");
         let mut last_seq = self.last_seq.lock().unwrap_or_else(PoisonError::into_inner);
         let event = RunEvent {
@@ -72,10 +100,9 @@ impl UserEventLog {
             kind,
         };
         let payload = self.encoder.encode(&event);
-        self.store
-            .append_event(&event, payload, Arc::clone(&self.sink))?;
+        let queued = store(&event, payload, Arc::clone(&self.sink))?;
         *last_seq = event.seq;
-        Ok(event.seq)
+        Ok(queued)
     }
 }
 

@@ -96,12 +96,12 @@ async fn end_run(
         answer: None,
     };
     store
-        .end_abandoned_run(
+        .end_run(
             &run.user_id,
             &event,
             encoder.encode(&event),
             &outcome,
             subscriber,
-        )
+        )?
         .await
 }

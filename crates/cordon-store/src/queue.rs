@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use cordon_core::{
-    EventSink, LlmCallRecord, Message, RunEvent, RunId, RunOutcome, RunRecord, StoreError, Thread,
+    Committed, EventSink, LlmCallRecord, Message, RunEvent, RunId, RunOutcome, RunRecord, StoreError, Thread,
     User, UserId,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -176,22 +176,6 @@ impl WriteQueue {
         })
     }
 
-    pub async fn finish_run(
-        &self,
-        user_id: &UserId,
-        run_id: &RunId,
-        outcome: &RunOutcome,
-    ) -> Result<(), StoreError> {
-        let (user_id, run_id, outcome) = (user_id.to_string(), run_id.to_string(), outcome.clone());
-        self.write(|ack| WriteOp::FinishRun {
-            user_id,
-            run_id,
-            outcome,
-            ack,
-        })
-        .await
-    }
-
     pub fn append_event(
         &self,
         user_id: &UserId,
@@ -207,29 +191,23 @@ impl WriteQueue {
         )))
     }
 
-    pub async fn end_abandoned_run(
+    /// Queues a run's end; the answer resolves once it is committed and its
+    /// event published.
+    pub fn end_run(
         &self,
         user_id: &UserId,
         event: &RunEvent,
         payload: Arc<str>,
         outcome: &RunOutcome,
         subscriber: Option<Arc<dyn EventSink>>,
-    ) -> Result<(), StoreError> {
-        let seq = event.seq;
-        let row = EventRow::new(user_id, event, Arc::clone(&payload), None);
-        let outcome = outcome.clone();
-        self.write(|ack| WriteOp::EndAbandonedRun {
-            event: row,
-            outcome,
+    ) -> Result<Committed, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.enqueue(WriteOp::EndRun {
+            event: EventRow::new(user_id, event, payload, subscriber),
+            outcome: outcome.clone(),
             ack,
-        })
-        .await?;
-        // Committed; nothing else of this user is being written (recovery runs
-        // before the user's engine exists), so publishing here keeps seq order.
-        if let Some(subscriber) = subscriber {
-            subscriber.publish(seq, &payload);
-        }
-        Ok(())
+        })?;
+        Ok(Box::pin(async move { done.await.map_err(|_| StoreError::Closed)? }))
     }
 
     pub fn record_llm_call(&self, user_id: &UserId, call: &LlmCallRecord) {

@@ -304,13 +304,16 @@ macro_rules! impl_store_trait {
                 self.writes.start_queued_run(user_id, run_id)
             }
 
-            async fn finish_run(
+            fn end_run(
                 &self,
                 user_id: &cordon_core::UserId,
-                run_id: &cordon_core::RunId,
+                event: &cordon_core::RunEvent,
+                payload: std::sync::Arc<str>,
                 outcome: &cordon_core::RunOutcome,
-            ) -> Result<(), cordon_core::StoreError> {
-                self.writes.finish_run(user_id, run_id, outcome).await
+                subscriber: Option<std::sync::Arc<dyn cordon_core::EventSink>>,
+            ) -> Result<cordon_core::Committed, cordon_core::StoreError> {
+                self.writes
+                    .end_run(user_id, event, payload, outcome, subscriber)
             }
 
             async fn get_run(
@@ -409,19 +412,6 @@ macro_rules! impl_store_trait {
             ) -> Result<Vec<cordon_core::RunRecord>, cordon_core::StoreError> {
                 self.writes.barrier().await?;
                 self.runs($sql.unfinished_runs, &[], None).await
-            }
-
-            async fn end_abandoned_run(
-                &self,
-                user_id: &cordon_core::UserId,
-                event: &cordon_core::RunEvent,
-                payload: std::sync::Arc<str>,
-                outcome: &cordon_core::RunOutcome,
-                subscriber: Option<std::sync::Arc<dyn cordon_core::EventSink>>,
-            ) -> Result<(), cordon_core::StoreError> {
-                self.writes
-                    .end_abandoned_run(user_id, event, payload, outcome, subscriber)
-                    .await
             }
 
             async fn list_run_events(

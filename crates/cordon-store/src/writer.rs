@@ -34,16 +34,11 @@ pub enum WriteOp {
         user_id: String,
         run_id: String,
     },
-    FinishRun {
-        user_id: String,
-        run_id: String,
-        outcome: RunOutcome,
-        ack: Ack,
-    },
     /// Published to the row's subscriber once committed.
     Event(EventRow),
-    /// A crashed process's run: its terminal event and outcome, in one transaction.
-    EndAbandonedRun {
+    /// A run's end: its terminal event and its outcome, in one transaction.
+    /// The event is published like any other, then `ack` is answered.
+    EndRun {
         event: EventRow,
         outcome: RunOutcome,
         ack: Ack,
@@ -69,11 +64,10 @@ impl WriteOp {
             WriteOp::CreateUser(user, _) => Some(user.id.as_str()),
             WriteOp::RevokeTokens(user_id, _)
             | WriteOp::StartQueuedRun { user_id, .. }
-            | WriteOp::FinishRun { user_id, .. }
             | WriteOp::LlmCall { user_id, .. } => Some(user_id),
             WriteOp::CreateThread(thread) => Some(thread.user_id.as_str()),
             WriteOp::BeginRun(run, _) => Some(run.user_id.as_str()),
-            WriteOp::Event(row) | WriteOp::EndAbandonedRun { event: row, .. } => Some(&row.user_id),
+            WriteOp::Event(row) | WriteOp::EndRun { event: row, .. } => Some(&row.user_id),
             // Pruning removes what nobody reads any more; barriers and
             // probes belong to nobody.
             WriteOp::PruneEvents(..) | WriteOp::Barrier(_) | WriteOp::Probe(_) => None,
@@ -173,6 +167,8 @@ pub fn run(
 enum Settle {
     /// A committed (or failed) event, for its subscriber.
     Event(EventRow, Result<u64, StoreError>),
+    /// A run's end: its event is published, then its writer hears how it went.
+    Ended(EventRow, Ack, Result<u64, StoreError>),
     /// A barrier, answered once every event before it is published: after a
     /// `sync`, the events it waited for have reached their subscribers (so
     /// shutdown closes sockets only after their last events are queued).
@@ -199,6 +195,11 @@ impl Publisher {
                     for item in batch {
                         match item {
                             Settle::Event(row, result) => publish(row, result),
+                            Settle::Ended(row, ack, result) => {
+                                let answer = result.clone().map(drop);
+                                publish(row, result);
+                                let _ = ack.send(answer);
+                            }
                             Settle::Barrier(ack, result) => {
                                 let _ = ack.send(result);
                             }
@@ -282,9 +283,10 @@ fn acknowledge(op: WriteOp, result: Result<u64, StoreError>, settled: &mut Settl
     let ack = match op {
         WriteOp::CreateUser(_, ack)
         | WriteOp::RevokeTokens(_, ack)
-        | WriteOp::FinishRun { ack, .. }
-        | WriteOp::EndAbandonedRun { ack, .. }
         | WriteOp::Probe(ack) => ack,
+        WriteOp::EndRun { event, ack, .. } => {
+            return settled.push(Settle::Ended(event, ack, result));
+        }
         WriteOp::Barrier(ack) => return settled.push(Settle::Barrier(ack, result.map(drop))),
         WriteOp::PruneEvents(_, ack) => {
             let _ = ack.send(result);

@@ -52,7 +52,7 @@ on_each_database!(
     events_are_published_after_commit_and_listed_per_user,
     a_taken_seq_is_never_published_twice,
     pruning_deletes_old_prefixes_and_keeps_the_head,
-    an_abandoned_run_ends_with_its_event_in_one_step,
+    a_run_ends_with_its_terminal_event_in_one_transaction,
     usage_is_summed_per_run_and_per_user,
     search_finds_the_users_own_messages_only,
     writes_queued_together_apply_in_queue_order,
@@ -133,6 +133,26 @@ fn event(run: &RunRecord, seq: u64, ts: i64) -> RunEvent {
             text: format!("part {seq}"),
         },
     }
+}
+
+/// Ends `run` with a terminal event at `seq` in `owner`'s log.
+async fn end(
+    store: &Arc<dyn Store>,
+    owner: &User,
+    run: &RunRecord,
+    seq: u64,
+    outcome: &RunOutcome,
+) -> Result<(), StoreError> {
+    let mut ended = event(run, seq, 3_000);
+    ended.kind = RunEventKind::AgentCompleted {
+        agent: "supervisor".to_owned(),
+        answer: String::new(),
+        duration_ms: 0,
+    };
+    let payload: Arc<str> = Arc::from(format!("{{\"seq\":{seq}}}"));
+    store
+        .end_run(&owner.id, &ended, payload, outcome, None)?
+        .await
 }
 
 /// Records what the store published, in order.
@@ -272,8 +292,8 @@ async fn messages_page_oldest_first_and_another_users_thread_is_missing(store: A
         store.begin_run(&r, Some(&question)).unwrap();
         let mut answer = message(&t, Role::Assistant, &format!("answer {i}"), Some(&r));
         answer.created_at = at(9_000 + i);
-        store
-            .finish_run(&ada.id, &r.id, &completed(Some(answer.clone())))
+        let seq = u64::try_from(i + 1).unwrap();
+        end(&store, &ada, &r, seq, &completed(Some(answer.clone())))
             .await
             .unwrap();
         said.extend([question, answer]);
@@ -350,16 +370,10 @@ async fn runs_move_through_their_states_once(store: Arc<dyn Store>) {
         error_message: Some("the provider could not be reached".to_owned()),
         answer: None,
     };
-    store
-        .finish_run(&bob.id, &r.id, &completed(None))
-        .await
-        .unwrap();
-    store.finish_run(&ada.id, &r.id, &failed).await.unwrap();
+    end(&store, &bob, &r, 1, &completed(None)).await.unwrap();
+    end(&store, &ada, &r, 1, &failed).await.unwrap();
     // Only the first end counts.
-    store
-        .finish_run(&ada.id, &r.id, &completed(None))
-        .await
-        .unwrap();
+    end(&store, &ada, &r, 2, &completed(None)).await.unwrap();
     let ended = store.get_run(&ada.id, &r.id).await.unwrap().unwrap();
     assert_eq!(ended.status, RunStatus::Failed);
     assert_eq!(ended.error_code.as_deref(), Some("llm_unavailable"));
@@ -382,10 +396,7 @@ async fn runs_are_listed_by_filter_and_unfinished_ones_for_recovery(store: Arc<d
     for r in [&r1, &r2, &r3, &rb] {
         store.begin_run(r, None).unwrap();
     }
-    store
-        .finish_run(&ada.id, &r1.id, &completed(None))
-        .await
-        .unwrap();
+    end(&store, &ada, &r1, 1, &completed(None)).await.unwrap();
     let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
     let filter = |status, thread_id: Option<&Thread>, limit| RunFilter {
         status,
@@ -516,7 +527,7 @@ async fn pruning_deletes_old_prefixes_and_keeps_the_head(store: Arc<dyn Store>) 
     assert_eq!(store.prune_events(at(1_000_000)).await.unwrap(), 0);
 }
 
-async fn an_abandoned_run_ends_with_its_event_in_one_step(store: Arc<dyn Store>) {
+async fn a_run_ends_with_its_terminal_event_in_one_transaction(store: Arc<dyn Store>) {
     let ada = signed_up(&store, "ada").await;
     let t = thread(&ada, 1_000);
     store.create_thread(&t).unwrap();
@@ -537,13 +548,14 @@ async fn an_abandoned_run_ends_with_its_event_in_one_step(store: Arc<dyn Store>)
     let listener = Recorder::new(&ada);
     let subscriber = Arc::clone(&listener) as Arc<dyn EventSink>;
     store
-        .end_abandoned_run(&ada.id, &ended, Arc::from("{}"), &outcome, Some(subscriber))
+        .end_run(&ada.id, &ended, Arc::from("{}"), &outcome, Some(subscriber))
+        .unwrap()
         .await
         .unwrap();
     assert_eq!(
         listener.heard(),
         vec![(7, "{}".to_owned())],
-        "published once committed"
+        "published once committed, before the end is acknowledged"
     );
     let stored = store.get_run(&ada.id, &r.id).await.unwrap().unwrap();
     assert_eq!(stored.status, RunStatus::Interrupted);
@@ -553,6 +565,19 @@ async fn an_abandoned_run_ends_with_its_event_in_one_step(store: Arc<dyn Store>)
         (1, 7, "agent_error")
     );
     assert_eq!(store.unfinished_runs().await.unwrap(), vec![]);
+    // An end whose event cannot be stored (its seq is taken) ends nothing.
+    let r2 = run(&ada, &t, RunStatus::Running, 2_001);
+    store.begin_run(&r2, None).unwrap();
+    let answer = message(&t, Role::Assistant, "never said", Some(&r2));
+    let refused = end(&store, &ada, &r2, 7, &completed(Some(answer))).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let still = store.get_run(&ada.id, &r2.id).await.unwrap().unwrap();
+    assert_eq!(still.status, RunStatus::Running);
+    let said = store
+        .list_messages(&ada.id, &t.id, &MessagePage::newest(10))
+        .await
+        .unwrap();
+    assert_eq!(said, Some(vec![]), "nor stores its answer");
 }
 
 async fn usage_is_summed_per_run_and_per_user(store: Arc<dyn Store>) {
@@ -618,8 +643,7 @@ async fn search_finds_the_users_own_messages_only(store: Arc<dyn Store>) {
         "zebra answers are not searched",
         Some(&r2),
     );
-    store
-        .finish_run(&ada.id, &r2.id, &completed(Some(answer)))
+    end(&store, &ada, &r2, 1, &completed(Some(answer)))
         .await
         .unwrap();
     // No wait for the index: a search sees what was just said.
@@ -673,8 +697,8 @@ async fn writes_queued_together_apply_in_queue_order(store: Arc<dyn Store>) {
     };
     let done = completed(None);
     let (first, second) = tokio::join!(
-        store.finish_run(&ada.id, &r.id, &cancelled),
-        store.finish_run(&ada.id, &r.id, &done),
+        end(&store, &ada, &r, 2, &cancelled),
+        end(&store, &ada, &r, 3, &done),
     );
     first.unwrap();
     second.unwrap();

@@ -5,8 +5,9 @@
 //! second; this way a batch of any size costs a handful. Within one
 //! transaction the order of statements is invisible to readers; what must
 //! still hold is that rows exist before they are updated (inserts go
-//! first) and that the first end of a run wins (the first `FinishRun` of a
-//! run in the batch is the one applied).
+//! first), that the first end of a run wins (the first `EndRun` of a run in
+//! the batch is the one applied) and that a run ends only with its terminal
+//! event stored.
 
 use std::collections::{HashMap, HashSet};
 
@@ -44,23 +45,21 @@ impl Inserted {
                         .map_or(Ok(1), |m| found(&self.messages, m.id.as_str(), "message"))
                 })
             }
-            WriteOp::FinishRun { outcome, .. } => outcome
-                .answer
-                .as_ref()
-                .map_or(Ok(1), |m| found(&self.messages, m.id.as_str(), "message")),
+            WriteOp::EndRun { event, outcome, .. } => self.event(event).and_then(|_| {
+                outcome
+                    .answer
+                    .as_ref()
+                    .map_or(Ok(1), |m| found(&self.messages, m.id.as_str(), "message"))
+            }),
             WriteOp::Event(row) => self.event(row),
             WriteOp::StartQueuedRun { .. } | WriteOp::LlmCall { .. } => Ok(1),
             _ => return None,
         })
     }
 
+    /// Whether `row` was stored (a taken `seq` is refused alone).
     fn event(&self, row: &EventRow) -> Result<u64, StoreError> {
-        Self::event_of(&self.events, row)
-    }
-
-    /// Whether `row` is among the `stored` events (a taken `seq` is refused alone).
-    pub fn event_of(stored: &HashSet<(String, i64)>, row: &EventRow) -> Result<u64, StoreError> {
-        if stored.contains(&(row.user_id.clone(), row.seq)) {
+        if self.events.contains(&(row.user_id.clone(), row.seq)) {
             return Ok(1);
         }
         Err(StoreError::Backend(format!(
@@ -77,20 +76,13 @@ pub async fn insert_all(
 ) -> Result<Inserted, sqlx::Error> {
     let mut threads = Vec::new();
     let mut runs = Vec::new();
-    let mut messages: Vec<(&str, &Message)> = Vec::new();
     let mut events = Vec::new();
     let mut calls = Vec::new();
     for op in batch {
         match op {
             WriteOp::CreateThread(thread) => threads.push(thread),
-            WriteOp::BeginRun(run, message) => {
-                runs.push(run);
-                messages.extend(message.iter().map(|m| (run.user_id.as_str(), m)));
-            }
-            WriteOp::FinishRun {
-                user_id, outcome, ..
-            } => messages.extend(outcome.answer.iter().map(|m| (user_id.as_str(), m))),
-            WriteOp::Event(row) => events.push(row),
+            WriteOp::BeginRun(run, _) => runs.push(run),
+            WriteOp::EndRun { event: row, .. } | WriteOp::Event(row) => events.push(row),
             WriteOp::LlmCall { user_id, call } => calls.push((user_id, call)),
             _ => {}
         }
@@ -99,11 +91,33 @@ pub async fn insert_all(
         events: insert_events(&mut *conn, &events).await?,
         ..Inserted::default()
     };
+    let messages = messages_in_queue_order(batch, &inserted);
     inserted.threads = insert_threads(&mut *conn, &threads).await?;
     inserted.runs = insert_runs(&mut *conn, &runs).await?;
     inserted.messages = insert_messages(&mut *conn, &messages).await?;
     insert_calls(&mut *conn, &calls).await?;
     Ok(inserted)
+}
+
+/// Each run's question and answer, in queue order (their order in a
+/// thread); an answer only with its run's terminal event stored.
+fn messages_in_queue_order<'b>(
+    batch: &'b [WriteOp],
+    inserted: &Inserted,
+) -> Vec<(&'b str, &'b Message)> {
+    let mut messages = Vec::new();
+    for op in batch {
+        match op {
+            WriteOp::BeginRun(run, message) => {
+                messages.extend(message.iter().map(|m| (run.user_id.as_str(), m)));
+            }
+            WriteOp::EndRun { event, outcome, .. } if inserted.event(event).is_ok() => {
+                messages.extend(outcome.answer.iter().map(|m| (event.user_id.as_str(), m)));
+            }
+            _ => {}
+        }
+    }
+    messages
 }
 
 async fn insert_threads(
@@ -242,7 +256,7 @@ async fn insert_calls(
 
 /// Inserts `events` in one statement; answers which were stored (a taken
 /// `(user_id, seq)` is skipped, and refused alone by the caller).
-pub async fn insert_events<'c>(
+async fn insert_events<'c>(
     conn: impl PgExecutor<'c>,
     events: &[&EventRow],
 ) -> Result<HashSet<(String, i64)>, sqlx::Error> {
@@ -265,9 +279,14 @@ pub async fn insert_events<'c>(
     Ok(stored.into_iter().collect())
 }
 
-/// Starts the batch's queued runs, then ends its finished ones and moves
-/// their threads' `updated_at` to the answer.
-pub async fn update_all(conn: &mut PgConnection, batch: &[WriteOp]) -> Result<(), sqlx::Error> {
+/// Starts the batch's queued runs, then ends its finished ones (those whose
+/// terminal event was stored) and moves their threads' `updated_at` to the
+/// answer.
+pub async fn update_all(
+    conn: &mut PgConnection,
+    batch: &[WriteOp],
+    inserted: &Inserted,
+) -> Result<(), sqlx::Error> {
     let started: Vec<(&String, &String)> = batch
         .iter()
         .filter_map(|op| match op {
@@ -285,35 +304,32 @@ pub async fn update_all(conn: &mut PgConnection, batch: &[WriteOp]) -> Result<()
         .execute(&mut *conn)
         .await?;
     }
+    let stored_ends: Vec<(&EventRow, &RunOutcome)> = batch
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::EndRun { event, outcome, .. } if inserted.event(event).is_ok() => {
+                Some((event, outcome))
+            }
+            _ => None,
+        })
+        .collect();
     let mut ends: Vec<(&String, &String, &RunOutcome)> = Vec::new();
     let mut seen = HashSet::new();
-    for op in batch {
-        if let WriteOp::FinishRun {
-            user_id,
-            run_id,
-            outcome,
-            ..
-        } = op
-            && seen.insert(run_id)
-        {
-            ends.push((run_id, user_id, outcome));
+    for (event, outcome) in &stored_ends {
+        if seen.insert(&event.run_id) {
+            ends.push((&event.run_id, &event.user_id, outcome));
         }
     }
     end_runs(conn, &ends).await?;
-    let answers: Vec<(&String, &Message)> = batch
+    let answers: Vec<(&String, &Message)> = stored_ends
         .iter()
-        .filter_map(|op| match op {
-            WriteOp::FinishRun {
-                user_id, outcome, ..
-            } => outcome.answer.as_ref().map(|answer| (user_id, answer)),
-            _ => None,
-        })
+        .filter_map(|(event, outcome)| outcome.answer.as_ref().map(|answer| (&event.user_id, answer)))
         .collect();
     touch_threads(conn, &answers).await
 }
 
 /// Only the first end of a run counts: a terminal status never changes again.
-pub async fn end_runs(
+async fn end_runs(
     conn: &mut PgConnection,
     ends: &[(&String, &String, &RunOutcome)],
 ) -> Result<(), sqlx::Error> {

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
 use crate::convert::{backend, to_micros};
-use crate::postgres::bulk::{self, Inserted};
+use crate::postgres::bulk;
 use crate::writer::{WriteBackend, WriteOp};
 
 /// A statement's outcome inside the batch: the outer `Err` aborts the
@@ -106,7 +106,7 @@ async fn apply_batch(
             None => apply_alone(&mut *conn, op).await?,
         });
     }
-    bulk::update_all(conn, batch).await?;
+    bulk::update_all(conn, batch, &inserted).await?;
     Ok(results)
 }
 
@@ -122,15 +122,6 @@ async fn apply_alone(conn: &mut PgConnection, op: &WriteOp) -> Applied {
         .execute(conn)
         .await?
         .rows_affected()),
-        WriteOp::EndAbandonedRun { event, outcome, .. } => {
-            let stored = bulk::insert_events(&mut *conn, &[event]).await?;
-            let refused = Inserted::event_of(&stored, event);
-            if refused.is_err() {
-                return Ok(refused);
-            }
-            bulk::end_runs(conn, &[(&event.run_id, &event.user_id, outcome)]).await?;
-            ok(1)
-        }
         WriteOp::PruneEvents(floors, _) => prune_events(conn, floors).await,
         WriteOp::Probe(_) => probe_write(conn).await.map(|()| Ok(1)),
         // Applied in bulk, or nothing to apply.

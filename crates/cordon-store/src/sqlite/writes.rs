@@ -88,15 +88,9 @@ fn apply(conn: &Connection, op: &WriteOp) -> rusqlite::Result<Result<u64, StoreE
         WriteOp::RevokeTokens(user_id, _) => revoke_tokens(conn, user_id),
         WriteOp::CreateThread(thread) => insert_thread(conn, thread),
         WriteOp::BeginRun(run, message) => begin_run(conn, run, message.as_ref()),
-        WriteOp::FinishRun {
-            user_id,
-            run_id,
-            outcome,
-            ..
-        } => finish_run(conn, user_id, run_id, outcome),
         WriteOp::StartQueuedRun { user_id, run_id } => start_queued_run(conn, user_id, run_id),
         WriteOp::Event(row) => insert_event(conn, row),
-        WriteOp::EndAbandonedRun { event, outcome, .. } => insert_event(conn, event)
+        WriteOp::EndRun { event, outcome, .. } => insert_event(conn, event)
             .and_then(|()| finish_run(conn, &event.user_id, &event.run_id, outcome)),
         WriteOp::LlmCall { user_id, call } => insert_llm_call(conn, user_id, call),
         WriteOp::PruneEvents(floors, _) => return refused_alone(prune_events(conn, floors)),
