@@ -31,8 +31,8 @@ pub use llm::{
 pub use model::{Message, Multitask, Role, RunRecord, RunStatus, Thread, User};
 pub use sink::{EventEncoder, EventSink, EventSinks};
 pub use store::{
-    Committed, LlmCallRecord, LogBounds, MessagePage, ModelUsage, RunFilter, RunOutcome, Store, StoreError,
-    StoredEvent, UsageTotals,
+    Committed, LlmCallRecord, LogBounds, MessagePage, ModelUsage, RunFilter, RunOutcome, Store,
+    StoreError, StoredEvent, UsageTotals,
 };
 pub use tool::{Tool, ToolContext, ToolError};
 pub use user_store::UserStore;

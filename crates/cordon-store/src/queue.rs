@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use cordon_core::{
-    Committed, EventSink, LlmCallRecord, Message, RunEvent, RunId, RunOutcome, RunRecord, StoreError, Thread,
-    User, UserId,
+    Committed, EventSink, LlmCallRecord, Message, RunEvent, RunId, RunOutcome, RunRecord,
+    StoreError, Thread, User, UserId,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -207,7 +207,9 @@ impl WriteQueue {
             outcome: outcome.clone(),
             ack,
         })?;
-        Ok(Box::pin(async move { done.await.map_err(|_| StoreError::Closed)? }))
+        Ok(Box::pin(async move {
+            done.await.map_err(|_| StoreError::Closed)?
+        }))
     }
 
     pub fn record_llm_call(&self, user_id: &UserId, call: &LlmCallRecord) {

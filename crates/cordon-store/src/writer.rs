@@ -281,9 +281,7 @@ fn commit_batch(
 /// publisher, which hands it to its subscriber in queue (so `seq`) order.
 fn acknowledge(op: WriteOp, result: Result<u64, StoreError>, settled: &mut Settled) {
     let ack = match op {
-        WriteOp::CreateUser(_, ack)
-        | WriteOp::RevokeTokens(_, ack)
-        | WriteOp::Probe(ack) => ack,
+        WriteOp::CreateUser(_, ack) | WriteOp::RevokeTokens(_, ack) | WriteOp::Probe(ack) => ack,
         WriteOp::EndRun { event, ack, .. } => {
             return settled.push(Settle::Ended(event, ack, result));
         }

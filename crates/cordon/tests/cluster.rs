@@ -434,6 +434,100 @@ async fn post_anywhere(
     panic!("no instance took the message");
 }
 
+/// How an instance is taken out of service.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// SIGTERM: it must hand over cleanly and exit 0.
+    Terminate,
+    /// SIGKILL: its users are taken over and its runs end `interrupted`.
+    Kill,
+}
+
+/// Replaces the oldest instance as a load balancer would: takes it out of
+/// `live`, stops it, then adds a fresh one. Answers when the stop began and
+/// when it was over.
+async fn replace_oldest(
+    cluster: &mut Cluster,
+    instances: &mut Vec<ChildServer>,
+    live: &Mutex<Vec<String>>,
+    stop: Stop,
+    delay_ms: u32,
+) -> (std::time::Instant, std::time::Instant) {
+    let leaving = instances.remove(0);
+    let from = std::time::Instant::now();
+    live.lock().unwrap().retain(|base| *base != leaving.base);
+    match stop {
+        Stop::Terminate => {
+            let status = tokio::task::spawn_blocking(move || leaving.terminate())
+                .await
+                .unwrap();
+            assert!(
+                status.success(),
+                "SIGTERM ends an instance cleanly: {status}"
+            );
+        }
+        Stop::Kill => leaving.kill(),
+    }
+    let to = std::time::Instant::now();
+    let replacement = cluster.instance(delay_ms).await;
+    live.lock().unwrap().push(replacement.base.clone());
+    instances.push(replacement);
+    (from, to)
+}
+
+/// The run's status its terminal event stands for.
+fn status_told_by(end: &Value) -> &str {
+    match (end["type"].as_str(), end["code"].as_str()) {
+        (Some("agent_completed"), _) => "completed",
+        (_, Some("interrupted")) => "interrupted",
+        _ => panic!("a run failed: {end}"),
+    }
+}
+
+/// Every stored run of `account` has ended, and the log holds exactly one
+/// end for each, telling its stored status: no stop, clean or not, left a
+/// run ended without its end in the log, or the other way round.
+async fn assert_every_run_ended_once_in_the_log(
+    server: &ChildServer,
+    account: &Account,
+    log: &[Value],
+) {
+    let mut told = std::collections::HashMap::new();
+    for end in log.iter().filter(|frame| ended(frame)) {
+        let run_id = end["run_id"].as_str().unwrap().to_owned();
+        let earlier = told.insert(run_id, status_told_by(end).to_owned());
+        assert!(earlier.is_none(), "{}: a run ended twice", account.username);
+    }
+    let (_, runs) = server.get(account, "/api/runs?limit=200").await;
+    let stored: std::collections::HashMap<String, String> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| {
+            (
+                run["id"].as_str().unwrap().to_owned(),
+                run["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(stored, told, "{}'s runs and their ends", account.username);
+}
+
+/// The user's sockets heard exactly their log, which holds one end per run.
+async fn assert_heard_exactly_the_log(server: &ChildServer, account: &Account, heard: &[Value]) {
+    let (_, log) = server
+        .get(account, "/api/events?after_seq=0&limit=1000")
+        .await;
+    let log = log.as_array().unwrap();
+    assert_eq!(
+        heard,
+        log.as_slice(),
+        "{} heard exactly the log",
+        account.username
+    );
+    assert_every_run_ended_once_in_the_log(server, account, log).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_load_fails_no_run_and_loses_or_repeats_no_event() {
     let Some(mut cluster) = Cluster::new().await else {
@@ -462,19 +556,7 @@ async fn a_rolling_restart_under_load_fails_no_run_and_loses_or_repeats_no_event
 
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        // As a load balancer would: take it out, then stop it, then add its replacement.
-        let leaving = instances.remove(0);
-        live.lock().unwrap().retain(|base| *base != leaving.base);
-        let status = tokio::task::spawn_blocking(move || leaving.terminate())
-            .await
-            .unwrap();
-        assert!(
-            status.success(),
-            "SIGTERM ends an instance cleanly: {status}"
-        );
-        let replacement = cluster.instance(60).await;
-        live.lock().unwrap().push(replacement.base.clone());
-        instances.push(replacement);
+        replace_oldest(&mut cluster, &mut instances, &live, Stop::Terminate, 60).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Release);
@@ -511,15 +593,7 @@ async fn a_rolling_restart_under_load_fails_no_run_and_loses_or_repeats_no_event
                 account.username
             );
         }
-        let (_, log) = instances[0]
-            .get(account, "/api/events?after_seq=0&limit=1000")
-            .await;
-        assert_eq!(
-            chat.events,
-            *log.as_array().unwrap(),
-            "{} heard exactly the log",
-            account.username
-        );
+        assert_heard_exactly_the_log(&instances[0], account, &chat.events).await;
     }
     assert!(
         reconnects >= 2,
@@ -528,7 +602,8 @@ async fn a_rolling_restart_under_load_fails_no_run_and_loses_or_repeats_no_event
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_users_on_three_instances_through_a_broker_restart_and_a_rolling_restart() {
+async fn two_hundred_users_on_three_instances_through_a_broker_restart_a_rolling_restart_and_a_kill()
+ {
     let Some(mut cluster) = Cluster::new().await else {
         return;
     };
@@ -563,38 +638,27 @@ async fn two_hundred_users_on_three_instances_through_a_broker_restart_and_a_rol
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // While an instance is on its way out, a message sent to it on a
-    // connection it accepted but will not read gets no answer.
-    let mut disruptions = Vec::new();
-
     // The broker stops and comes back mid-load.
     cluster.broker.stop();
     tokio::time::sleep(Duration::from_secs(1)).await;
     cluster.broker.resume().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // A rolling SIGTERM restart of all three.
+    // A rolling SIGTERM restart of all three, then one instance killed.
+    // While an instance is on its way out, a message sent to it on a
+    // connection it accepted but will not read gets no answer.
+    let mut disruptions = Vec::new();
     for _ in 0..3 {
-        let leaving = instances.remove(0);
-        let from = std::time::Instant::now();
-        live.lock().unwrap().retain(|base| *base != leaving.base);
-        let status = tokio::task::spawn_blocking(move || leaving.terminate())
-            .await
-            .unwrap();
-        disruptions.push((from, std::time::Instant::now()));
-        assert!(
-            status.success(),
-            "SIGTERM ends an instance cleanly: {status}"
-        );
-        let replacement = cluster.instance(20).await;
-        live.lock().unwrap().push(replacement.base.clone());
-        instances.push(replacement);
+        let stop = Stop::Terminate;
+        disruptions.push(replace_oldest(&mut cluster, &mut instances, &live, stop, 20).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let killed = replace_oldest(&mut cluster, &mut instances, &live, Stop::Kill, 20).await;
+    disruptions.push(killed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Release);
 
-    let (mut runs, mut refusals, mut unanswered) = (0, 0, 0);
+    let (mut runs, mut refusals, mut unanswered, mut interrupted) = (0, 0, 0, 0);
     for (account, chat) in accounts.iter().zip(chats) {
         let chat = chat.await.unwrap();
         runs += chat.ends.len();
@@ -609,28 +673,28 @@ async fn two_hundred_users_on_three_instances_through_a_broker_restart_and_a_rol
             );
         }
         unanswered += chat.unanswered.len();
-        for (end, _) in &chat.ends {
-            assert_eq!(
-                end["type"], "agent_completed",
-                "{}'s run failed: {end}",
-                account.username
-            );
+        for (end, at) in &chat.ends {
+            if status_told_by(end) == "interrupted" {
+                // Only the killed instance's runs, taken over within the lease.
+                assert!(
+                    *at > killed.0 && *at < killed.1 + Duration::from_secs(10),
+                    "{}'s run was interrupted with no instance killed: {end}",
+                    account.username
+                );
+                interrupted += 1;
+            }
         }
-        let (_, log) = instances[0]
-            .get(account, "/api/events?after_seq=0&limit=1000")
-            .await;
-        assert_eq!(
-            chat.events,
-            *log.as_array().unwrap(),
-            "{} heard exactly the log",
-            account.username
-        );
+        assert_heard_exactly_the_log(&instances[0], account, &chat.events).await;
     }
     eprintln!(
-        "{runs} runs, {refusals} refused while the broker was down, {unanswered} unanswered as an instance went away"
+        "{runs} runs, {refusals} refused while the broker was down, {unanswered} unanswered as an instance went away, {interrupted} interrupted by the kill"
     );
     assert!(
         runs >= 400,
         "the load kept going through it all ({runs} runs)"
+    );
+    assert!(
+        interrupted > 0,
+        "the killed instance was running some of its users' runs"
     );
 }

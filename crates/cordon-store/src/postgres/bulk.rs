@@ -323,7 +323,12 @@ pub async fn update_all(
     end_runs(conn, &ends).await?;
     let answers: Vec<(&String, &Message)> = stored_ends
         .iter()
-        .filter_map(|(event, outcome)| outcome.answer.as_ref().map(|answer| (&event.user_id, answer)))
+        .filter_map(|(event, outcome)| {
+            outcome
+                .answer
+                .as_ref()
+                .map(|answer| (&event.user_id, answer))
+        })
         .collect();
     touch_threads(conn, &answers).await
 }
