@@ -261,7 +261,7 @@ async fn a_broker_outage_loses_no_event_and_live_delivery_resumes() {
     }
     // Forwarding needs the broker: refused, and nothing of it stored.
     on_b.send_json(
-        &json!({"type": "user_message", "content": "from b", "client_request_id": "b-1"}),
+        &json!({"type": "user_message", "content": "from b", "client_request_id": "refused-on-b"}),
     )
     .await;
     let mut heard_b = Vec::new();
@@ -307,7 +307,7 @@ async fn a_broker_outage_loses_no_event_and_live_delivery_resumes() {
     );
     assert_gap_free(&heard_b);
     assert!(
-        !log.to_string().contains("b-1"),
+        !log.to_string().contains("refused-on-b"),
         "the refused message stored nothing"
     );
 }
