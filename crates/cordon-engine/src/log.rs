@@ -76,6 +76,8 @@ impl UserEventLog {
         kind: RunEventKind,
         outcome: &RunOutcome,
     ) -> Result<(), StoreError> {
+        // The event names the root run; the outcome is stored for that run.
+        debug_assert_eq!(ctx.run_id(), ctx.root_run_id(), "end of a sub-run");
         let committed = self.append(ctx, kind, |event, payload, sink| {
             self.store.end_run(event, payload, outcome, sink)
         })?;

@@ -91,9 +91,16 @@ impl WriteQueue {
 
     /// Queues a write that carries an ack and waits until it is committed.
     pub async fn write(&self, make: impl FnOnce(Ack) -> WriteOp) -> Result<(), StoreError> {
+        self.queue_acked(make)?.await
+    }
+
+    /// Queues a write that carries an ack; the answer resolves once it is committed.
+    fn queue_acked(&self, make: impl FnOnce(Ack) -> WriteOp) -> Result<Committed, StoreError> {
         let (ack, done) = oneshot::channel();
         self.enqueue(make(ack))?;
-        done.await.map_err(|_| StoreError::Closed)?
+        Ok(Box::pin(async move {
+            done.await.map_err(|_| StoreError::Closed)?
+        }))
     }
 
     /// Deletes each listed user's events up to the given `seq`; how many went.
@@ -201,15 +208,13 @@ impl WriteQueue {
         outcome: &RunOutcome,
         subscriber: Option<Arc<dyn EventSink>>,
     ) -> Result<Committed, StoreError> {
-        let (ack, done) = oneshot::channel();
-        self.enqueue(WriteOp::EndRun {
-            event: EventRow::new(user_id, event, payload, subscriber),
-            outcome: outcome.clone(),
+        let event = EventRow::new(user_id, event, payload, subscriber);
+        let outcome = outcome.clone();
+        self.queue_acked(|ack| WriteOp::EndRun {
+            event,
+            outcome,
             ack,
-        })?;
-        Ok(Box::pin(async move {
-            done.await.map_err(|_| StoreError::Closed)?
-        }))
+        })
     }
 
     pub fn record_llm_call(&self, user_id: &UserId, call: &LlmCallRecord) {

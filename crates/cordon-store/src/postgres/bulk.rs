@@ -57,6 +57,17 @@ impl Inserted {
         })
     }
 
+    /// A run's end whose terminal event was stored: only such an end changes
+    /// the run or stores its answer.
+    fn stored_end<'b>(&self, op: &'b WriteOp) -> Option<(&'b EventRow, &'b RunOutcome)> {
+        match op {
+            WriteOp::EndRun { event, outcome, .. } if self.event(event).is_ok() => {
+                Some((event, outcome))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether `row` was stored (a taken `seq` is refused alone).
     fn event(&self, row: &EventRow) -> Result<u64, StoreError> {
         if self.events.contains(&(row.user_id.clone(), row.seq)) {
@@ -107,14 +118,10 @@ fn messages_in_queue_order<'b>(
 ) -> Vec<(&'b str, &'b Message)> {
     let mut messages = Vec::new();
     for op in batch {
-        match op {
-            WriteOp::BeginRun(run, message) => {
-                messages.extend(message.iter().map(|m| (run.user_id.as_str(), m)));
-            }
-            WriteOp::EndRun { event, outcome, .. } if inserted.event(event).is_ok() => {
-                messages.extend(outcome.answer.iter().map(|m| (event.user_id.as_str(), m)));
-            }
-            _ => {}
+        if let WriteOp::BeginRun(run, message) = op {
+            messages.extend(message.iter().map(|m| (run.user_id.as_str(), m)));
+        } else if let Some((event, outcome)) = inserted.stored_end(op) {
+            messages.extend(outcome.answer.iter().map(|m| (event.user_id.as_str(), m)));
         }
     }
     messages
@@ -306,12 +313,7 @@ pub async fn update_all(
     }
     let stored_ends: Vec<(&EventRow, &RunOutcome)> = batch
         .iter()
-        .filter_map(|op| match op {
-            WriteOp::EndRun { event, outcome, .. } if inserted.event(event).is_ok() => {
-                Some((event, outcome))
-            }
-            _ => None,
-        })
+        .filter_map(|op| inserted.stored_end(op))
         .collect();
     let mut ends: Vec<(&String, &String, &RunOutcome)> = Vec::new();
     let mut seen = HashSet::new();
