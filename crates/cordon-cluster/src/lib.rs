@@ -12,18 +12,21 @@
 //! - **Liveness** ([`liveness`]): a dead instance's users are taken over and
 //!   their runs end `interrupted`.
 //! - **Sign-out** ([`signout`]): announced to every instance.
+//! - **Socket cap** ([`sockets`]): each open socket is claimed in the
+//!   database, so a user's sockets are counted across live instances.
 
 pub mod calls;
 pub mod fanout;
 pub mod liveness;
 pub mod placement;
 pub mod signout;
+pub mod sockets;
 pub mod wire;
 
 use std::sync::Arc;
 
 use async_nats::client::Client;
-use cordon_core::{EventSinks, Store, StoreError, UserId};
+use cordon_core::{ConnectionId, EventSinks, Store, StoreError, UserId};
 use cordon_engine::{ExecutionEngineFactory, Placement};
 use cordon_store::PgOwners;
 use tokio::task::JoinHandle;
@@ -31,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use fanout::{ClusterSinks, Follow, Follows};
 pub use signout::OnSignOut;
+pub use sockets::SocketClaim;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -145,6 +149,17 @@ impl Cluster {
     /// Follows the user's events on this instance while the result is held.
     pub async fn follow(&self, user_id: &UserId) -> Result<Arc<Follow>, StoreError> {
         self.follows.follow(user_id).await
+    }
+
+    /// Claims one of the user's `max` sockets across the cluster, or `None`
+    /// when live instances hold them all.
+    pub async fn claim_socket(
+        &self,
+        user_id: &UserId,
+        connection_id: &ConnectionId,
+        max: usize,
+    ) -> Result<Option<SocketClaim>, StoreError> {
+        sockets::claim(&self.owners, user_id, connection_id, max).await
     }
 
     /// Tells every instance that the user signed out (tokens below `generation`).

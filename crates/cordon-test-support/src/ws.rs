@@ -30,6 +30,25 @@ impl WsClient {
         Self::from_stream(stream).await
     }
 
+    /// Connects and reads the greeting, or the status and JSON body of a
+    /// refused upgrade (`429 too_many_connections`, …).
+    pub async fn connect_or_refusal(url: &str, token: &str) -> Result<Self, (u16, Value)> {
+        let mut request = url.into_client_request().expect("ws request");
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+        request.headers_mut().insert("authorization", bearer);
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((stream, _)) => Ok(Self::from_stream(stream).await),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = response.body().clone().unwrap_or_default();
+                Err((
+                    response.status().as_u16(),
+                    serde_json::from_slice(&body).unwrap_or(Value::Null),
+                ))
+            }
+            Err(other) => panic!("the upgrade failed without an answer: {other}"),
+        }
+    }
+
     /// Connects and reads the greeting, or `None` if either fails (a server on its way out).
     pub async fn try_connect(url: &str, token: &str) -> Option<Self> {
         let mut request = url.into_client_request().ok()?;

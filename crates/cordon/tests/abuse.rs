@@ -97,18 +97,9 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
 
 /// The status and JSON body of a refused upgrade.
 async fn refused_upgrade(server: &TestServer, token: &str) -> (u16, Value) {
-    let mut request = server.ws_url().into_client_request().unwrap();
-    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
-    request.headers_mut().insert("authorization", bearer);
-    match tokio_tungstenite::connect_async(request).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response.body().clone().unwrap_or_default();
-            (
-                response.status().as_u16(),
-                serde_json::from_slice(&body).unwrap_or(Value::Null),
-            )
-        }
-        other => panic!("the upgrade was not refused: {:?}", other.map(|_| ())),
+    match WsClient::connect_or_refusal(&server.ws_url(), token).await {
+        Err(refusal) => refusal,
+        Ok(_) => panic!("the upgrade was not refused"),
     }
 }
 
@@ -128,10 +119,10 @@ async fn a_ninth_socket_of_one_user_is_refused_and_a_slot_frees_when_one_closes(
 
     sockets.pop().unwrap().close().await;
     for attempt in 0.. {
-        let mut request = server.ws_url().into_client_request().unwrap();
-        let bearer = HeaderValue::from_str(&format!("Bearer {}", dana.token)).unwrap();
-        request.headers_mut().insert("authorization", bearer);
-        if tokio_tungstenite::connect_async(request).await.is_ok() {
+        if WsClient::connect_or_refusal(&server.ws_url(), &dana.token)
+            .await
+            .is_ok()
+        {
             break;
         }
         assert!(attempt < 100, "the closed socket's slot was never freed");

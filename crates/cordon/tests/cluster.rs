@@ -7,57 +7,14 @@
     reason = "a test should panic loudly on a broken assumption"
 )]
 
-use std::ffi::OsString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cordon_test_support::child::{Broker, ChildServer, free_port};
-use cordon_test_support::postgres::{Database, Fresh};
+use cordon_test_support::child::ChildServer;
+use cordon_test_support::cluster::TestCluster;
 use cordon_test_support::{Account, WsClient};
 use serde_json::{Value, json};
-
-const SECRET: &str = "a shared signing secret of at least 32 bytes";
-
-/// A database and a broker for one test's instances.
-struct Cluster {
-    database: String,
-    broker: Broker,
-    dirs: Vec<tempfile::TempDir>,
-}
-
-impl Cluster {
-    async fn new() -> Option<Self> {
-        let Some(Fresh::Postgres(database)) = Database::Postgres.fresh().await else {
-            return None;
-        };
-        Some(Self {
-            database,
-            broker: Broker::start().await?,
-            dirs: Vec::new(),
-        })
-    }
-
-    /// One more instance; `delay_ms` per offline model step keeps runs in flight.
-    async fn instance(&mut self, delay_ms: u32) -> ChildServer {
-        let dir = tempfile::tempdir().unwrap();
-        let args: Vec<OsString> = vec![
-            "--data-dir".into(),
-            dir.path().into(),
-            "--database-url".into(),
-            self.database.clone().into(),
-            "--broker-url".into(),
-            self.broker.url().into(),
-            "--offline-delay-ms".into(),
-            delay_ms.to_string().into(),
-            "--signups-per-hour".into(),
-            "1000".into(),
-        ];
-        self.dirs.push(dir);
-        let envs = [("CORDON_JWT_SECRET", SECRET)];
-        ChildServer::start(env!("CARGO_BIN_EXE_cordon"), free_port(), &args, &envs).await
-    }
-}
 
 /// A socket of `account` on `server`, greeted.
 async fn socket(server: &ChildServer, account: &Account) -> WsClient {
@@ -97,7 +54,7 @@ fn ended(frame: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sockets_on_two_instances_share_one_gap_free_stream_and_resume_on_either() {
-    let Some(mut cluster) = Cluster::new().await else {
+    let Some(mut cluster) = TestCluster::new(env!("CARGO_BIN_EXE_cordon")).await else {
         return;
     };
     let (a, b) = (cluster.instance(0).await, cluster.instance(0).await);
@@ -142,7 +99,7 @@ async fn sockets_on_two_instances_share_one_gap_free_stream_and_resume_on_either
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_owner_s_run_ends_interrupted_on_the_other_instance_which_takes_over() {
-    let Some(mut cluster) = Cluster::new().await else {
+    let Some(mut cluster) = TestCluster::new(env!("CARGO_BIN_EXE_cordon")).await else {
         return;
     };
     let a = cluster.instance(400).await;
@@ -185,7 +142,7 @@ async fn a_killed_owner_s_run_ends_interrupted_on_the_other_instance_which_takes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_texting_cancel_and_sign_out_on_one_instance_reach_the_other() {
-    let Some(mut cluster) = Cluster::new().await else {
+    let Some(mut cluster) = TestCluster::new(env!("CARGO_BIN_EXE_cordon")).await else {
         return;
     };
     let (a, b) = (cluster.instance(400).await, cluster.instance(400).await);
@@ -241,7 +198,7 @@ async fn double_texting_cancel_and_sign_out_on_one_instance_reach_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_loses_no_event_and_live_delivery_resumes() {
-    let Some(mut cluster) = Cluster::new().await else {
+    let Some(mut cluster) = TestCluster::new(env!("CARGO_BIN_EXE_cordon")).await else {
         return;
     };
     let (a, b) = (cluster.instance(20).await, cluster.instance(20).await);
@@ -447,7 +404,7 @@ enum Stop {
 /// `live`, stops it, then adds a fresh one. Answers when the stop began and
 /// when it was over.
 async fn replace_oldest(
-    cluster: &mut Cluster,
+    cluster: &mut TestCluster,
     instances: &mut Vec<ChildServer>,
     live: &Mutex<Vec<String>>,
     stop: Stop,
@@ -530,7 +487,7 @@ async fn assert_heard_exactly_the_log(server: &ChildServer, account: &Account, h
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_load_fails_no_run_and_loses_or_repeats_no_event() {
-    let Some(mut cluster) = Cluster::new().await else {
+    let Some(mut cluster) = TestCluster::new(env!("CARGO_BIN_EXE_cordon")).await else {
         return;
     };
     let mut instances = vec![cluster.instance(60).await, cluster.instance(60).await];
@@ -604,7 +561,7 @@ async fn a_rolling_restart_under_load_fails_no_run_and_loses_or_repeats_no_event
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_users_on_three_instances_through_a_broker_restart_a_rolling_restart_and_a_kill()
  {
-    let Some(mut cluster) = Cluster::new().await else {
+    let Some(mut cluster) = TestCluster::new(env!("CARGO_BIN_EXE_cordon")).await else {
         return;
     };
     let mut instances = Vec::new();

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
+use cordon_cluster::SocketClaim;
 use cordon_core::{ConnectionId, EventSink, EventSinks, UserId};
 use cordon_protocol::ServerFrame;
 use tokio::sync::mpsc;
@@ -190,6 +191,16 @@ impl Registration {
 /// One open socket's claim on its user's socket limit; released when dropped.
 pub struct SocketSlot {
     channel: Arc<UserChannel>,
+    /// With several instances, the claim on the cluster-wide count too.
+    _cluster: Option<SocketClaim>,
+}
+
+impl SocketSlot {
+    /// Holds the socket's cluster-wide claim for as long as this slot.
+    pub fn with_cluster_claim(mut self, claim: SocketClaim) -> Self {
+        self._cluster = Some(claim);
+        self
+    }
 }
 
 impl Drop for SocketSlot {
@@ -234,7 +245,10 @@ impl ConnectionHub {
                 (open < max).then_some(open + 1)
             })
             .ok()?;
-        Some(SocketSlot { channel })
+        Some(SocketSlot {
+            channel,
+            _cluster: None,
+        })
     }
 
     /// Registers a connection with its user's channel, detached.

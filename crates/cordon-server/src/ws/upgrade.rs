@@ -12,6 +12,7 @@ use cordon_protocol::ws::MAX_CLIENT_FRAME_BYTES;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::ws::hub::SocketSlot;
 use crate::ws::session::{Session, run_session};
 
 /// Idle sockets must be cheap: tungstenite's defaults are a 128 KiB read
@@ -49,18 +50,9 @@ pub async fn ws_handler(
     // `AuthUser` already checked that the user exists and has not signed out.
     check_origin(&headers, &state.config.allowed_origins)?;
     let Query(query) = query?;
-    let limit = state.config.max_sockets_per_user;
-    let slot = state
-        .hub
-        .claim_socket(&user.user_id, limit)
-        .ok_or(ApiError::TooManyConnections { limit })?;
-    let session = Session::new(
-        state.clone(),
-        user,
-        ConnectionId::generate(),
-        query.after_seq,
-        slot,
-    );
+    let connection_id = ConnectionId::generate();
+    let slot = claim_socket(&state, &user, &connection_id).await?;
+    let session = Session::new(state.clone(), user, connection_id, query.after_seq, slot);
     let sessions = state.sessions.clone();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -70,6 +62,31 @@ pub async fn ws_handler(
         .max_frame_size(MAX_TRANSPORT_MESSAGE_BYTES)
         .protocols([SUBPROTOCOL])
         .on_upgrade(move |socket| sessions.track_future(run_session(session, socket))))
+}
+
+/// One of the user's socket slots: on this instance, and with several
+/// instances across all live ones (claimed atomically, so a burst cannot
+/// overshoot either count).
+async fn claim_socket(
+    state: &AppState,
+    user: &AuthUser,
+    connection_id: &ConnectionId,
+) -> Result<SocketSlot, ApiError> {
+    let limit = state.config.max_sockets_per_user;
+    let too_many = ApiError::TooManyConnections { limit };
+    let slot = state
+        .hub
+        .claim_socket(&user.user_id, limit)
+        .ok_or(too_many)?;
+    let Some(cluster) = &state.cluster else {
+        return Ok(slot);
+    };
+    let claim = cluster
+        .claim_socket(&user.user_id, connection_id, limit)
+        .await
+        .map_err(|error| ApiError::Unavailable(error.to_string()))?
+        .ok_or(ApiError::TooManyConnections { limit })?;
+    Ok(slot.with_cluster_claim(claim))
 }
 
 /// Cross-site WebSocket hijacking guard: a browser always sends `Origin`; it

@@ -7,6 +7,8 @@
 //! session) drop it within [`DEAD_PEER_BOUND`]. A user's owner is the row in
 //! `user_owners`, and a claim takes the row over only when the instance it
 //! names is not live, in one statement, so two instances never both own a user.
+//! Every open socket is a row in `user_sockets` naming its instance, so the
+//! per-user socket cap counts the sockets of live instances, cluster-wide.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,6 +23,10 @@ use crate::convert::backend;
 /// First key of every instance's advisory lock ("cord" in ASCII); the second
 /// is `hashtext(instance_id)`.
 const INSTANCE_LOCKS: i32 = 0x636f_7264;
+
+/// First key of the transaction-scoped advisory locks that serialize one
+/// user's socket claims ("sock" in ASCII); the second is `hashtext(user_id)`.
+const SOCKET_CLAIMS: i32 = 0x736f_636b;
 
 /// How long PostgreSQL takes at most to notice a peer that vanished without
 /// closing its socket (5 s idle, then 3 probes 1 s apart).
@@ -56,6 +62,16 @@ const ORPHANS: &str = concat!(
      WHERE r.status IN ('queued', 'running') AND (o.instance_id IS NULL OR NOT ",
     live!("o.instance_id"),
     ") LIMIT $1"
+);
+
+const LIVE_SOCKETS: &str = concat!(
+    "SELECT count(*) FROM user_sockets s WHERE s.user_id = $1 AND ",
+    live!("s.instance_id")
+);
+
+const DEAD_SOCKETS: &str = concat!(
+    "DELETE FROM user_sockets WHERE NOT ",
+    live!("user_sockets.instance_id")
 );
 
 /// Who owns a user, as a claim found it.
@@ -107,10 +123,17 @@ impl PgOwners {
             .execute(&mut session)
             .await
             .map_err(backend)?;
+        // Claims of users and of sockets, a few round trips each; a burst of
+        // upgrades waits here rather than on the store's pools.
         let pool = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(connect);
+        // Sockets of instances that died are ignored by every count; drop them.
+        sqlx::query(DEAD_SOCKETS)
+            .execute(&pool)
+            .await
+            .map_err(backend)?;
         Ok(Self {
             instance: instance.to_owned(),
             session: Mutex::new(session),
@@ -180,6 +203,59 @@ impl PgOwners {
             .map_err(backend)
     }
 
+    /// Records a socket of the user on this instance unless the user already
+    /// has `max` open on live instances; says whether it did. One user's
+    /// claims are serialized, so a burst across instances cannot overshoot.
+    pub async fn claim_socket(
+        &self,
+        user_id: &UserId,
+        connection_id: &str,
+        max: usize,
+    ) -> Result<bool, StoreError> {
+        let mut claim = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(SOCKET_CLAIMS)
+            .bind(user_id.as_str())
+            .execute(&mut *claim)
+            .await
+            .map_err(backend)?;
+        let open: i64 = sqlx::query_scalar(LIVE_SOCKETS)
+            .bind(user_id.as_str())
+            .fetch_one(&mut *claim)
+            .await
+            .map_err(backend)?;
+        if usize::try_from(open).unwrap_or(usize::MAX) >= max {
+            return Ok(false); // dropping the transaction rolls it back
+        }
+        sqlx::query(
+            "INSERT INTO user_sockets (connection_id, user_id, instance_id) VALUES ($1, $2, $3)",
+        )
+        .bind(connection_id)
+        .bind(user_id.as_str())
+        .bind(&self.instance)
+        .execute(&mut *claim)
+        .await
+        .map_err(backend)?;
+        claim.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    /// Forgets a closed socket recorded by [`PgOwners::claim_socket`].
+    pub async fn release_socket(&self, connection_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM user_sockets WHERE connection_id = $1 AND instance_id = $2")
+            .bind(connection_id)
+            .bind(&self.instance)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(backend)
+    }
+
+    /// Whether the store's pool is closed (the instance left): nothing more can be released.
+    pub fn has_left(&self) -> bool {
+        self.pool.is_closed()
+    }
+
     /// Whether this instance is still live: its locking session answers.
     pub async fn check(&self) -> Result<(), StoreError> {
         let mut session = self.session.lock().await;
@@ -190,14 +266,19 @@ impl PgOwners {
             .map_err(backend)
     }
 
-    /// Gives up every user this instance owns and ends its liveness; their
+    /// Gives up every user this instance owns (and its sockets' claims) and ends its liveness; their
     /// next claim (on any instance) takes them over.
     pub async fn leave(&self) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM user_owners WHERE instance_id = $1")
-            .bind(&self.instance)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        for forget in [
+            "DELETE FROM user_owners WHERE instance_id = $1",
+            "DELETE FROM user_sockets WHERE instance_id = $1",
+        ] {
+            sqlx::query(forget)
+                .bind(&self.instance)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        }
         sqlx::query("SELECT pg_advisory_unlock_all()")
             .execute(&mut *self.session.lock().await)
             .await
@@ -213,7 +294,7 @@ mod tests {
 
     #[test]
     fn liveness_queries_name_the_lock_instances_take() {
-        for sql in [CLAIM, OWNER, ORPHANS] {
+        for sql in [CLAIM, OWNER, ORPHANS, LIVE_SOCKETS, DEAD_SOCKETS] {
             assert!(
                 sql.contains(&format!("l.classid = {INSTANCE_LOCKS} ")),
                 "{sql}"
