@@ -71,11 +71,11 @@ async fn answer(broker: &Client, owner: &Owner, message: Message) {
 async fn decide(owner: &Owner, call: Call) -> Answer {
     let factory = &owner.factory;
     match call {
-        Call::Submit(request) => match factory.submit_here(request.into()).await {
+        Call::Submit(request) => match factory.submit_here(&request.into()).await {
             Ok(Ok(accepted)) => stored(&owner.store, accepted).await,
-            Ok(Err(cordon_engine::StartError::Submit(error))) => Answer::of_submit(Err(error)),
-            Ok(Err(error)) => Answer::Storage(error.to_string()),
-            Err(_elsewhere) => Answer::Moved,
+            Ok(Err(_elsewhere)) => Answer::Moved,
+            Err(cordon_engine::StartError::Submit(error)) => Answer::of_submit(Err(error)),
+            Err(error) => Answer::Storage(error.to_string()),
         },
         Call::Cancel { user_id, run_id } => match factory.cancel_here(&user_id, &run_id).await {
             Ok(Ok(outcome)) => Answer::of_cancel(outcome),

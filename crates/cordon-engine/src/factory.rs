@@ -1,6 +1,7 @@
 //! `ExecutionEngineFactory`: the one way to get a `UserExecutionEngine`, with every dependency injected.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -78,6 +79,10 @@ pub enum Located {
     /// On the live instance of that name.
     Elsewhere(String),
 }
+
+/// What this instance decided for a user it owns, or (`Err`) the name of
+/// the live instance that owns them.
+pub type Owned<T> = Result<Result<T, String>, StartError>;
 
 /// One per process. Builds each user's engine on first use (on the instance
 /// that owns the user), hands the same engine to that user's later requests,
@@ -222,46 +227,32 @@ impl ExecutionEngineFactory {
 
     /// Hands a message to the user's engine, here or on the owning instance.
     pub async fn submit(&self, request: RunRequest) -> Result<Accepted, StartError> {
-        let mut request = request;
-        for pause in OWNER_MOVED_PAUSES {
-            pause_unless_zero(pause).await;
-            let owner = match self.submit_here(request).await {
-                Ok(answer) => return answer,
-                Err((owner, returned)) => {
-                    request = returned;
-                    owner
-                }
-            };
-            match self.placement.submit_at(&owner, request.clone()).await {
-                Ok(answer) => return answer.map_err(StartError::Submit),
-                Err(ForwardError::Moved) => {}
-                Err(ForwardError::Unreachable(error)) => {
-                    tracing::warn!(%error, owner, "could not forward a message to its owner");
-                    break;
-                }
-            }
-        }
-        Err(StartError::Submit(SubmitError::OwnerUnavailable))
+        let request = &request;
+        self.at_owner(
+            "message",
+            || self.submit_here(request),
+            |owner| async move {
+                let answer = self.placement.submit_at(&owner, request.clone()).await?;
+                Ok(answer.map_err(StartError::Submit))
+            },
+        )
+        .await
     }
 
     /// Hands a message to the user's engine if this instance owns the user
     /// (rebuilding the engine if the idle cleanup retired it between lookup
-    /// and admission); else names the owner and hands the request back.
-    pub async fn submit_here(
-        &self,
-        request: RunRequest,
-    ) -> Result<Result<Accepted, StartError>, (String, RunRequest)> {
+    /// and admission); else names the owner.
+    pub async fn submit_here(&self, request: &RunRequest) -> Owned<Accepted> {
         loop {
-            let engine = match self.locate(request.ctx.user_id()).await {
-                Ok(Located::Here(engine)) => engine,
-                Ok(Located::Elsewhere(owner)) => return Err((owner, request)),
-                Err(error) => return Ok(Err(error.into())),
+            let engine = match self.locate(request.ctx.user_id()).await? {
+                Located::Here(engine) => engine,
+                Located::Elsewhere(owner) => return Ok(Err(owner)),
             };
             match engine.submit(request.clone()) {
                 Err(SubmitError::Retired) => {
                     self.lock().retain(|_, live| !Arc::ptr_eq(live, &engine));
                 }
-                other => return Ok(other.map_err(StartError::Submit)),
+                other => return other.map(Ok).map_err(StartError::Submit),
             }
         }
     }
@@ -272,34 +263,57 @@ impl ExecutionEngineFactory {
         user_id: &UserId,
         run_id: &RunId,
     ) -> Result<CancelOutcome, StartError> {
+        self.at_owner(
+            "cancel",
+            || self.cancel_here(user_id, run_id),
+            |owner| async move {
+                Ok(Ok(self
+                    .placement
+                    .cancel_at(&owner, user_id, run_id)
+                    .await?))
+            },
+        )
+        .await
+    }
+
+    /// Stops one of the user's runs if this instance owns the user; else names the owner.
+    pub async fn cancel_here(&self, user_id: &UserId, run_id: &RunId) -> Owned<CancelOutcome> {
+        Ok(match self.locate(user_id).await? {
+            Located::Here(engine) => Ok(engine.cancel(run_id)),
+            Located::Elsewhere(owner) => Err(owner),
+        })
+    }
+
+    /// Answers `here` if this instance owns the user, else asks the owner
+    /// with `there`, asking again (after a pause) while ownership moves.
+    async fn at_owner<T, Here, HereAnswer, There, ThereAnswer>(
+        &self,
+        what: &str,
+        mut here: Here,
+        mut there: There,
+    ) -> Result<T, StartError>
+    where
+        Here: FnMut() -> HereAnswer,
+        HereAnswer: Future<Output = Owned<T>>,
+        There: FnMut(String) -> ThereAnswer,
+        ThereAnswer: Future<Output = Result<Result<T, StartError>, ForwardError>>,
+    {
         for pause in OWNER_MOVED_PAUSES {
             pause_unless_zero(pause).await;
-            let owner = match self.cancel_here(user_id, run_id).await? {
-                Ok(outcome) => return Ok(outcome),
+            let owner = match here().await? {
+                Ok(answer) => return Ok(answer),
                 Err(owner) => owner,
             };
-            match self.placement.cancel_at(&owner, user_id, run_id).await {
-                Ok(outcome) => return Ok(outcome),
+            match there(owner.clone()).await {
+                Ok(answer) => return answer,
                 Err(ForwardError::Moved) => {}
                 Err(ForwardError::Unreachable(error)) => {
-                    tracing::warn!(%error, owner, "could not forward a cancel to its owner");
+                    tracing::warn!(%error, owner, "could not forward a {what} to its owner");
                     break;
                 }
             }
         }
         Err(StartError::Submit(SubmitError::OwnerUnavailable))
-    }
-
-    /// Stops one of the user's runs if this instance owns the user; else names the owner.
-    pub async fn cancel_here(
-        &self,
-        user_id: &UserId,
-        run_id: &RunId,
-    ) -> Result<Result<CancelOutcome, String>, FactoryError> {
-        Ok(match self.locate(user_id).await? {
-            Located::Here(engine) => Ok(engine.cancel(run_id)),
-            Located::Elsewhere(owner) => Err(owner),
-        })
     }
 
     /// The user's engine if one is live (e.g. to cancel a run); never builds one.
