@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use async_nats::Subject;
 use async_nats::client::Client;
 use cordon_core::{EventSink, EventSinks, Store, StoreError, UserId};
 use futures_util::StreamExt;
@@ -24,10 +25,15 @@ use crate::wire::{event_message, events_subject, parse_event};
 /// Events waiting to be published to the broker; past it they are dropped
 /// (followers fill them from the log) rather than stalling the writer.
 const OUTBOX: usize = 16_384;
-/// How often a follow reads the log's tail while the broker delivers.
-const POLL_CONNECTED: Duration = Duration::from_secs(2);
-/// How often it does while the broker is unreachable.
+/// How often a follow reads the log's tail while the broker is unreachable.
 const POLL_DISCONNECTED: Duration = Duration::from_millis(250);
+/// How long after the broker's last message a follow reads the tail once:
+/// the broker delivers at most once, and a lost last event has no later one
+/// to reveal the gap.
+const POLL_SETTLE: Duration = Duration::from_secs(2);
+/// How often a quiet follow reads the tail anyway, for a burst the broker
+/// lost whole (a publisher's full outbox, a slow consumer).
+const POLL_IDLE: Duration = Duration::from_secs(30);
 /// Events read from the log per page when filling a gap.
 const FILL_PAGE: u32 = 500;
 /// Reads that find nothing before a fill stops waiting for an offered `seq`.
@@ -36,8 +42,12 @@ const MAX_EMPTY_READS: u32 = 20;
 /// The owner's side: every committed event goes to the broker and to the local follow.
 pub struct ClusterSinks {
     follows: Arc<Follows>,
-    outbox: mpsc::Sender<(UserId, u64, Arc<str>)>,
+    outbox: mpsc::Sender<Outgoing>,
 }
+
+/// A committed event on its way to the broker: its user's subject (made
+/// once per sink, not per event), `seq` and payload.
+type Outgoing = (Subject, u64, Arc<str>);
 
 impl ClusterSinks {
     /// Starts the task that publishes queued events to the broker.
@@ -48,10 +58,10 @@ impl ClusterSinks {
     }
 }
 
-async fn publish_queued(broker: Client, mut queued: mpsc::Receiver<(UserId, u64, Arc<str>)>) {
-    while let Some((user_id, seq, payload)) = queued.recv().await {
+async fn publish_queued(broker: Client, mut queued: mpsc::Receiver<Outgoing>) {
+    while let Some((subject, seq, payload)) = queued.recv().await {
         let message = event_message(seq, &payload);
-        if let Err(error) = broker.publish(events_subject(&user_id), message).await {
+        if let Err(error) = broker.publish(subject, message).await {
             tracing::debug!(%error, "could not publish an event; followers read it from the log");
         }
     }
@@ -61,6 +71,7 @@ impl EventSinks for ClusterSinks {
     fn for_user(&self, user_id: &UserId) -> Arc<dyn EventSink> {
         Arc::new(ClusterSink {
             user_id: user_id.clone(),
+            subject: Subject::from(events_subject(user_id)),
             follows: Arc::clone(&self.follows),
             outbox: self.outbox.clone(),
         })
@@ -69,8 +80,9 @@ impl EventSinks for ClusterSinks {
 
 pub struct ClusterSink {
     user_id: UserId,
+    subject: Subject,
     follows: Arc<Follows>,
-    outbox: mpsc::Sender<(UserId, u64, Arc<str>)>,
+    outbox: mpsc::Sender<Outgoing>,
 }
 
 impl EventSink for ClusterSink {
@@ -80,7 +92,7 @@ impl EventSink for ClusterSink {
 
     /// Called by the writer's publisher once the event is committed.
     fn publish(&self, seq: u64, payload: &Arc<str>) {
-        let queued = (self.user_id.clone(), seq, Arc::clone(payload));
+        let queued = (self.subject.clone(), seq, Arc::clone(payload));
         if self.outbox.try_send(queued).is_err() {
             tracing::debug!("broker outbox full; followers read the event from the log");
         }
@@ -283,21 +295,20 @@ async fn listen(broker: Client, follow: Weak<Follow>, user_id: UserId) {
     };
     let mut ticks = tokio::time::interval(POLL_DISCONNECTED);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut since_poll = Duration::ZERO;
+    let mut polls = PollSchedule::default();
     loop {
         let message = tokio::select! {
             message = next_message(&mut messages) => message,
             _ = ticks.tick() => {
-                since_poll += POLL_DISCONNECTED;
                 let connected = broker.connection_state() == async_nats::connection::State::Connected;
-                if !connected || since_poll >= POLL_CONNECTED {
-                    since_poll = Duration::ZERO;
+                if polls.tick(connected) {
                     let Some(follow) = follow.upgrade() else { return };
                     follow.poll();
                 }
                 continue;
             }
         };
+        polls.heard();
         let Some(follow) = follow.upgrade() else {
             return;
         };
@@ -308,10 +319,91 @@ async fn listen(broker: Client, follow: Weak<Follow>, user_id: UserId) {
     }
 }
 
+/// When a follow reads the log's tail: often while the broker is away, once
+/// when it returns, once after a burst settles, and rarely while all is quiet.
+struct PollSchedule {
+    /// Since the last message or poll.
+    quiet: Duration,
+    /// No poll has read the tail since the last message.
+    unsettled: bool,
+    was_connected: bool,
+}
+
+impl Default for PollSchedule {
+    fn default() -> Self {
+        Self {
+            quiet: Duration::ZERO,
+            unsettled: false,
+            was_connected: true,
+        }
+    }
+}
+
+impl PollSchedule {
+    fn heard(&mut self) {
+        self.quiet = Duration::ZERO;
+        self.unsettled = true;
+    }
+
+    /// One `POLL_DISCONNECTED` tick has passed: whether to poll now.
+    fn tick(&mut self, connected: bool) -> bool {
+        self.quiet += POLL_DISCONNECTED;
+        let returned = connected && !self.was_connected;
+        self.was_connected = connected;
+        let due = !connected
+            || returned
+            || (self.unsettled && self.quiet >= POLL_SETTLE)
+            || self.quiet >= POLL_IDLE;
+        if due {
+            self.quiet = Duration::ZERO;
+            self.unsettled = false;
+        }
+        due
+    }
+}
+
 /// The next message's payload; pending forever without a subscription.
 async fn next_message(messages: &mut Option<async_nats::Subscriber>) -> Option<bytes::Bytes> {
     match messages {
         Some(messages) => messages.next().await.map(|message| message.payload),
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticks_until_poll(polls: &mut PollSchedule, connected: bool) -> u32 {
+        (1..=1_000)
+            .find(|_| polls.tick(connected))
+            .expect("a poll within 1,000 ticks")
+    }
+
+    #[test]
+    fn a_connected_quiet_follow_polls_only_rarely() {
+        let mut polls = PollSchedule::default();
+        let idle = (POLL_IDLE.as_millis() / POLL_DISCONNECTED.as_millis()) as u32;
+        assert_eq!(ticks_until_poll(&mut polls, true), idle);
+        assert_eq!(ticks_until_poll(&mut polls, true), idle);
+    }
+
+    #[test]
+    fn a_burst_is_settled_by_one_poll() {
+        let mut polls = PollSchedule::default();
+        polls.heard();
+        let settle = (POLL_SETTLE.as_millis() / POLL_DISCONNECTED.as_millis()) as u32;
+        assert_eq!(ticks_until_poll(&mut polls, true), settle);
+        let idle = (POLL_IDLE.as_millis() / POLL_DISCONNECTED.as_millis()) as u32;
+        assert_eq!(ticks_until_poll(&mut polls, true), idle);
+    }
+
+    #[test]
+    fn an_outage_polls_every_tick_and_once_on_return() {
+        let mut polls = PollSchedule::default();
+        assert!(polls.tick(false));
+        assert!(polls.tick(false));
+        assert!(polls.tick(true), "the broker's return reads the tail");
+        assert!(!polls.tick(true));
     }
 }
