@@ -8,21 +8,16 @@ cd "$(dirname "$0")/.."
 BIN=${1:-target/release/cordon}
 LOAD=(--users 200 --messages 20)
 SECRET="a benchmark signing secret of at least 32 bytes"
-PG_BIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -1)")
+. scripts/throwaway-postgres.sh
 WORK=$(mktemp -d)
-as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" -eq 0 ] && chown postgres "$WORK"
-as_postgres "$PG_BIN/initdb" -D "$WORK/pg" -A trust -U postgres >/dev/null
-PG_PORT=$(shuf -i 20000-60000 -n 1)
+start_throwaway_postgres "$WORK" max_connections=200
 NATS_PORT=$(shuf -i 20000-60000 -n 1)
-as_postgres "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w -o \
-  "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
 nats-server -a 127.0.0.1 -p "$NATS_PORT" >/dev/null 2>&1 &
 NATS_PID=$!
 PIDS=()
 cleanup() {
   kill "${PIDS[@]}" "$NATS_PID" 2>/dev/null || true
-  as_postgres "$PG_BIN/pg_ctl" -D "$WORK/pg" -m fast stop >/dev/null
+  stop_throwaway_postgres "$WORK"
   rm -rf "$WORK"
 }
 trap cleanup EXIT

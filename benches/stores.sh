@@ -10,20 +10,15 @@ duration=${2:-20}
 users=${3:-400}
 bin=${BENCH_BIN:-./target/release/cordon}
 port=${PORT_STORES:-18490}
-pg_bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -1)")
+. "$(dirname "$0")/../scripts/throwaway-postgres.sh"
 work=$(mktemp -d)
-as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" -eq 0 ] && chown postgres "$work"
-as_postgres "$pg_bin/initdb" -D "$work/pg" -A trust -U postgres >/dev/null
-pg_port=$((port + 1))
-as_postgres "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -o \
-  "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c synchronous_commit=off -c shared_buffers=512MB" \
-  start >/dev/null
+start_throwaway_postgres "$work" synchronous_commit=off shared_buffers=512MB
+pg_port=$PG_PORT
 server=""
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
   wait 2>/dev/null || true
-  as_postgres "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
+  stop_throwaway_postgres "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
