@@ -27,10 +27,11 @@ pub struct ToolContext {
 
 #[async_trait]
 pub trait Tool: Send + Sync + 'static {
-    /// Unique name the model uses to call it.
-    fn name(&self) -> &'static str;
-    /// One sentence for the model.
-    fn description(&self) -> &'static str;
+    /// Unique name the model uses to call it (an MCP server's tools are
+    /// prefixed with the server's name: `github.create_issue`).
+    fn name(&self) -> &str;
+    /// What it does, for the model.
+    fn description(&self) -> &str;
     /// JSON Schema of the arguments object.
     fn parameters_schema(&self) -> Value;
     async fn call(&self, cx: &ToolContext, arguments: Value) -> Result<Value, ToolError>;

@@ -1,7 +1,7 @@
 //! `ToolDispatcher`: looks up a tool by name, runs it in the caller's context and reports it as events.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use cordon_core::{RunEventKind, Tool, ToolCall, ToolContext, ToolError, ToolSpec};
@@ -9,10 +9,43 @@ use serde_json::{Value, json};
 
 use crate::log::RunEvents;
 
-/// The registered tools. Immutable after start-up.
+/// The tools agents can call: the built-ins, fixed at start-up, and each
+/// tool server's, replaced whenever that server's list changes. A run sees
+/// the list as it was when the run asked for it; a call finds the tool as
+/// it is now (or gets an unknown-tool error the model sees).
 #[derive(Default)]
 pub struct ToolDispatcher {
-    tools: BTreeMap<&'static str, Arc<dyn Tool>>,
+    builtin: Vec<Arc<dyn Tool>>,
+    servers: Mutex<BTreeMap<String, Vec<Arc<dyn Tool>>>>,
+    catalog: RwLock<Arc<Catalog>>,
+}
+
+/// Every tool by name, and their descriptions for the model.
+#[derive(Default)]
+struct Catalog {
+    by_name: BTreeMap<String, Arc<dyn Tool>>,
+    specs: Vec<ToolSpec>,
+}
+
+impl Catalog {
+    fn of<'a>(tools: impl Iterator<Item = &'a Arc<dyn Tool>>) -> Self {
+        let mut by_name = BTreeMap::new();
+        for tool in tools {
+            // First come first kept: a built-in is never shadowed.
+            by_name
+                .entry(tool.name().to_owned())
+                .or_insert_with(|| Arc::clone(tool));
+        }
+        let specs = by_name
+            .values()
+            .map(|tool| ToolSpec {
+                name: tool.name().to_owned(),
+                description: tool.description().to_owned(),
+                parameters: tool.parameters_schema(),
+            })
+            .collect();
+        Self { by_name, specs }
+    }
 }
 
 /// What a tool call produced, ready to hand back to the model.
@@ -23,9 +56,12 @@ pub struct ToolOutcome {
 }
 
 impl ToolDispatcher {
-    pub fn new(tools: Vec<Arc<dyn Tool>>) -> Self {
+    pub fn new(builtin: Vec<Arc<dyn Tool>>) -> Self {
+        let catalog = Catalog::of(builtin.iter());
         Self {
-            tools: tools.into_iter().map(|tool| (tool.name(), tool)).collect(),
+            builtin,
+            servers: Mutex::default(),
+            catalog: RwLock::new(Arc::new(catalog)),
         }
     }
 
@@ -37,16 +73,26 @@ impl ToolDispatcher {
         ])
     }
 
+    /// Replaces the tools a server offers (none: it offers nothing now).
+    pub fn set_server_tools(&self, server: &str, tools: Vec<Arc<dyn Tool>>) {
+        let mut servers = self.servers.lock().unwrap_or_else(PoisonError::into_inner);
+        if tools.is_empty() {
+            servers.remove(server);
+        } else {
+            servers.insert(server.to_owned(), tools);
+        }
+        let catalog = Catalog::of(self.builtin.iter().chain(servers.values().flatten()));
+        // Under the servers lock, so two updates cannot land out of order.
+        *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(catalog);
+    }
+
+    fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Descriptions of every tool, for the model.
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.tools
-            .values()
-            .map(|tool| ToolSpec {
-                name: tool.name().to_owned(),
-                description: tool.description().to_owned(),
-                parameters: tool.parameters_schema(),
-            })
-            .collect()
+        self.catalog().specs.clone()
     }
 
     /// Runs one call, emitting `tool_executing` before and `tool_completed` after.
@@ -95,8 +141,10 @@ impl ToolDispatcher {
 
     async fn run(&self, cx: &ToolContext, call: &ToolCall) -> Result<Value, ToolError> {
         let tool = self
-            .tools
+            .catalog()
+            .by_name
             .get(call.name.as_str())
+            .cloned()
             .ok_or_else(|| ToolError::Unknown(call.name.clone()))?;
         tool.call(cx, call.arguments.clone()).await
     }

@@ -65,7 +65,7 @@ impl AnthropicProvider {
                 .iter()
                 .map(|tool| {
                     json!({
-                        "name": tool.name,
+                        "name": crate::tool_names::to_wire(&tool.name),
                         "description": tool.description,
                         "input_schema": tool.parameters,
                     })
@@ -123,7 +123,9 @@ impl LlmProvider for AnthropicProvider {
                 break;
             }
         }
-        reply.finish()
+        reply
+            .finish()
+            .map(|response| crate::tool_names::restore(request, response))
     }
 }
 
@@ -331,7 +333,7 @@ fn messages(request: &LlmRequest) -> Vec<Value> {
                     json!({
                         "type": "tool_use",
                         "id": call.id,
-                        "name": call.name,
+                        "name": crate::tool_names::to_wire(&call.name),
                         "input": call.arguments,
                     })
                 }));

@@ -16,6 +16,7 @@ pub mod openai;
 pub mod pricing;
 pub mod retry;
 pub mod sse;
+pub mod tool_names;
 
 pub use anthropic::{AnthropicOptions, AnthropicProvider};
 pub use config::{ConfigError, LlmConfig, ProviderKind};

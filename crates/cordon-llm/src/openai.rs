@@ -64,7 +64,7 @@ impl OpenAiProvider {
                     json!({
                         "type": "function",
                         "function": {
-                            "name": tool.name,
+                            "name": crate::tool_names::to_wire(&tool.name),
                             "description": tool.description,
                             "parameters": tool.parameters,
                         }
@@ -129,7 +129,9 @@ impl LlmProvider for OpenAiProvider {
             let chunk = parse_chunk("openai", data)?;
             reply.apply(&chunk, observer, &self.http)?;
         }
-        reply.finish()
+        reply
+            .finish()
+            .map(|response| crate::tool_names::restore(request, response))
     }
 }
 
@@ -304,7 +306,10 @@ fn messages(request: &LlmRequest) -> Vec<Value> {
                 "tool_calls": tool_calls.iter().map(|call| json!({
                     "id": call.id,
                     "type": "function",
-                    "function": { "name": call.name, "arguments": call.arguments.to_string() },
+                    "function": {
+                        "name": crate::tool_names::to_wire(&call.name),
+                        "arguments": call.arguments.to_string(),
+                    },
                 })).collect::<Vec<_>>(),
             }),
             LlmTurn::ToolResult {

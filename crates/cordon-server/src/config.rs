@@ -59,6 +59,8 @@ pub struct ServerConfig {
     /// Delay of each step of the built-in offline model.
     pub offline_step_delay: Duration,
     pub engine: EngineConfig,
+    /// MCP tool servers whose tools are offered next to the built-ins.
+    pub mcp_servers: Vec<cordon_mcp::McpServer>,
 }
 
 impl ServerConfig {
@@ -88,6 +90,7 @@ impl ServerConfig {
             quiet_signup: false,
             offline_step_delay: Duration::from_millis(100),
             engine: EngineConfig::default(),
+            mcp_servers: Vec::new(),
         }
     }
 }

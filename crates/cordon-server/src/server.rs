@@ -14,6 +14,7 @@ use cordon_engine::{
     end_abandoned_runs,
 };
 use cordon_llm::OfflineModel;
+use cordon_mcp::McpServers;
 use cordon_protocol::FrameEncoder;
 use cordon_store::{PgStore, SqliteStore, StoreOptions};
 use secrecy::ExposeSecret;
@@ -119,7 +120,11 @@ impl Server {
     ) -> Result<(), ServeError> {
         metrics::install();
         let lapsed = CancellationToken::new();
-        let state = self.build_state(lapsed.clone()).await?;
+        let tools = Arc::new(ToolDispatcher::builtin());
+        let stop_tool_servers = CancellationToken::new();
+        let mcp_servers = self.config.mcp_servers.clone();
+        let tool_servers = McpServers::start(mcp_servers, &tools, &stop_tool_servers).await;
+        let state = self.build_state(lapsed.clone(), tools).await?;
         let stop_cleanup = CancellationToken::new();
         let cleanup = state.runs.factory().spawn_cleanup(stop_cleanup.clone());
         let retention = spawn_retention(&state, stop_cleanup.clone());
@@ -165,30 +170,24 @@ impl Server {
         let _ = retention.await;
         let _ = http.await;
         state.store.close().await;
+        stop_tool_servers.cancel();
+        tool_servers.join().await;
         tracing::info!("shutdown complete");
         outcome
     }
 
-    async fn build_state(self, lapsed: CancellationToken) -> Result<AppState, ServeError> {
+    async fn build_state(
+        self,
+        lapsed: CancellationToken,
+        tools: Arc<ToolDispatcher>,
+    ) -> Result<AppState, ServeError> {
         let config = self.config;
         std::fs::create_dir_all(&config.data_dir).map_err(ServeError::DataDir)?;
         let configured = config.jwt_secret.as_ref().map(ExposeSecret::expose_secret);
         let secret = secret::load_or_create(configured, &config.data_dir)?;
         let store = open_store(&config).await?;
         let hub = Arc::new(ConnectionHub::default());
-        let cluster = match (&config.broker_url, &config.database_url) {
-            (None, _) => None,
-            (Some(broker), Some(database)) => Some(
-                Cluster::join(
-                    database.expose_secret(),
-                    broker.expose_secret(),
-                    Arc::clone(&store),
-                    hub.clone(),
-                )
-                .await?,
-            ),
-            (Some(_), None) => return Err(ServeError::BrokerWithoutDatabase),
-        };
+        let cluster = join_cluster(&config, &store, &hub).await?;
         // Before any engine exists: engines continue each user's seq from the
         // store. Several instances: the others' runs are live; a dead one's
         // runs are ended by whichever instance takes its users over.
@@ -201,7 +200,7 @@ impl Server {
         let deps = EngineDeps {
             registry: Arc::new(AgentRegistry::builtin()),
             llm,
-            tools: Arc::new(ToolDispatcher::builtin()),
+            tools,
             store: Arc::clone(&store),
             encoder: Arc::new(FrameEncoder),
         };
@@ -241,6 +240,22 @@ impl Server {
             cluster: cluster.map(Arc::new),
         })
     }
+}
+
+/// The cluster of instances on the database, with `--broker-url`.
+async fn join_cluster(
+    config: &ServerConfig,
+    store: &Arc<dyn Store>,
+    hub: &Arc<ConnectionHub>,
+) -> Result<Option<Cluster>, ServeError> {
+    let (broker, database) = match (&config.broker_url, &config.database_url) {
+        (None, _) => return Ok(None),
+        (Some(broker), Some(database)) => (broker, database),
+        (Some(_), None) => return Err(ServeError::BrokerWithoutDatabase),
+    };
+    let (database, broker) = (database.expose_secret(), broker.expose_secret());
+    let cluster = Cluster::join(database, broker, Arc::clone(store), hub.clone()).await?;
+    Ok(Some(cluster))
 }
 
 /// With several instances, how long a sign-out elsewhere may take to reach

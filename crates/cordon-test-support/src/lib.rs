@@ -14,6 +14,7 @@ mod browser;
 pub mod child;
 pub mod cluster;
 pub mod fake_llm;
+pub mod mcp;
 pub mod postgres;
 mod server;
 mod ws;

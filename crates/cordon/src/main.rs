@@ -1,6 +1,7 @@
 //! The `cordon` binary: parse arguments, install logging, run the chosen subcommand.
 
 mod cli;
+mod config_file;
 mod healthcheck;
 mod serve;
 

@@ -17,7 +17,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     install_tracing(args.log_format);
     let addr = listen_addr(&args);
     let (llm, max_steps) = llm_from(&args)?;
+    let mcp_servers = match &args.config {
+        Some(path) => crate::config_file::ConfigFile::load(path)?.mcp_servers()?,
+        None => Vec::new(),
+    };
     let mut config = config_from(args)?;
+    config.mcp_servers = mcp_servers;
     if let Some(max_steps) = max_steps {
         config.engine.max_steps = max_steps;
     }
@@ -132,7 +137,8 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
 
 fn install_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // rmcp logs every MCP handshake's full server description at info.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));

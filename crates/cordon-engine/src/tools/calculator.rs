@@ -11,11 +11,11 @@ pub struct Calculator;
 
 #[async_trait]
 impl Tool for Calculator {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "calculator"
     }
 
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Evaluates an arithmetic expression with + - * / % ^ and parentheses."
     }
 

@@ -14,11 +14,11 @@ pub struct SearchHistory;
 
 #[async_trait]
 impl Tool for SearchHistory {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "search_history"
     }
 
-    fn description(&self) -> &'static str {
+    fn description(&self) -> &str {
         "Searches the user's own earlier messages (all threads) for a word or phrase."
     }
 

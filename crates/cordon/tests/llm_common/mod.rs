@@ -17,6 +17,15 @@ pub async fn start(
     provider: ProviderKind,
     configure: impl FnOnce(&mut LlmConfig),
 ) -> (FakeLlm, TestServer) {
+    start_serving(provider, configure, |_| {}).await
+}
+
+/// As [`start`], with the server's config adjusted by `serve`.
+pub async fn start_serving(
+    provider: ProviderKind,
+    configure: impl FnOnce(&mut LlmConfig),
+    serve: impl FnOnce(&mut ServerConfig),
+) -> (FakeLlm, TestServer) {
     let fake = FakeLlm::start().await;
     let (base_url, model) = match provider {
         ProviderKind::Anthropic => (fake.base_url(), "claude-3-5-haiku-latest"),
@@ -44,6 +53,7 @@ pub async fn start(
     if let Some(max_steps) = llm.max_steps {
         config.engine.max_steps = max_steps;
     }
+    serve(&mut config);
     let server = TestServer::start_server(dir, Server::new(config).with_llm(model)).await;
     (fake, server)
 }
