@@ -15,6 +15,7 @@ pub mod event;
 pub mod ids;
 pub mod llm;
 pub mod model;
+pub mod secret;
 pub mod sink;
 pub mod store;
 pub mod text;
@@ -29,6 +30,7 @@ pub use llm::{
     ToolSpec, Usage,
 };
 pub use model::{Message, Multitask, Role, RunRecord, RunStatus, Thread, User};
+pub use secret::{SecretName, SecretValue, is_secret_name};
 pub use sink::{EventEncoder, EventSink, EventSinks};
 pub use store::{
     Committed, LlmCallRecord, LogBounds, MessagePage, ModelUsage, RunFilter, RunOutcome, Store,

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use crate::event::RunEvent;
 use crate::ids::{MessageId, RunId, ThreadId, UserId};
 use crate::model::{Message, RunRecord, RunStatus, Thread, User};
+use crate::secret::{SecretName, SecretValue};
 use crate::sink::EventSink;
 
 /// Resolves once a queued write is committed (or could not be).
@@ -150,6 +151,22 @@ pub trait Store: Send + Sync + 'static {
     /// Ends every token issued to the user so far (sign-out everywhere);
     /// returns the new token generation, or `None` for an unknown user.
     async fn revoke_tokens(&self, user_id: &UserId) -> Result<Option<u32>, StoreError>;
+
+    /// Stores the user's secret `name` sealed (encrypted, bound to the user
+    /// and the name), replacing any; answers once committed.
+    async fn put_secret(
+        &self,
+        user_id: &UserId,
+        name: &str,
+        value: &SecretValue,
+    ) -> Result<(), StoreError>;
+    /// The user's secret `name`, unsealed.
+    async fn secret(&self, user_id: &UserId, name: &str)
+    -> Result<Option<SecretValue>, StoreError>;
+    /// The names of the user's secrets, by name.
+    async fn secret_names(&self, user_id: &UserId) -> Result<Vec<SecretName>, StoreError>;
+    /// Deletes the user's secret `name`; whether there was one.
+    async fn delete_secret(&self, user_id: &UserId, name: &str) -> Result<bool, StoreError>;
 
     /// Queues a new thread without waiting for it to commit: later writes are
     /// applied after it, and reads of threads see it.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::event::RunEvent;
 use crate::ids::{RunId, ThreadId, UserId};
 use crate::model::{Message, RunRecord, RunStatus, Thread};
+use crate::secret::SecretValue;
 use crate::sink::EventSink;
 use crate::store::{Committed, LlmCallRecord, MessagePage, RunOutcome, Store, StoreError};
 
@@ -51,6 +52,11 @@ impl UserStore {
         self.store
             .search_messages(&self.user_id, query, limit)
             .await
+    }
+
+    /// This user's secret `name` (e.g. the credential of their MCP server).
+    pub async fn secret(&self, name: &str) -> Result<Option<SecretValue>, StoreError> {
+        self.store.secret(&self.user_id, name).await
     }
 
     /// Queues one model call's usage for this user's run.

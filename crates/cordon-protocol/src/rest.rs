@@ -163,3 +163,30 @@ pub struct ApiErrorResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_seq: Option<u64>,
 }
+
+/// `PUT /api/me/secrets/{name}`. `Debug` never shows the value.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutSecret {
+    pub value: String,
+}
+
+impl std::fmt::Debug for PutSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PutSecret { value: <redacted> }")
+    }
+}
+
+/// One of `GET /api/me/secrets`: a name and when it was set, never the value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretNameView {
+    pub name: String,
+    #[serde(with = "crate::timestamp")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// `GET /api/me/secrets`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretsView {
+    pub secrets: Vec<SecretNameView>,
+}

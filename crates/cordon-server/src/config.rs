@@ -18,6 +18,9 @@ pub struct ServerConfig {
     /// HS256 secret; `None` means generate one once and keep it in the data dir.
     /// Redacted in `Debug`: a config is logged at start-up.
     pub jwt_secret: Option<secrecy::SecretString>,
+    /// Material (at least 32 bytes) of the key users' secrets are sealed
+    /// with; `None` means generate one once and keep it in the data dir.
+    pub secrets_key: Option<secrecy::SecretString>,
     /// Lifetime of issued tokens.
     pub token_ttl: Duration,
     /// Server `ping` frame interval.
@@ -70,6 +73,7 @@ impl ServerConfig {
             database_url: None,
             broker_url: None,
             jwt_secret: None,
+            secrets_key: None,
             token_ttl: Duration::from_secs(24 * 3600),
             heartbeat_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(240),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use cordon_cluster::{Cluster, ClusterError, OnSignOut};
 use cordon_core::{EventSinks, LlmProvider, Store, StoreError};
 use cordon_engine::{
@@ -16,7 +16,7 @@ use cordon_engine::{
 use cordon_llm::OfflineModel;
 use cordon_mcp::McpServers;
 use cordon_protocol::FrameEncoder;
-use cordon_store::{PgStore, SqliteStore, StoreOptions};
+use cordon_store::{PgStore, SealingKey, SqliteStore, StoreOptions};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{auth, events, health, messages, runs, threads, usage};
+use crate::api::{auth, events, health, messages, runs, secrets, threads, usage};
 use crate::auth::password::PasswordError;
 use crate::auth::secret::{self, SecretError};
 use crate::auth::{LoginThrottle, PasswordHasher, SignupThrottle, TokenGenerations, TokenKeys};
@@ -72,7 +72,12 @@ pub fn app(state: AppState) -> Router {
         .route("/runs/{id}", get(runs::get_run))
         .route("/runs/{id}/events", get(runs::list_events))
         .route("/runs/{id}/cancel", post(runs::cancel_run))
-        .route("/usage", get(usage::get_usage));
+        .route("/usage", get(usage::get_usage))
+        .route("/me/secrets", get(secrets::list_secrets))
+        .route(
+            "/me/secrets/{name}",
+            put(secrets::put_secret).delete(secrets::delete_secret),
+        );
     Router::new()
         .nest("/api", api)
         .route("/ws", get(ws_handler))
@@ -184,7 +189,7 @@ impl Server {
         let config = self.config;
         std::fs::create_dir_all(&config.data_dir).map_err(ServeError::DataDir)?;
         let configured = config.jwt_secret.as_ref().map(ExposeSecret::expose_secret);
-        let secret = secret::load_or_create(configured, &config.data_dir)?;
+        let secret = secret::load_or_create(secret::JWT_SECRET, configured, &config.data_dir)?;
         let store = open_store(&config).await?;
         let hub = Arc::new(ConnectionHub::default());
         let cluster = join_cluster(&config, &store, &hub).await?;
@@ -267,11 +272,21 @@ async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServeError>
         write_queue_capacity: config.write_queue_capacity,
         search_budget: config.search_budget,
         shared: config.broker_url.is_some(),
+        sealing_key: Some(sealing_key(config)?),
     };
     Ok(match &config.database_url {
         Some(url) => PgStore::open(url.expose_secret(), options).await?,
         None => SqliteStore::open_with(&config.data_dir, options).await?,
     })
+}
+
+/// The key users' secrets are sealed with: derived from `--secrets-key`, or
+/// from the one kept in the data dir (several instances share theirs
+/// through the setting).
+fn sealing_key(config: &ServerConfig) -> Result<SealingKey, ServeError> {
+    let configured = config.secrets_key.as_ref().map(ExposeSecret::expose_secret);
+    let material = secret::load_or_create(secret::SEALING_SECRET, configured, &config.data_dir)?;
+    Ok(SealingKey::derive(&material))
 }
 
 /// A sign-out announced by another instance, applied here.

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use crate::health::DEFAULT_WRITE_QUEUE_CAPACITY;
+use crate::sealing::SealingKey;
 use crate::sqlite::DEFAULT_SEARCH_BUDGET;
 
 /// How the store is run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Bound of the queue to the writer, in writes; new runs are refused
     /// (`overloaded`) past half of it.
@@ -16,6 +17,8 @@ pub struct StoreOptions {
     /// Several instances serve the database (`--broker-url`); without it a
     /// PostgreSQL store refuses a second instance on its database.
     pub shared: bool,
+    /// Seals users' secrets at rest; without one, storing or reading a secret fails.
+    pub sealing_key: Option<SealingKey>,
 }
 
 impl Default for StoreOptions {
@@ -24,6 +27,7 @@ impl Default for StoreOptions {
             write_queue_capacity: DEFAULT_WRITE_QUEUE_CAPACITY,
             search_budget: DEFAULT_SEARCH_BUDGET,
             shared: false,
+            sealing_key: None,
         }
     }
 }

@@ -168,6 +168,28 @@ impl WriteQueue {
         self.write(|ack| WriteOp::RevokeTokens(id, ack)).await
     }
 
+    pub async fn put_secret(
+        &self,
+        user_id: &UserId,
+        name: &str,
+        sealed: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let (user_id, name) = (user_id.as_str().to_owned(), name.to_owned());
+        self.write(|ack| WriteOp::PutSecret {
+            user_id,
+            name,
+            sealed,
+            ack,
+        })
+        .await
+    }
+
+    pub async fn delete_secret(&self, user_id: &UserId, name: &str) -> Result<(), StoreError> {
+        let (user_id, name) = (user_id.as_str().to_owned(), name.to_owned());
+        self.write(|ack| WriteOp::DeleteSecret { user_id, name, ack })
+            .await
+    }
+
     pub fn create_thread(&self, thread: &Thread) -> Result<(), StoreError> {
         self.enqueue(WriteOp::CreateThread(thread.clone()))
     }

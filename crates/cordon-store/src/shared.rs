@@ -30,6 +30,10 @@ pub struct Sql {
     pub param: fn(usize) -> String,
     /// How `list_runs` orders: newest first, ties by insertion.
     pub runs_newest_first: &'static str,
+    /// Binds: user, name.
+    pub secret: &'static str,
+    /// Binds: user.
+    pub secret_names: &'static str,
 }
 
 pub const RUN_COLUMNS: &str =
@@ -39,6 +43,12 @@ pub const RUN_COLUMNS: &str =
 macro_rules! impl_store {
     ($store:ty, $sql:expr) => {
         impl $store {
+            fn sealing(&self) -> Result<&$crate::SealingKey, cordon_core::StoreError> {
+                self.sealing.as_ref().ok_or_else(|| {
+                    cordon_core::StoreError::Backend("secrets need a sealing key".into())
+                })
+            }
+
             async fn find_thread(
                 &self,
                 user_id: &cordon_core::UserId,
@@ -221,6 +231,75 @@ macro_rules! impl_store_trait {
                     .get_user(user_id)
                     .await?
                     .map(|user| user.token_generation))
+            }
+
+            async fn put_secret(
+                &self,
+                user_id: &cordon_core::UserId,
+                name: &str,
+                value: &cordon_core::SecretValue,
+            ) -> Result<(), cordon_core::StoreError> {
+                let sealed = self.sealing()?.seal(user_id.as_str(), name, value);
+                self.writes.put_secret(user_id, name, sealed).await
+            }
+
+            async fn secret(
+                &self,
+                user_id: &cordon_core::UserId,
+                name: &str,
+            ) -> Result<Option<cordon_core::SecretValue>, cordon_core::StoreError> {
+                use sqlx::Row;
+                let row = sqlx::query($sql.secret)
+                    .bind(user_id.as_str())
+                    .bind(name)
+                    .fetch_optional(&self.reads)
+                    .await
+                    .map_err($crate::convert::backend)?;
+                let Some(row) = row else { return Ok(None) };
+                let sealed: Vec<u8> = row.try_get("sealed").map_err($crate::convert::backend)?;
+                self.sealing()?
+                    .open(user_id.as_str(), name, &sealed)
+                    .map(Some)
+            }
+
+            async fn secret_names(
+                &self,
+                user_id: &cordon_core::UserId,
+            ) -> Result<Vec<cordon_core::SecretName>, cordon_core::StoreError> {
+                use sqlx::Row;
+                sqlx::query($sql.secret_names)
+                    .bind(user_id.as_str())
+                    .fetch_all(&self.reads)
+                    .await
+                    .map_err($crate::convert::backend)?
+                    .into_iter()
+                    .map(|row| {
+                        let name = row.try_get("name").map_err($crate::convert::backend)?;
+                        let at = row
+                            .try_get("updated_at")
+                            .map_err($crate::convert::backend)?;
+                        Ok(cordon_core::SecretName {
+                            name,
+                            updated_at: $crate::convert::from_micros(at)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delete_secret(
+                &self,
+                user_id: &cordon_core::UserId,
+                name: &str,
+            ) -> Result<bool, cordon_core::StoreError> {
+                let existed = self
+                    .secret_names(user_id)
+                    .await?
+                    .iter()
+                    .any(|s| s.name == name);
+                if existed {
+                    self.writes.delete_secret(user_id, name).await?;
+                }
+                Ok(existed)
             }
 
             fn create_thread(

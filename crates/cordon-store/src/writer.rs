@@ -25,6 +25,18 @@ pub enum WriteOp {
     CreateUser(User, Ack),
     /// Bumps the user's token generation (by id).
     RevokeTokens(String, Ack),
+    /// Stores (or replaces) a user's sealed secret.
+    PutSecret {
+        user_id: String,
+        name: String,
+        sealed: Vec<u8>,
+        ack: Ack,
+    },
+    DeleteSecret {
+        user_id: String,
+        name: String,
+        ack: Ack,
+    },
     /// Not acknowledged: reads of threads wait on the queue instead.
     CreateThread(Thread),
     /// Not acknowledged: reads of runs wait on the queue instead.
@@ -63,6 +75,8 @@ impl WriteOp {
         match self {
             WriteOp::CreateUser(user, _) => Some(user.id.as_str()),
             WriteOp::RevokeTokens(user_id, _)
+            | WriteOp::PutSecret { user_id, .. }
+            | WriteOp::DeleteSecret { user_id, .. }
             | WriteOp::StartQueuedRun { user_id, .. }
             | WriteOp::LlmCall { user_id, .. } => Some(user_id),
             WriteOp::CreateThread(thread) => Some(thread.user_id.as_str()),
@@ -281,7 +295,11 @@ fn commit_batch(
 /// publisher, which hands it to its subscriber in queue (so `seq`) order.
 fn acknowledge(op: WriteOp, result: Result<u64, StoreError>, settled: &mut Settled) {
     let ack = match op {
-        WriteOp::CreateUser(_, ack) | WriteOp::RevokeTokens(_, ack) | WriteOp::Probe(ack) => ack,
+        WriteOp::CreateUser(_, ack)
+        | WriteOp::RevokeTokens(_, ack)
+        | WriteOp::PutSecret { ack, .. }
+        | WriteOp::DeleteSecret { ack, .. }
+        | WriteOp::Probe(ack) => ack,
         WriteOp::EndRun { event, ack, .. } => {
             return settled.push(Settle::Ended(event, ack, result));
         }

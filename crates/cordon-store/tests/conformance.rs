@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use cordon_core::{
     EventSink, LlmCallRecord, Message, MessageId, MessagePage, Role, RunEvent, RunEventKind,
-    RunFilter, RunId, RunOutcome, RunRecord, RunStatus, Store, StoreError, Thread, ThreadId, User,
-    UserId,
+    RunFilter, RunId, RunOutcome, RunRecord, RunStatus, SecretValue, Store, StoreError, Thread,
+    ThreadId, User, UserId,
 };
-use cordon_store::{PgStore, SqliteStore, StoreOptions};
+use cordon_store::{PgStore, SealingKey, SqliteStore, StoreOptions};
 use cordon_test_support::on_each_database;
 use cordon_test_support::postgres::{Database, Fresh};
 use time::OffsetDateTime;
@@ -33,9 +33,13 @@ where
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        sealing_key: Some(SealingKey::new(&[42; 32])),
+        ..StoreOptions::default()
+    };
     let store: Arc<dyn Store> = match fresh {
-        Fresh::Postgres(url) => PgStore::open(&url, StoreOptions::default()).await.unwrap(),
-        Fresh::Sqlite => SqliteStore::open(dir.path()).await.unwrap(),
+        Fresh::Postgres(url) => PgStore::open(&url, options).await.unwrap(),
+        Fresh::Sqlite => SqliteStore::open_with(dir.path(), options).await.unwrap(),
     };
     test(store).await;
 }
@@ -56,6 +60,7 @@ on_each_database!(
     usage_is_summed_per_run_and_per_user,
     search_finds_the_users_own_messages_only,
     writes_queued_together_apply_in_queue_order,
+    secrets_are_the_owners_only_replaced_listed_and_deleted,
 );
 
 fn at(micros: i64) -> OffsetDateTime {
@@ -675,6 +680,46 @@ async fn search_finds_the_users_own_messages_only(store: Arc<dyn Store>) {
     tokio::time::timeout(Duration::from_secs(10), store.close())
         .await
         .unwrap();
+}
+
+async fn secrets_are_the_owners_only_replaced_listed_and_deleted(store: Arc<dyn Store>) {
+    let (ada, bob) = (
+        signed_up(&store, "ada").await,
+        signed_up(&store, "bob").await,
+    );
+    let token = SecretValue::new("ghp_first");
+    store.put_secret(&ada.id, "github", &token).await.unwrap();
+    assert_eq!(store.secret(&ada.id, "github").await.unwrap(), Some(token));
+    // Another user's secret is indistinguishable from a missing one.
+    assert_eq!(store.secret(&bob.id, "github").await.unwrap(), None);
+    assert!(store.secret_names(&bob.id).await.unwrap().is_empty());
+    assert!(!store.delete_secret(&bob.id, "github").await.unwrap());
+
+    let replaced = SecretValue::new("ghp_second");
+    store
+        .put_secret(&ada.id, "github", &replaced)
+        .await
+        .unwrap();
+    store
+        .put_secret(&ada.id, "gitlab", &SecretValue::new("glpat"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.secret(&ada.id, "github").await.unwrap(),
+        Some(replaced)
+    );
+    let names: Vec<String> = store
+        .secret_names(&ada.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["github", "gitlab"]);
+    assert!(store.delete_secret(&ada.id, "github").await.unwrap());
+    assert_eq!(store.secret(&ada.id, "github").await.unwrap(), None);
+    assert!(!store.delete_secret(&ada.id, "github").await.unwrap());
+    assert_eq!(store.secret_names(&ada.id).await.unwrap().len(), 1);
 }
 
 async fn writes_queued_together_apply_in_queue_order(store: Arc<dyn Store>) {

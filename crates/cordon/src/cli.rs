@@ -81,6 +81,10 @@ pub struct ServeArgs {
     /// Prefer the environment variable: a flag's value is visible to every user in `ps`.
     #[arg(long, env = "CORDON_JWT_SECRET", hide_env_values = true, value_parser = secret_value)]
     pub jwt_secret: Option<secrecy::SecretString>,
+    /// Material (at least 32 bytes) of the key users' secrets are sealed with; generated and kept
+    /// in the data dir when unset. Several instances on one database need the same one.
+    #[arg(long, env = "CORDON_SECRETS_KEY", hide_env_values = true, value_parser = secret_value)]
+    pub secrets_key: Option<secrecy::SecretString>,
     /// Seconds between server `ping` frames.
     #[arg(long, env = "CORDON_HEARTBEAT_INTERVAL", default_value_t = 15.0)]
     pub heartbeat_interval: f64,

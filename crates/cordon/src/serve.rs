@@ -66,6 +66,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         );
     }
     config.jwt_secret = args.jwt_secret;
+    config.secrets_key = args.secrets_key;
     config.heartbeat_interval = seconds("--heartbeat-interval", args.heartbeat_interval)?;
     config.idle_timeout = seconds("--idle-timeout", args.idle_timeout)?;
     config.shutdown_grace = seconds("--shutdown-grace", args.shutdown_grace)?;

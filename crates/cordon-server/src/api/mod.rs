@@ -5,5 +5,6 @@ pub mod events;
 pub mod health;
 pub mod messages;
 pub mod runs;
+pub mod secrets;
 pub mod threads;
 pub mod usage;

@@ -43,6 +43,7 @@ pub struct PgStore {
     searches: PgPool,
     search_budget: Duration,
     writes: WriteQueue,
+    sealing: Option<crate::SealingKey>,
     /// Holds `INSTANCE_LOCK` for the store's life unless the database is
     /// shared: uncoordinated, a second instance would hand out the same `seq`
     /// numbers, so it is refused at start-up. Shared instances coordinate
@@ -81,6 +82,7 @@ impl PgStore {
             searches: pool(SEARCH_CONNECTIONS),
             search_budget: options.search_budget,
             writes,
+            sealing: options.sealing_key,
             _instance: instance,
         }))
     }
@@ -157,6 +159,8 @@ fn over_budget(error: &sqlx::Error) -> bool {
 /// PostgreSQL's text of the shared queries. `position` stands in for
 /// SQLite's rowid; sums of `BIGINT` are `NUMERIC` here, so they are cast back.
 const POSTGRES: Sql = Sql {
+    secret: "SELECT sealed FROM user_secrets WHERE user_id = $1 AND name = $2",
+    secret_names: "SELECT name, updated_at FROM user_secrets WHERE user_id = $1 ORDER BY name",
     find_user_by_name: "SELECT id, username, password_hash, created_at, token_generation FROM users \
                         WHERE lower(username) = lower($1)",
     get_user: "SELECT id, username, password_hash, created_at, token_generation FROM users WHERE id = $1",

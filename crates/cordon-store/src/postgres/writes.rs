@@ -122,6 +122,31 @@ async fn apply_alone(conn: &mut PgConnection, op: &WriteOp) -> Applied {
         .execute(conn)
         .await?
         .rows_affected()),
+        WriteOp::PutSecret {
+            user_id,
+            name,
+            sealed,
+            ..
+        } => ok(sqlx::query(
+            "INSERT INTO user_secrets (user_id, name, sealed, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, name) DO UPDATE SET sealed = excluded.sealed, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(user_id)
+        .bind(name)
+        .bind(sealed)
+        .bind(crate::convert::to_micros(cordon_core::now()))
+        .execute(conn)
+        .await?
+        .rows_affected()),
+        WriteOp::DeleteSecret { user_id, name, .. } => ok(sqlx::query(
+            "DELETE FROM user_secrets WHERE user_id = $1 AND name = $2",
+        )
+        .bind(user_id)
+        .bind(name)
+        .execute(conn)
+        .await?
+        .rows_affected()),
         WriteOp::PruneEvents(floors, _) => prune_events(conn, floors).await,
         WriteOp::Probe(_) => probe_write(conn).await.map(|()| Ok(1)),
         // Applied in bulk, or nothing to apply.

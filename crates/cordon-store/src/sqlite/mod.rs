@@ -34,6 +34,7 @@ pub struct SqliteStore {
     /// not wait behind them.
     searches: Searches,
     writes: WriteQueue,
+    sealing: Option<crate::SealingKey>,
     _checkpointer: Checkpointer,
 }
 
@@ -77,6 +78,7 @@ impl SqliteStore {
             reads,
             searches,
             writes,
+            sealing: options.sealing_key,
             _checkpointer: checkpointer,
         }))
     }
@@ -97,6 +99,8 @@ impl SqliteStore {
 /// read scanned all of the user's messages and runs slowed down as users
 /// wrote more (docs/performance.md).
 const SQLITE: Sql = Sql {
+    secret: "SELECT sealed FROM user_secrets WHERE user_id = ? AND name = ?",
+    secret_names: "SELECT name, updated_at FROM user_secrets WHERE user_id = ? ORDER BY name",
     find_user_by_name: "SELECT id, username, password_hash, created_at, token_generation FROM users \
                         WHERE username = ?",
     get_user: "SELECT id, username, password_hash, created_at, token_generation FROM users WHERE id = ?",

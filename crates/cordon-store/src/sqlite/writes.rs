@@ -86,6 +86,16 @@ fn apply(conn: &Connection, op: &WriteOp) -> rusqlite::Result<Result<u64, StoreE
     let applied = match op {
         WriteOp::CreateUser(user, _) => return insert_user(conn, user).map(|r| r.map(|()| 1)),
         WriteOp::RevokeTokens(user_id, _) => revoke_tokens(conn, user_id),
+        WriteOp::PutSecret {
+            user_id,
+            name,
+            sealed,
+            ..
+        } => put_secret(conn, user_id, name, sealed),
+        WriteOp::DeleteSecret { user_id, name, .. } => conn
+            .prepare_cached("DELETE FROM user_secrets WHERE user_id = ?1 AND name = ?2")?
+            .execute(params![user_id, name])
+            .map(drop),
         WriteOp::CreateThread(thread) => insert_thread(conn, thread),
         WriteOp::BeginRun(run, message) => begin_run(conn, run, message.as_ref()),
         WriteOp::StartQueuedRun { user_id, run_id } => start_queued_run(conn, user_id, run_id),
@@ -180,6 +190,21 @@ fn revoke_tokens(conn: &Connection, user_id: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE users SET token_generation = token_generation + 1 WHERE id = ?1")?
         .execute(params![user_id])
         .map(drop)
+}
+
+fn put_secret(conn: &Connection, user_id: &str, name: &str, sealed: &[u8]) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO user_secrets (user_id, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (user_id, name) DO UPDATE SET sealed = excluded.sealed, \
+         updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        user_id,
+        name,
+        sealed,
+        to_micros(cordon_core::now())
+    ])
+    .map(drop)
 }
 
 fn insert_user(conn: &Connection, user: &User) -> rusqlite::Result<Result<(), StoreError>> {
