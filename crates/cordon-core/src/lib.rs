@@ -36,7 +36,7 @@ pub use store::{
     Committed, LlmCallRecord, LogBounds, MessagePage, ModelUsage, RunFilter, RunOutcome, Store,
     StoreError, StoredEvent, UsageTotals,
 };
-pub use tool::{Tool, ToolContext, ToolError};
+pub use tool::{Tool, ToolContext, ToolError, UserTools};
 pub use user_store::UserStore;
 
 /// Largest message `content` a user may send, in bytes.

@@ -36,3 +36,13 @@ pub trait Tool: Send + Sync + 'static {
     fn parameters_schema(&self) -> Value;
     async fn call(&self, cx: &ToolContext, arguments: Value) -> Result<Value, ToolError>;
 }
+
+/// Tools whose set, and whose calls, belong to one user: e.g. an MCP server
+/// each user reaches with their own credential. The dispatcher asks for the
+/// calling user's tools on every run and call, so a call can only reach the
+/// caller's own connection.
+#[async_trait]
+pub trait UserTools: Send + Sync + 'static {
+    /// The tools offered to the user of `cx` (none when they cannot be reached).
+    async fn tools_for(&self, cx: &ToolContext) -> Vec<std::sync::Arc<dyn Tool>>;
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
-use cordon_core::{RunEventKind, Tool, ToolCall, ToolContext, ToolError, ToolSpec};
+use cordon_core::{RunEventKind, Tool, ToolCall, ToolContext, ToolError, ToolSpec, UserTools};
 use serde_json::{Value, json};
 
 use crate::log::RunEvents;
@@ -18,6 +18,8 @@ pub struct ToolDispatcher {
     builtin: Vec<Arc<dyn Tool>>,
     servers: Mutex<BTreeMap<String, Vec<Arc<dyn Tool>>>>,
     catalog: RwLock<Arc<Catalog>>,
+    /// Per-user tool servers, asked for the calling user's tools each time.
+    per_user: RwLock<Vec<Arc<dyn UserTools>>>,
 }
 
 /// Every tool by name, and their descriptions for the model.
@@ -36,15 +38,16 @@ impl Catalog {
                 .entry(tool.name().to_owned())
                 .or_insert_with(|| Arc::clone(tool));
         }
-        let specs = by_name
-            .values()
-            .map(|tool| ToolSpec {
-                name: tool.name().to_owned(),
-                description: tool.description().to_owned(),
-                parameters: tool.parameters_schema(),
-            })
-            .collect();
+        let specs = by_name.values().map(|tool| spec_of(tool.as_ref())).collect();
         Self { by_name, specs }
+    }
+}
+
+fn spec_of(tool: &dyn Tool) -> ToolSpec {
+    ToolSpec {
+        name: tool.name().to_owned(),
+        description: tool.description().to_owned(),
+        parameters: tool.parameters_schema(),
     }
 }
 
@@ -62,6 +65,7 @@ impl ToolDispatcher {
             builtin,
             servers: Mutex::default(),
             catalog: RwLock::new(Arc::new(catalog)),
+            per_user: RwLock::default(),
         }
     }
 
@@ -90,9 +94,48 @@ impl ToolDispatcher {
         Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Descriptions of every tool, for the model.
-    pub fn specs(&self) -> Vec<ToolSpec> {
-        self.catalog().specs.clone()
+    /// Adds a source of per-user tools (a per-user tool server).
+    pub fn add_user_tools(&self, source: Arc<dyn UserTools>) {
+        self.per_user
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(source);
+    }
+
+    fn user_sources(&self) -> Vec<Arc<dyn UserTools>> {
+        self.per_user
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Descriptions of every tool the user of `cx` may call: the shared ones
+    /// and their own per-user servers' (a shared name wins).
+    pub async fn specs_for(&self, cx: &ToolContext) -> Vec<ToolSpec> {
+        let catalog = self.catalog();
+        let mut specs = catalog.specs.clone();
+        for source in self.user_sources() {
+            let tools = source.tools_for(cx).await;
+            let own = tools
+                .iter()
+                .filter(|tool| !catalog.by_name.contains_key(tool.name()));
+            specs.extend(own.map(|tool| spec_of(tool.as_ref())));
+        }
+        specs
+    }
+
+    /// The tool `name` as the user of `cx` may call it.
+    async fn find(&self, cx: &ToolContext, name: &str) -> Option<Arc<dyn Tool>> {
+        if let Some(tool) = self.catalog().by_name.get(name) {
+            return Some(Arc::clone(tool));
+        }
+        for source in self.user_sources() {
+            let tools = source.tools_for(cx).await;
+            if let Some(tool) = tools.into_iter().find(|tool| tool.name() == name) {
+                return Some(tool);
+            }
+        }
+        None
     }
 
     /// Runs one call, emitting `tool_executing` before and `tool_completed` after.
@@ -141,10 +184,8 @@ impl ToolDispatcher {
 
     async fn run(&self, cx: &ToolContext, call: &ToolCall) -> Result<Value, ToolError> {
         let tool = self
-            .catalog()
-            .by_name
-            .get(call.name.as_str())
-            .cloned()
+            .find(cx, &call.name)
+            .await
             .ok_or_else(|| ToolError::Unknown(call.name.clone()))?;
         tool.call(cx, call.arguments.clone()).await
     }

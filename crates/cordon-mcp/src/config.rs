@@ -25,6 +25,10 @@ pub struct McpServerConfig {
     pub headers: BTreeMap<String, String>,
     /// Seconds a call may take before it is a tool error (default 30).
     pub timeout_secs: Option<f64>,
+    /// Each user reaches the server with their own connection, its headers'
+    /// `{secret.NAME}` filled from that user's stored secret (streamable HTTP only).
+    #[serde(default)]
+    pub per_user: bool,
 }
 
 /// Environment and header values are credentials as often as not.
@@ -37,6 +41,7 @@ impl fmt::Debug for McpServerConfig {
             .field("url", &self.url)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout_secs", &self.timeout_secs)
+            .field("per_user", &self.per_user)
             .finish()
     }
 }
@@ -47,6 +52,8 @@ pub struct McpServer {
     pub name: String,
     pub transport: McpTransport,
     pub call_timeout: Duration,
+    /// A connection per user, headers filled from that user's secrets.
+    pub per_user: bool,
 }
 
 #[derive(Clone)]
@@ -85,6 +92,14 @@ pub enum McpConfigError {
     Misplaced(String),
     #[error("MCP server `{0}`: `timeout_secs` must be a positive number of seconds")]
     Timeout(String),
+    #[error("MCP server `{0}`: {1}")]
+    Template(String, String),
+    #[error(
+        "MCP server `{0}`: `{{secret.NAME}}` in a header needs `per_user = true` (each user's own secret)"
+    )]
+    SecretWithoutUser(String),
+    #[error("MCP server `{0}`: `per_user` servers are streamable HTTP (`url`)")]
+    PerUserStdio(String),
 }
 
 impl McpServerConfig {
@@ -114,6 +129,7 @@ impl McpServerConfig {
             }
             _ => return Err(McpConfigError::Transport(name.to_owned())),
         };
+        check_secrets(name, &transport, self.per_user)?;
         let secs = self.timeout_secs.unwrap_or(DEFAULT_CALL_TIMEOUT_SECS);
         let call_timeout = Duration::try_from_secs_f64(secs)
             .ok()
@@ -123,7 +139,42 @@ impl McpServerConfig {
             name: name.to_owned(),
             transport,
             call_timeout,
+            per_user: self.per_user,
         })
+    }
+}
+
+/// Secrets in headers only where each user brings their own.
+fn check_secrets(name: &str, transport: &McpTransport, per_user: bool) -> Result<(), McpConfigError> {
+    let McpTransport::Http { headers, .. } = transport else {
+        return match per_user {
+            true => Err(McpConfigError::PerUserStdio(name.to_owned())),
+            false => Ok(()),
+        };
+    };
+    for value in headers.values() {
+        let secrets = crate::template::secrets_in(value)
+            .map_err(|why| McpConfigError::Template(name.to_owned(), why))?;
+        if !secrets.is_empty() && !per_user {
+            return Err(McpConfigError::SecretWithoutUser(name.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+impl McpServer {
+    /// The secrets a per-user server's headers are filled with, by name.
+    pub(crate) fn secret_names(&self) -> Vec<String> {
+        let McpTransport::Http { headers, .. } = &self.transport else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = headers
+            .values()
+            .flat_map(|value| crate::template::secrets_in(value).unwrap_or_default())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 }
 
@@ -165,6 +216,27 @@ mod tests {
         assert!(matches!(
             config.check("a.b"),
             Err(McpConfigError::BadName(_))
+        ));
+    }
+
+    #[test]
+    fn secrets_in_headers_need_a_per_user_http_server() {
+        let per_user = parse(
+            "url = \"http://b\"\nper_user = true\nheaders = { Authorization = \"Bearer {secret.tok}\" }",
+        )
+        .expect("per-user");
+        assert_eq!(per_user.secret_names(), ["tok"]);
+        assert!(matches!(
+            parse("url = \"http://b\"\nheaders = { A = \"{secret.tok}\" }"),
+            Err(McpConfigError::SecretWithoutUser(_))
+        ));
+        assert!(matches!(
+            parse("command = \"a\"\nper_user = true"),
+            Err(McpConfigError::PerUserStdio(_))
+        ));
+        assert!(matches!(
+            parse("url = \"http://b\"\nper_user = true\nheaders = { A = \"{secret.}\" }"),
+            Err(McpConfigError::Template(..))
         ));
     }
 

@@ -1,6 +1,8 @@
 //! `McpServers`: one supervisor per configured server, keeping its connection up and its tools listed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +52,10 @@ impl McpServers {
         let mut supervisors = JoinSet::new();
         let mut first_tries = Vec::new();
         for server in servers {
+            if server.per_user {
+                tools.add_user_tools(Arc::new(crate::per_user::PerUserServer::new(server)));
+                continue;
+            }
             let (tried, first_try) = oneshot::channel();
             first_tries.push(first_try);
             supervisors.spawn(supervise(
@@ -72,19 +78,22 @@ impl McpServers {
     }
 }
 
-/// Hears a server's announcement that its tool list changed.
-#[derive(Clone)]
-struct Watcher {
-    changed: Arc<Notify>,
+/// Hears a server's announcement that its tool list changed: wakes the
+/// supervisor, and marks the list stale for whoever lists on demand.
+#[derive(Clone, Default)]
+pub(crate) struct Watcher {
+    pub changed: Arc<Notify>,
+    pub stale: Arc<AtomicBool>,
 }
 
 impl ClientHandler for Watcher {
     async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        self.stale.store(true, Ordering::Release);
         self.changed.notify_one();
     }
 }
 
-type Connection = RunningService<RoleClient, Watcher>;
+pub(crate) type Connection = RunningService<RoleClient, Watcher>;
 
 /// Connects, lists, relists on change, and reconnects with backoff, until `stop`.
 async fn supervise(
@@ -97,9 +106,10 @@ async fn supervise(
     let mut tried = Some(tried);
     let mut backoff = BACKOFF_FIRST;
     loop {
-        let changed = Arc::new(Notify::new());
+        let watcher = Watcher::default();
+        let changed = Arc::clone(&watcher.changed);
         let connected = tokio::select! {
-            connected = connect(&server, Watcher { changed: Arc::clone(&changed) }) => connected,
+            connected = connect(&server, watcher) => connected,
             () = stop.cancelled() => return,
         };
         let since = Instant::now();
@@ -197,42 +207,47 @@ async fn forward_changes(peer: Peer<RoleClient>, changed: &Notify) {
 }
 
 async fn connect(server: &McpServer, watcher: Watcher) -> Result<Connection, String> {
-    let handshake = async {
-        match &server.transport {
-            McpTransport::Stdio { command, args, env } => {
-                let mut child = tokio::process::Command::new(command);
-                child.args(args).envs(env).kill_on_drop(true);
-                let (transport, stderr) = TokioChildProcess::builder(child)
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .map_err(|error| format!("could not start `{command}`: {error}"))?;
-                if let Some(stderr) = stderr {
-                    tokio::spawn(log_stderr(server.name.clone(), stderr));
-                }
-                watcher
-                    .serve(transport)
-                    .await
-                    .map_err(|error| error.to_string())
+    match &server.transport {
+        McpTransport::Stdio { command, args, env } => {
+            let mut child = tokio::process::Command::new(command);
+            child.args(args).envs(env).kill_on_drop(true);
+            let (transport, stderr) = TokioChildProcess::builder(child)
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|error| format!("could not start `{command}`: {error}"))?;
+            if let Some(stderr) = stderr {
+                tokio::spawn(log_stderr(server.name.clone(), stderr));
             }
-            McpTransport::Http { url, headers } => {
-                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                    .custom_headers(header_map(headers)?);
-                let transport = StreamableHttpClientTransport::from_config(config);
-                watcher
-                    .serve(transport)
-                    .await
-                    .map_err(|error| error.to_string())
-            }
+            within_handshake_timeout(watcher.serve(transport)).await
         }
-    };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
-        .await
-        .map_err(|_| "the MCP handshake did not finish within 10 s".to_owned())?
+        McpTransport::Http { url, headers } => connect_http(url, headers, watcher).await,
+    }
+}
+
+/// Connects to a streamable HTTP server sending `headers` (filled in: no templates).
+pub(crate) async fn connect_http(
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    watcher: Watcher,
+) -> Result<Connection, String> {
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(url).custom_headers(header_map(headers)?);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    within_handshake_timeout(watcher.serve(transport)).await
+}
+
+async fn within_handshake_timeout<E: std::fmt::Display>(
+    handshake: impl Future<Output = Result<Connection, E>>,
+) -> Result<Connection, String> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(connected) => connected.map_err(|error| error.to_string()),
+        Err(_) => Err("the MCP handshake did not finish within 10 s".to_owned()),
+    }
 }
 
 /// The configured headers; a bad one names itself but never its value.
 fn header_map(
-    headers: &std::collections::BTreeMap<String, String>,
+    headers: &BTreeMap<String, String>,
 ) -> Result<HashMap<http::HeaderName, http::HeaderValue>, String> {
     headers
         .iter()

@@ -10,6 +10,8 @@
 
 mod config;
 mod connection;
+mod per_user;
+mod template;
 mod tool;
 
 pub use config::{McpConfigError, McpServer, McpServerConfig, McpTransport};

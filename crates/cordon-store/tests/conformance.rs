@@ -771,7 +771,7 @@ async fn postgres_owners_one_live_owner_per_user_and_dead_ones_taken_over() {
         shared: true,
         ..StoreOptions::default()
     };
-    let store: Arc<dyn Store> = PgStore::open(&url, shared).await.unwrap();
+    let store: Arc<dyn Store> = PgStore::open(&url, shared.clone()).await.unwrap();
     let second_store = PgStore::open(&url, shared).await;
     assert!(
         second_store.is_ok(),

@@ -73,6 +73,7 @@ impl McpFixtures {
             url: None,
             headers: BTreeMap::new(),
             timeout_secs: Some(10.0),
+            per_user: false,
         };
         config.check(name).unwrap()
     }
@@ -128,6 +129,22 @@ impl Recorder {
     /// This server as `name`, sending `headers` with every request, calls
     /// timing out after `timeout_secs`.
     pub fn server(&self, name: &str, headers: &[(&str, &str)], timeout_secs: f64) -> McpServer {
+        self.declared(name, headers, timeout_secs, false)
+    }
+
+    /// This server as `name` with a connection per user, `headers` filled
+    /// from each user's `{secret.NAME}`.
+    pub fn per_user_server(&self, name: &str, headers: &[(&str, &str)]) -> McpServer {
+        self.declared(name, headers, 10.0, true)
+    }
+
+    fn declared(
+        &self,
+        name: &str,
+        headers: &[(&str, &str)],
+        timeout_secs: f64,
+        per_user: bool,
+    ) -> McpServer {
         let config = McpServerConfig {
             command: None,
             args: Vec::new(),
@@ -138,6 +155,7 @@ impl Recorder {
                 .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
                 .collect(),
             timeout_secs: Some(timeout_secs),
+            per_user,
         };
         config.check(name).unwrap()
     }

@@ -198,14 +198,27 @@ impl TestServer {
 
     /// POST `body` as JSON to `path` with the account's token; returns status and JSON body.
     pub async fn post_json(&self, account: &Account, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(&account.token)
-            .json(body)
-            .send()
+        self.request_json(reqwest::Method::POST, account, path, Some(body))
             .await
-            .expect("POST request");
+    }
+
+    /// `method` on `path` with the account's token and `body` as JSON; returns
+    /// status and JSON body (`null` when there is none).
+    pub async fn request_json(
+        &self,
+        method: reqwest::Method,
+        account: &Account,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&account.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("HTTP request");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -227,15 +240,8 @@ impl TestServer {
 
     /// GET `path` with the account's token; returns status and JSON body.
     pub async fn get_json(&self, account: &Account, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(&account.token)
-            .send()
+        self.request_json(reqwest::Method::GET, account, path, None)
             .await
-            .expect("GET request");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// Signals shutdown without waiting (e.g. to watch sockets drain); `stop` then waits.

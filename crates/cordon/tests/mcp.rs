@@ -275,3 +275,95 @@ async fn wait_for_new_process(marker: &str, old: u32) -> bool {
     }
     false
 }
+
+/// A model that calls `recorder.whoami` ten times for whoever the message
+/// names (`as NAME`), then answers once it has the results.
+fn whoami_ten_times(request: &RecordedRequest) -> cordon_test_support::fake_llm::Reply {
+    let messages = request.body["messages"].as_array().cloned().unwrap_or_default();
+    let last = messages.last().cloned().unwrap_or_default();
+    if last["role"] == "tool" {
+        return openai::text(&["ok"], (1, 1));
+    }
+    let content = last["content"].as_str().unwrap_or_default();
+    let caller = content.rsplit("as ").next().unwrap_or_default().to_owned();
+    let calls: Vec<Value> = (0..10)
+        .map(|index| {
+            json!({"index": index, "id": format!("call_{index}"), "type": "function",
+                   "function": {"name": "recorder__whoami",
+                                "arguments": json!({"caller": caller}).to_string()}})
+        })
+        .collect();
+    cordon_test_support::fake_llm::Reply::Stream(vec![
+        openai::chunk(json!({"role": "assistant", "tool_calls": calls}), None),
+        openai::chunk(json!({}), Some("tool_calls")),
+        openai::done(),
+    ])
+}
+
+async fn put_secret(server: &TestServer, account: &cordon_test_support::Account, value: &str) {
+    let (status, body) = server
+        .request_json(
+            reqwest::Method::PUT,
+            account,
+            "/api/me/secrets/ticket_token",
+            Some(&json!({ "value": value })),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+}
+
+#[tokio::test]
+async fn a_per_user_server_carries_each_users_own_secret_and_nobody_elses() {
+    let Some(fixtures) = McpFixtures::find() else {
+        return;
+    };
+    let recorder = fixtures.recorder().await;
+    let per_user =
+        recorder.per_user_server("recorder", &[("Authorization", "Bearer {secret.ticket_token}")]);
+    let (fake, server) = start_with(vec![per_user]).await;
+    fake.respond_with(whoami_ten_times);
+    let secret_of = |name: &str| format!("{name}-token-{}", name.len() * 7919);
+    let mut users = Vec::new();
+    for name in ["alice", "bob"] {
+        let account = server.register(name).await;
+        put_secret(&server, &account, &secret_of(name)).await;
+        users.push((name, server.connect(&account).await));
+    }
+    // 2 users × 50 runs × 10 calls, the two users' runs interleaved.
+    let runs = users.into_iter().map(|(name, mut ws)| async move {
+        for run in 0..50 {
+            let frames = ws.ask(&format!("run {run} as {name}")).await;
+            assert_eq!(last(&frames)["type"], "agent_completed", "{frames:#?}");
+            for done in of_type(&frames, "tool_completed") {
+                assert_eq!(done["tool"], "recorder.whoami");
+                let expected = format!("Bearer {}", secret_of(name));
+                assert_eq!(done["result"]["result"], expected.as_str(), "{name}: {done:#}");
+            }
+        }
+    });
+    futures_util::future::join_all(runs).await;
+
+    let calls = recorder.calls();
+    assert_eq!(calls.len(), 1_000);
+    for call in &calls {
+        let caller = call["caller"].as_str().unwrap();
+        let expected = format!("Bearer {}", secret_of(caller));
+        assert_eq!(call["authorization"], expected.as_str(), "{call}");
+    }
+
+    // Without the secret the server's tools are not offered at all.
+    let carol = server.register("carol").await;
+    let mut ws = server.connect(&carol).await;
+    ws.ask("hello as carol").await;
+    let offered = offered(fake.requests().last().unwrap());
+    assert!(!offered.iter().any(|name| name.starts_with("recorder")), "{offered:?}");
+
+    // A changed secret is used from the next run on.
+    let alice = server.login("alice").await;
+    put_secret(&server, &alice, "alice-rotated").await;
+    let mut ws = server.connect(&alice).await;
+    let frames = ws.ask("once more as alice").await;
+    let completed = of_type(&frames, "tool_completed");
+    assert_eq!(completed[0]["result"]["result"], "Bearer alice-rotated");
+    server.stop().await;
+}

@@ -31,14 +31,14 @@ impl Agent for AssistantAgent {
     }
 
     async fn run(&self, cx: &AgentContext<'_>, input: &AgentInput) -> Result<String, RunFailure> {
-        let mut request = LlmRequest {
-            system: system_prompt(&input.notes),
-            turns: conversation(cx, input).await,
-            tools: cx.tools.specs(),
-        };
         let tool_cx = ToolContext {
             ctx: cx.ctx.clone(),
             store: cx.store.clone(),
+        };
+        let mut request = LlmRequest {
+            system: system_prompt(&input.notes),
+            turns: conversation(cx, input).await,
+            tools: cx.tools.specs_for(&tool_cx).await,
         };
         for step in 1..=cx.max_steps {
             cx.events.room().await;
