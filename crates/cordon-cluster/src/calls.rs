@@ -82,6 +82,13 @@ async fn decide(owner: &Owner, call: Call) -> Answer {
             Ok(Err(_elsewhere)) => Answer::Moved,
             Err(error) => Answer::Storage(error.to_string()),
         },
+        Call::Approval { user_id, answer } => {
+            match factory.answer_here(&user_id, &answer.into()).await {
+                Ok(Ok(result)) => Answer::of_approval(result),
+                Ok(Err(_elsewhere)) => Answer::Moved,
+                Err(error) => Answer::Storage(error.to_string()),
+            }
+        }
     }
 }
 

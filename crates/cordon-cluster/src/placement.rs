@@ -6,7 +6,9 @@ use std::time::Duration;
 use async_nats::{RequestErrorKind, client::Client};
 use async_trait::async_trait;
 use cordon_core::{RunId, StoreError, UserId};
-use cordon_engine::{Accepted, CancelOutcome, RunRequest, SubmitError};
+use cordon_engine::{
+    Accepted, ApprovalAnswer, ApprovalError, CancelOutcome, Resolved, RunRequest, SubmitError,
+};
 use cordon_engine::{Claim, ForwardError, Placement};
 use cordon_store::{Claimed, PgOwners};
 
@@ -81,6 +83,20 @@ impl Placement for ClusterPlacement {
         };
         let answer = self.call(owner, &call).await?;
         answer.into_cancel().ok_or(ForwardError::Moved)
+    }
+
+    async fn answer_at(
+        &self,
+        owner: &str,
+        user_id: &UserId,
+        answer: &ApprovalAnswer,
+    ) -> Result<Result<Resolved, ApprovalError>, ForwardError> {
+        let call = Call::Approval {
+            user_id: user_id.clone(),
+            answer: answer.into(),
+        };
+        let answer = self.call(owner, &call).await?;
+        answer.into_approval().ok_or(ForwardError::Moved)
     }
 
     async fn release(&self, user_id: &UserId) -> Result<(), StoreError> {

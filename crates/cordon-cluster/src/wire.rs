@@ -1,10 +1,12 @@
 //! What instances say to each other over NATS: subjects, forwarded calls and their answers, and event messages.
 
 use cordon_core::{
-    ConnectionId, ErrorCode, Multitask, RequestId, RunId, StoreError, ThreadId,
+    ConnectionId, Decision, ErrorCode, Multitask, RequestId, RunId, StoreError, ThreadId,
     UserExecutionContext, UserId,
 };
-use cordon_engine::{Accepted, CancelOutcome, RunRequest, SubmitError};
+use cordon_engine::{
+    Accepted, ApprovalAnswer, ApprovalError, CancelOutcome, Resolved, RunRequest, SubmitError,
+};
 use serde::{Deserialize, Serialize};
 
 /// Calls forwarded to one instance (it owns the users they are for).
@@ -25,6 +27,38 @@ pub const SIGN_OUTS: &str = "cordon.signouts";
 pub enum Call {
     Submit(WireRequest),
     Cancel { user_id: UserId, run_id: RunId },
+    Approval { user_id: UserId, answer: WireAnswer },
+}
+
+/// An `ApprovalAnswer` as it travels.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireAnswer {
+    run_id: Option<RunId>,
+    call_id: String,
+    approve: bool,
+    reason: Option<String>,
+}
+
+impl From<&ApprovalAnswer> for WireAnswer {
+    fn from(answer: &ApprovalAnswer) -> Self {
+        Self {
+            run_id: answer.run_id.clone(),
+            call_id: answer.call_id.clone(),
+            approve: answer.approve,
+            reason: answer.reason.clone(),
+        }
+    }
+}
+
+impl From<WireAnswer> for ApprovalAnswer {
+    fn from(wire: WireAnswer) -> Self {
+        ApprovalAnswer {
+            run_id: wire.run_id,
+            call_id: wire.call_id,
+            approve: wire.approve,
+            reason: wire.reason,
+        }
+    }
 }
 
 /// A `RunRequest` as it travels.
@@ -91,8 +125,25 @@ pub enum Answer {
     },
     Storage(String),
     Cancel(WireCancel),
+    Approval(WireApproval),
     /// The instance does not own the user (any more).
     Moved,
+}
+
+/// The owner's decision on an approval.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WireApproval {
+    Resolved {
+        run_id: RunId,
+        call_id: String,
+        decision: Decision,
+        resumed: bool,
+    },
+    NotFound,
+    AlreadyResolved,
+    Expired,
+    Ambiguous,
+    Storage(String),
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -129,6 +180,46 @@ impl Answer {
         })
     }
 
+    pub fn of_approval(result: Result<Resolved, ApprovalError>) -> Self {
+        Answer::Approval(match result {
+            Ok(resolved) => WireApproval::Resolved {
+                run_id: resolved.run_id,
+                call_id: resolved.call_id,
+                decision: resolved.decision,
+                resumed: resolved.resumed,
+            },
+            Err(ApprovalError::NotFound) => WireApproval::NotFound,
+            Err(ApprovalError::AlreadyResolved) => WireApproval::AlreadyResolved,
+            Err(ApprovalError::Expired) => WireApproval::Expired,
+            Err(ApprovalError::Ambiguous) => WireApproval::Ambiguous,
+            Err(ApprovalError::Storage(error)) => WireApproval::Storage(error.to_string()),
+        })
+    }
+
+    pub fn into_approval(self) -> Option<Result<Resolved, ApprovalError>> {
+        let Answer::Approval(approval) = self else {
+            return None;
+        };
+        Some(match approval {
+            WireApproval::Resolved {
+                run_id,
+                call_id,
+                decision,
+                resumed,
+            } => Ok(Resolved {
+                run_id,
+                call_id,
+                decision,
+                resumed,
+            }),
+            WireApproval::NotFound => Err(ApprovalError::NotFound),
+            WireApproval::AlreadyResolved => Err(ApprovalError::AlreadyResolved),
+            WireApproval::Expired => Err(ApprovalError::Expired),
+            WireApproval::Ambiguous => Err(ApprovalError::Ambiguous),
+            WireApproval::Storage(error) => Err(ApprovalError::Storage(StoreError::Backend(error))),
+        })
+    }
+
     /// The submit decision this answer carries; `None` for `Moved` or a mismatched answer.
     pub fn into_submit(self) -> Option<Result<Accepted, SubmitError>> {
         Some(match self {
@@ -148,7 +239,7 @@ impl Answer {
                 std::time::Duration::from_millis(retry_after_ms),
             )),
             Answer::Storage(error) => Err(SubmitError::Storage(StoreError::Backend(error))),
-            Answer::Cancel(_) | Answer::Moved => return None,
+            Answer::Cancel(_) | Answer::Approval(_) | Answer::Moved => return None,
         })
     }
 

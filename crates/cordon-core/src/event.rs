@@ -55,6 +55,8 @@ pub enum ErrorCode {
     /// Several instances: the one that runs the user's runs could not be
     /// reached; nothing of the message was stored.
     OwnerUnavailable,
+    /// A tool call waited for a person's approval past its expiry.
+    ApprovalExpired,
     /// Anything else; details are in the server log, not the message.
     Internal,
 }
@@ -63,6 +65,17 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         self.into()
     }
+}
+
+/// How a person (or the clock) answered a tool call that needed approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Decision {
+    Approved,
+    Rejected,
+    /// Nobody answered within the approval's lifetime.
+    Expired,
 }
 
 /// What happened, without the envelope (`seq`, `ts`, ids) every event carries.
@@ -98,6 +111,23 @@ pub enum RunEventKind {
         is_error: bool,
         duration_ms: u64,
     },
+    /// The run paused: `tool` may run only once a person approves the call.
+    ApprovalRequired {
+        agent: String,
+        call_id: String,
+        tool: String,
+        arguments: Value,
+        expires_at: OffsetDateTime,
+    },
+    /// A person answered (or the wait expired); the run goes on once every
+    /// call it waits for is answered.
+    ApprovalResolved {
+        agent: String,
+        call_id: String,
+        tool: String,
+        decision: Decision,
+        reason: Option<String>,
+    },
     AgentCompleted {
         agent: String,
         answer: String,
@@ -121,6 +151,8 @@ impl RunEventKind {
             RunEventKind::AgentDelta { .. } => "agent_delta",
             RunEventKind::ToolExecuting { .. } => "tool_executing",
             RunEventKind::ToolCompleted { .. } => "tool_completed",
+            RunEventKind::ApprovalRequired { .. } => "approval_required",
+            RunEventKind::ApprovalResolved { .. } => "approval_resolved",
             RunEventKind::AgentCompleted { .. } => "agent_completed",
             RunEventKind::AgentError { .. } => "agent_error",
         }

@@ -23,7 +23,7 @@ pub mod tool;
 pub mod user_store;
 
 pub use context::{ContextError, UserExecutionContext};
-pub use event::{ErrorCode, RunEvent, RunEventKind};
+pub use event::{Decision, ErrorCode, RunEvent, RunEventKind};
 pub use ids::{ConnectionId, IdError, MessageId, RequestId, RunId, ThreadId, UserId};
 pub use llm::{
     IgnoreStream, LlmError, LlmObserver, LlmProvider, LlmRequest, LlmResponse, LlmTurn, ToolCall,
@@ -33,8 +33,8 @@ pub use model::{Message, Multitask, Role, RunRecord, RunStatus, Thread, User};
 pub use secret::{SecretName, SecretValue, is_secret_name};
 pub use sink::{EventEncoder, EventSink, EventSinks};
 pub use store::{
-    Committed, LlmCallRecord, LogBounds, MessagePage, ModelUsage, RunFilter, RunOutcome, Store,
-    StoreError, StoredEvent, UsageTotals,
+    Committed, LlmCallRecord, LogBounds, MessagePage, ModelUsage, RunFilter, RunOutcome, RunPause,
+    Store, StoreError, StoredEvent, UsageTotals,
 };
 pub use tool::{Tool, ToolContext, ToolError, UserTools};
 pub use user_store::UserStore;

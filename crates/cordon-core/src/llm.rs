@@ -25,8 +25,10 @@ pub struct ToolCall {
     pub arguments: Value,
 }
 
-/// One entry of the conversation sent to the model.
-#[derive(Debug, Clone, PartialEq)]
+/// One entry of the conversation sent to the model (serializable: a paused
+/// run keeps its conversation in its stored checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LlmTurn {
     User(String),
     Assistant {

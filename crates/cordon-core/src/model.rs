@@ -97,6 +97,8 @@ pub enum RunStatus {
     Rejected,
     /// The server stopped (crash, kill, restart) while the run was in flight.
     Interrupted,
+    /// Paused until a person approves or rejects a tool call; no task runs it.
+    WaitingApproval,
 }
 
 impl RunStatus {
@@ -106,7 +108,10 @@ impl RunStatus {
 
     /// Whether the run is over (its status never changes again).
     pub fn is_terminal(self) -> bool {
-        !matches!(self, RunStatus::Queued | RunStatus::Running)
+        !matches!(
+            self,
+            RunStatus::Queued | RunStatus::Running | RunStatus::WaitingApproval
+        )
     }
 
     /// The status a run ends in when it fails with `code`.

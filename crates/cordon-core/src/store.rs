@@ -86,6 +86,18 @@ pub struct RunOutcome {
     pub answer: Option<Message>,
 }
 
+/// A run paused until a person answers its tool calls: what the engine
+/// needs to go on, kept across restarts. `state` is the engine's own
+/// checkpoint (JSON), opaque to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPause {
+    pub run_id: RunId,
+    pub thread_id: ThreadId,
+    pub state: serde_json::Value,
+    /// After this the calls still unanswered expire.
+    pub expires_at: time::OffsetDateTime,
+}
+
 /// The token usage and cost of one model call, recorded as the call finishes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmCallRecord {
@@ -262,6 +274,24 @@ pub trait Store: Send + Sync + 'static {
     async fn last_event_seq(&self, user_id: &UserId) -> Result<u64, StoreError> {
         Ok(self.log_bounds(user_id).await?.head)
     }
+
+    /// Stores the run's pause (replacing an earlier one) and marks the run
+    /// `waiting_approval`, in one transaction; answers once committed.
+    async fn put_pause(&self, user_id: &UserId, pause: &RunPause) -> Result<(), StoreError>;
+    /// Deletes the run's pause and marks the run `running` again, in one
+    /// transaction; answers once committed.
+    async fn take_pause(&self, user_id: &UserId, run_id: &RunId) -> Result<(), StoreError>;
+    /// The pause of one of the user's runs.
+    async fn pause(&self, user_id: &UserId, run_id: &RunId)
+    -> Result<Option<RunPause>, StoreError>;
+    /// Every pause of the user's runs, oldest first.
+    async fn pauses(&self, user_id: &UserId) -> Result<Vec<RunPause>, StoreError>;
+    /// Every user's pauses that expire before `now`, as (user, run); only the
+    /// expiry sweep reads across users.
+    async fn expired_pauses(
+        &self,
+        now: time::OffsetDateTime,
+    ) -> Result<Vec<(UserId, RunId)>, StoreError>;
 
     /// The user's runs matching `filter`, newest first.
     async fn list_runs(

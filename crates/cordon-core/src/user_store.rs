@@ -7,7 +7,9 @@ use crate::ids::{RunId, ThreadId, UserId};
 use crate::model::{Message, RunRecord, RunStatus, Thread};
 use crate::secret::SecretValue;
 use crate::sink::EventSink;
-use crate::store::{Committed, LlmCallRecord, MessagePage, RunOutcome, Store, StoreError};
+use crate::store::{
+    Committed, LlmCallRecord, MessagePage, RunOutcome, RunPause, Store, StoreError,
+};
 
 /// A handle on the store that can only read and write one user's rows. The
 /// engine, the agents and the tools get this, never the unbound `Store`, so
@@ -52,6 +54,25 @@ impl UserStore {
         self.store
             .search_messages(&self.user_id, query, limit)
             .await
+    }
+
+    /// Stores a pause of one of this user's runs (it waits for approval).
+    pub async fn put_pause(&self, pause: &RunPause) -> Result<(), StoreError> {
+        self.store.put_pause(&self.user_id, pause).await
+    }
+
+    /// Ends the pause of one of this user's runs: it runs again.
+    pub async fn take_pause(&self, run_id: &RunId) -> Result<(), StoreError> {
+        self.store.take_pause(&self.user_id, run_id).await
+    }
+
+    pub async fn pause(&self, run_id: &RunId) -> Result<Option<RunPause>, StoreError> {
+        self.store.pause(&self.user_id, run_id).await
+    }
+
+    /// This user's paused runs, oldest first.
+    pub async fn pauses(&self) -> Result<Vec<RunPause>, StoreError> {
+        self.store.pauses(&self.user_id).await
     }
 
     /// This user's secret `name` (e.g. the credential of their MCP server).

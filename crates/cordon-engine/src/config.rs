@@ -1,5 +1,6 @@
 //! Engine limits and timings, validated once at start-up.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// How much work the engines may take on, and for how long.
@@ -23,6 +24,12 @@ pub struct EngineConfig {
     /// this many, then one every 60/N s); over it a message is refused
     /// with `rate_limited` and nothing of it is stored.
     pub messages_per_minute: u32,
+    /// Tools (by full name: `calculator`, `github.create_issue`) a person must
+    /// approve before each call; a run that calls one pauses.
+    pub approval_tools: BTreeSet<String>,
+    /// How long a paused run waits for its approvals before it ends
+    /// `approval_expired`.
+    pub approval_ttl: Duration,
 }
 
 impl Default for EngineConfig {
@@ -36,6 +43,8 @@ impl Default for EngineConfig {
             run_history_limit: 100,
             max_steps: 8,
             messages_per_minute: 120,
+            approval_tools: BTreeSet::new(),
+            approval_ttl: Duration::from_secs(15 * 60),
         }
     }
 }

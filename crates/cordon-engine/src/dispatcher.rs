@@ -38,7 +38,10 @@ impl Catalog {
                 .entry(tool.name().to_owned())
                 .or_insert_with(|| Arc::clone(tool));
         }
-        let specs = by_name.values().map(|tool| spec_of(tool.as_ref())).collect();
+        let specs = by_name
+            .values()
+            .map(|tool| spec_of(tool.as_ref()))
+            .collect();
         Self { by_name, specs }
     }
 }

@@ -1,6 +1,8 @@
 //! `UserExecutionEngine`: one user's runs: admission, a lane per busy thread (double texting), execution, stopping, history and stats.
 
-use std::collections::{HashMap, VecDeque};
+mod approval;
+
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -19,7 +21,9 @@ use crate::log::{RunEvents, UserEventLog};
 use crate::rate::TokenBucket;
 use crate::registry::RunFailure;
 use crate::stop::StopSignal;
-use crate::supervisor::{SUPERVISOR, run_pipeline};
+use crate::supervisor::{Finish, SUPERVISOR, Start, run_pipeline};
+
+pub use approval::{ApprovalAnswer, ApprovalError, Resolved};
 
 /// Most runs that may wait behind the running one on one thread.
 pub const MAX_WAITING_PER_THREAD: usize = 16;
@@ -126,9 +130,20 @@ struct Lane {
     waiting: VecDeque<PendingRun>,
 }
 
+impl Lane {
+    fn new(running: RunId) -> Self {
+        Self {
+            running,
+            waiting: VecDeque::new(),
+        }
+    }
+}
+
 struct EngineState {
     /// Runs executing now, by id.
     running: HashMap<RunId, StopSignal>,
+    /// Runs paused for approval: no task, their lane kept.
+    paused: HashSet<RunId>,
     /// Threads with a run in progress.
     lanes: HashMap<ThreadId, Lane>,
     history: VecDeque<RunSummary>,
@@ -142,7 +157,7 @@ struct EngineState {
 /// A run handed to its task.
 struct StartedRun {
     ctx: UserExecutionContext,
-    content: String,
+    start: Start,
     stop: StopSignal,
     permit: OwnedSemaphorePermit,
     started: Instant,
@@ -164,6 +179,8 @@ pub struct UserExecutionEngine {
     log: Arc<UserEventLog>,
     admission: Arc<Admission>,
     state: Mutex<EngineState>,
+    /// Answers to approvals are decided one at a time.
+    answering: tokio::sync::Mutex<approval::Answered>,
 }
 
 impl UserExecutionEngine {
@@ -183,6 +200,7 @@ impl UserExecutionEngine {
             admission,
             state: Mutex::new(EngineState {
                 running: HashMap::new(),
+                paused: HashSet::new(),
                 lanes: HashMap::new(),
                 history: VecDeque::new(),
                 messages,
@@ -190,6 +208,7 @@ impl UserExecutionEngine {
                 last_activity: Instant::now(),
                 retired: false,
             }),
+            answering: tokio::sync::Mutex::default(),
         }
     }
 
@@ -249,13 +268,9 @@ impl UserExecutionEngine {
         let started_seq = self.announce_start(&ctx, request.client_request_id)?;
         let stop = StopSignal::default();
         state.running.insert(ctx.run_id().clone(), stop.clone());
-        state.lanes.insert(
-            ctx.thread_id().clone(),
-            Lane {
-                running: ctx.run_id().clone(),
-                waiting: VecDeque::new(),
-            },
-        );
+        state
+            .lanes
+            .insert(ctx.thread_id().clone(), Lane::new(ctx.run_id().clone()));
         state.stats.runs_started += 1;
         let accepted = Accepted {
             run_id: ctx.run_id().clone(),
@@ -265,7 +280,7 @@ impl UserExecutionEngine {
         };
         self.spawn(StartedRun {
             ctx,
-            content: request.content,
+            start: Start::Message(request.content),
             stop,
             permit,
             started: Instant::now(),
@@ -368,6 +383,14 @@ impl UserExecutionEngine {
             stop.stop(ErrorCode::Cancelled);
             return CancelOutcome::Stopping;
         }
+        if state.paused.contains(run_id) {
+            let (engine, run_id) = (Arc::clone(self), run_id.clone());
+            let failure = RunFailure::new(ErrorCode::Cancelled, "the run was cancelled");
+            self.admission.tracker.spawn(async move {
+                engine.end_paused(&run_id, failure, None).await;
+            });
+            return CancelOutcome::Stopping;
+        }
         let dequeued = state.lanes.values_mut().find_map(|lane| {
             let position = lane.waiting.iter().position(|p| p.ctx.run_id() == run_id)?;
             lane.waiting.remove(position)
@@ -433,8 +456,29 @@ impl UserExecutionEngine {
             None => tokio::select! {
                 biased;
                 failure = run.stop.stopped() => Err(failure),
-                result = run_pipeline(&self.deps, &self.store, &events, &self.config, &run.ctx, &run.content) => result,
+                result = run_pipeline(&self.deps, &self.store, &events, &self.config, &run.ctx, run.start) => result,
             },
+        };
+        let result = match result {
+            Ok(Finish::Answer(answer)) => Ok(answer),
+            Ok(Finish::Paused {
+                agent,
+                input,
+                calls,
+                state,
+            }) => {
+                let point = approval::PausePoint {
+                    agent,
+                    input,
+                    calls,
+                    state,
+                };
+                match self.pause(&run.ctx, point).await {
+                    Ok(()) => return RunStatus::WaitingApproval,
+                    Err(failure) => Err(failure),
+                }
+            }
+            Err(failure) => Err(failure),
         };
         let status = self.finish(&run.ctx, result, &events, run.started).await;
         self.pass_lane_on(&run.ctx, run.permit);
@@ -535,7 +579,7 @@ impl UserExecutionEngine {
         let preset = self.start_queued(&next);
         self.spawn(StartedRun {
             ctx: next.ctx,
-            content: next.content,
+            start: Start::Message(next.content),
             stop,
             permit,
             started: Instant::now(),
@@ -572,7 +616,10 @@ impl UserExecutionEngine {
             RunStatus::Interrupted => stats.runs_interrupted += 1,
             RunStatus::TimedOut => stats.runs_timed_out += 1,
             RunStatus::Rejected => stats.runs_rejected += 1,
-            RunStatus::Failed | RunStatus::Running | RunStatus::Queued => stats.runs_failed += 1,
+            RunStatus::Failed
+            | RunStatus::Running
+            | RunStatus::Queued
+            | RunStatus::WaitingApproval => stats.runs_failed += 1,
         }
         if state.history.len() >= self.config.run_history_limit {
             state.history.pop_front();

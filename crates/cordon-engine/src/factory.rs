@@ -18,12 +18,16 @@ use tokio_util::task::TaskTracker;
 use crate::config::EngineConfig;
 use crate::dispatcher::ToolDispatcher;
 use crate::engine::{
-    Accepted, Admission, CancelOutcome, RunRequest, SubmitError, UserExecutionEngine,
+    Accepted, Admission, ApprovalAnswer, ApprovalError, CancelOutcome, Resolved, RunRequest,
+    SubmitError, UserExecutionEngine,
 };
 use crate::log::UserEventLog;
 use crate::placement::{Claim, ForwardError, Placement, Solo};
 use crate::recovery::end_runs_left_by_previous_owner;
 use crate::registry::AgentRegistry;
+
+/// How often paused runs whose approvals expired are looked for.
+const APPROVAL_SWEEP: Duration = Duration::from_secs(1);
 
 /// How often `hand_over` looks for users whose runs are over.
 const HAND_OVER_POLL: Duration = Duration::from_millis(50);
@@ -213,6 +217,7 @@ impl ExecutionEngineFactory {
             log,
             Arc::clone(&self.admission),
         ));
+        engine.restore_pauses().await?;
         let mut engines = self.lock();
         // Another request of the same user may have won the race; keep one engine.
         let engine = engines
@@ -282,6 +287,67 @@ impl ExecutionEngineFactory {
             Located::Here(engine) => Ok(engine.cancel(run_id)),
             Located::Elsewhere(owner) => Err(owner),
         })
+    }
+
+    /// A person's answer to a call that waits for approval, here or on the
+    /// owning instance.
+    pub async fn answer(
+        &self,
+        user_id: &UserId,
+        answer: &ApprovalAnswer,
+    ) -> Result<Result<Resolved, ApprovalError>, StartError> {
+        self.at_owner(
+            "approval",
+            || self.answer_here(user_id, answer),
+            |owner| async move {
+                Ok(Ok(self
+                    .placement
+                    .answer_at(&owner, user_id, answer)
+                    .await?))
+            },
+        )
+        .await
+    }
+
+    /// Takes an answer if this instance owns the user; else names the owner.
+    pub async fn answer_here(
+        &self,
+        user_id: &UserId,
+        answer: &ApprovalAnswer,
+    ) -> Owned<Result<Resolved, ApprovalError>> {
+        Ok(match self.locate(user_id).await? {
+            Located::Here(engine) => Ok(engine.answer(answer.clone()).await),
+            Located::Elsewhere(owner) => Err(owner),
+        })
+    }
+
+    /// Every [`APPROVAL_SWEEP`] until `stop`: ends the paused runs whose
+    /// approvals expired, of the users this instance owns (each instance
+    /// sweeps its own).
+    pub fn spawn_approval_expiry(self: &Arc<Self>, stop: CancellationToken) -> JoinHandle<()> {
+        let factory = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(APPROVAL_SWEEP);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = ticks.tick() => factory.expire_approvals().await,
+                }
+            }
+        })
+    }
+
+    async fn expire_approvals(&self) {
+        let expired = match self.deps.store.expired_pauses(cordon_core::now()).await {
+            Ok(expired) => expired,
+            Err(error) => return tracing::warn!(%error, "could not look for expired approvals"),
+        };
+        for (user_id, run_id) in expired {
+            if let Ok(Located::Here(engine)) = self.locate(&user_id).await {
+                engine.expire(&run_id).await;
+            }
+        }
     }
 
     /// Answers `here` if this instance owns the user, else asks the owner

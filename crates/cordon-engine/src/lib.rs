@@ -32,7 +32,8 @@ mod usage;
 pub use config::EngineConfig;
 pub use dispatcher::ToolDispatcher;
 pub use engine::{
-    Accepted, CancelOutcome, EngineStats, RunRequest, RunSummary, SubmitError, UserExecutionEngine,
+    Accepted, ApprovalAnswer, ApprovalError, CancelOutcome, EngineStats, Resolved, RunRequest,
+    RunSummary, SubmitError, UserExecutionEngine,
 };
 pub use factory::{
     EngineDeps, ExecutionEngineFactory, FactoryCounts, FactoryError, Located, StartError,

@@ -9,7 +9,9 @@
 use async_trait::async_trait;
 use cordon_core::{RunId, StoreError, UserId};
 
-use crate::engine::{Accepted, CancelOutcome, RunRequest, SubmitError};
+use crate::engine::{
+    Accepted, ApprovalAnswer, ApprovalError, CancelOutcome, Resolved, RunRequest, SubmitError,
+};
 
 /// Who runs a user's engine, as a claim found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,13 @@ pub trait Placement: Send + Sync {
         user_id: &UserId,
         run_id: &RunId,
     ) -> Result<CancelOutcome, ForwardError>;
+    /// Hands a person's answer to an approval to the user's owner.
+    async fn answer_at(
+        &self,
+        owner: &str,
+        user_id: &UserId,
+        answer: &ApprovalAnswer,
+    ) -> Result<Result<Resolved, ApprovalError>, ForwardError>;
     /// Gives the user up (their engine here is retired and its writes committed):
     /// the next claim, on any instance, takes them.
     async fn release(&self, _user_id: &UserId) -> Result<(), StoreError> {
@@ -79,6 +88,15 @@ impl Placement for Solo {
         _: &UserId,
         _: &RunId,
     ) -> Result<CancelOutcome, ForwardError> {
+        Err(ForwardError::Moved)
+    }
+
+    async fn answer_at(
+        &self,
+        _: &str,
+        _: &UserId,
+        _: &ApprovalAnswer,
+    ) -> Result<Result<Resolved, ApprovalError>, ForwardError> {
         Err(ForwardError::Moved)
     }
 }

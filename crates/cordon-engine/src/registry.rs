@@ -1,10 +1,12 @@
 //! The agent registry: which agents exist and the pipeline a message goes through; immutable after start-up.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cordon_core::{ErrorCode, LlmProvider, UserExecutionContext, UserStore};
+use cordon_core::{Decision, ErrorCode, LlmProvider, ToolCall, UserExecutionContext, UserStore};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::dispatcher::ToolDispatcher;
 use crate::log::RunEvents;
@@ -36,10 +38,28 @@ pub struct AgentContext<'a> {
     pub store: &'a UserStore,
     pub events: &'a RunEvents,
     pub max_steps: u32,
+    /// Tools a person must approve before each call.
+    pub approval_tools: &'a BTreeSet<String>,
+}
+
+/// What an agent's work came to.
+#[derive(Debug)]
+pub enum Conclusion {
+    /// Its conclusion; the last agent's is the answer.
+    Done(String),
+    /// It waits for a person to answer `calls`; `state` is what it needs to go on.
+    Paused { calls: Vec<ToolCall>, state: Value },
+}
+
+/// A person's answer to one call that needed approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    pub decision: Decision,
+    pub reason: Option<String>,
 }
 
 /// The input an agent works on: the user's message and what earlier agents of the pipeline concluded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentInput {
     pub message: String,
     pub notes: Vec<String>,
@@ -50,7 +70,26 @@ pub struct AgentInput {
 pub trait Agent: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Returns the agent's conclusion; the last agent's conclusion is the answer.
-    async fn run(&self, cx: &AgentContext<'_>, input: &AgentInput) -> Result<String, RunFailure>;
+    async fn run(
+        &self,
+        cx: &AgentContext<'_>,
+        input: &AgentInput,
+    ) -> Result<Conclusion, RunFailure>;
+    /// Goes on from a pause (`state`, as the agent returned it) once every
+    /// call it waited for is answered (`answers`, by call id). Only agents
+    /// that pause need it.
+    async fn resume(
+        &self,
+        _cx: &AgentContext<'_>,
+        _input: &AgentInput,
+        _state: Value,
+        _answers: &HashMap<String, Answer>,
+    ) -> Result<Conclusion, RunFailure> {
+        Err(RunFailure::new(
+            ErrorCode::Internal,
+            format!("agent `{}` cannot go on from a pause", self.name()),
+        ))
+    }
 }
 
 /// Why a registry could not be built.

@@ -7,11 +7,19 @@ use cordon_core::{
     ThreadId, UserExecutionContext, UserId, UserStore,
 };
 
-use crate::engine::{Accepted, CancelOutcome, RunRequest, SubmitError};
+use crate::engine::{
+    Accepted, ApprovalAnswer, ApprovalError, CancelOutcome, Resolved, RunRequest, SubmitError,
+};
 use crate::factory::{ExecutionEngineFactory, StartError};
 
 /// Longest thread title taken from the first message, in characters.
 const TITLE_CHARS: usize = 60;
+
+/// Longest `call_id` of an approval, in bytes.
+pub const MAX_CALL_ID_BYTES: usize = 256;
+
+/// Longest `reason` of a rejection, in bytes.
+pub const MAX_REASON_BYTES: usize = 4096;
 
 /// Longest `client_request_id`, in bytes.
 pub const MAX_CLIENT_REQUEST_ID_BYTES: usize = 128;
@@ -46,6 +54,10 @@ pub enum ServiceError {
     /// Over the user's messages-per-minute; nothing of it was stored.
     #[error("too many messages; wait {} ms before sending again", .retry_after.as_millis())]
     RateLimited { retry_after: std::time::Duration },
+    #[error("{0}")]
+    InvalidApproval(&'static str),
+    #[error(transparent)]
+    Approval(ApprovalError),
 }
 
 impl ServiceError {
@@ -58,6 +70,14 @@ impl ServiceError {
             ServiceError::Rejected(code) => code.as_str(),
             ServiceError::Storage(_) => ErrorCode::StorageFailed.as_str(),
             ServiceError::RateLimited { .. } => "rate_limited",
+            ServiceError::InvalidApproval(_) => "invalid_approval",
+            ServiceError::Approval(error) => match error {
+                ApprovalError::NotFound => "approval_not_found",
+                ApprovalError::AlreadyResolved => "already_resolved",
+                ApprovalError::Expired => "approval_expired",
+                ApprovalError::Ambiguous => "ambiguous_call_id",
+                ApprovalError::Storage(_) => ErrorCode::StorageFailed.as_str(),
+            },
         }
     }
 }
@@ -163,6 +183,53 @@ impl RunService {
             }
             Err(error) => {
                 tracing::error!(%error, "could not cancel a run");
+                Err(ServiceError::Storage(StoreError::Backend(
+                    error.to_string(),
+                )))
+            }
+        }
+    }
+
+    /// A person's answer to one of their tool calls that waits for approval
+    /// (`run_id` optional), on whichever instance runs the user's runs.
+    pub async fn answer_approval(
+        &self,
+        user_id: &UserId,
+        raw_run_id: Option<&str>,
+        call_id: &str,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<Resolved, ServiceError> {
+        if call_id.is_empty() || call_id.len() > MAX_CALL_ID_BYTES {
+            return Err(ServiceError::InvalidApproval(
+                "`call_id` must be 1 to 256 bytes",
+            ));
+        }
+        if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_BYTES) {
+            return Err(ServiceError::InvalidApproval(
+                "`reason` is limited to 4096 bytes",
+            ));
+        }
+        let run_id = match raw_run_id {
+            Some(raw) => Some(
+                RunId::parse(raw).map_err(|_| ServiceError::Approval(ApprovalError::NotFound))?,
+            ),
+            None => None,
+        };
+        let answer = ApprovalAnswer {
+            run_id,
+            call_id: call_id.to_owned(),
+            approve,
+            reason,
+        };
+        match self.factory.answer(user_id, &answer).await {
+            Ok(Ok(resolved)) => Ok(resolved),
+            Ok(Err(error)) => Err(ServiceError::Approval(error)),
+            Err(StartError::Submit(SubmitError::OwnerUnavailable)) => {
+                Err(ServiceError::Rejected(ErrorCode::OwnerUnavailable))
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not answer an approval");
                 Err(ServiceError::Storage(StoreError::Backend(
                     error.to_string(),
                 )))

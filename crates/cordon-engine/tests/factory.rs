@@ -14,7 +14,7 @@ use cordon_core::{
     UserExecutionContext, UserId,
 };
 use cordon_core::{RunRecord, RunStatus, StoreError};
-use cordon_engine::{Accepted, CancelOutcome};
+use cordon_engine::{Accepted, ApprovalAnswer, ApprovalError, CancelOutcome, Resolved};
 use cordon_engine::{
     AgentRegistry, Claim, EngineConfig, EngineDeps, ExecutionEngineFactory, ForwardError,
     Placement, RunRequest, Solo, StartError, SubmitError, ToolDispatcher,
@@ -395,6 +395,16 @@ impl Placement for FixedPlacement {
     ) -> Result<CancelOutcome, ForwardError> {
         self.forward(owner, format!("cancel {run_id}"))?;
         Ok(CancelOutcome::Stopping)
+    }
+
+    async fn answer_at(
+        &self,
+        owner: &str,
+        _: &UserId,
+        answer: &ApprovalAnswer,
+    ) -> Result<Result<Resolved, ApprovalError>, ForwardError> {
+        self.forward(owner, format!("approve {}", answer.call_id))?;
+        Ok(Err(ApprovalError::NotFound))
     }
 }
 

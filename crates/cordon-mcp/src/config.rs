@@ -145,7 +145,11 @@ impl McpServerConfig {
 }
 
 /// Secrets in headers only where each user brings their own.
-fn check_secrets(name: &str, transport: &McpTransport, per_user: bool) -> Result<(), McpConfigError> {
+fn check_secrets(
+    name: &str,
+    transport: &McpTransport,
+    per_user: bool,
+) -> Result<(), McpConfigError> {
     let McpTransport::Http { headers, .. } = transport else {
         return match per_user {
             true => Err(McpConfigError::PerUserStdio(name.to_owned())),

@@ -55,8 +55,9 @@ impl PerUserServer {
         let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
         // Idle connections of anyone go first; a slot in use is skipped.
         users.retain(|_, slot| {
-            slot.try_lock()
-                .map_or(true, |held| held.as_ref().is_some_and(|c| c.last_used.elapsed() < IDLE))
+            slot.try_lock().map_or(true, |held| {
+                held.as_ref().is_some_and(|c| c.last_used.elapsed() < IDLE)
+            })
         });
         Arc::clone(users.entry(user_id.clone()).or_default())
     }
@@ -94,7 +95,10 @@ impl PerUserServer {
             .list_all_tools()
             .await
             .map_err(|error| format!("could not list its tools: {error}"))?;
-        let link = Arc::new(Link::new(self.server.name.clone(), self.server.call_timeout));
+        let link = Arc::new(Link::new(
+            self.server.name.clone(),
+            self.server.call_timeout,
+        ));
         link.set(Some(connection.peer().clone()));
         let tools = listed
             .into_iter()

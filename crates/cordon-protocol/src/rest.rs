@@ -41,6 +41,34 @@ pub struct CancelView {
     pub status: String,
 }
 
+/// `POST /api/runs/{id}/approvals/{call_id}`: a person's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalBody {
+    /// `approve` or `reject`.
+    pub decision: ApprovalVerb,
+    /// With `reject`: why, for the model.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalVerb {
+    Approve,
+    Reject,
+}
+
+/// The answer that was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalView {
+    pub run_id: String,
+    pub call_id: String,
+    pub decision: cordon_core::Decision,
+    /// Whether the run went on (every call it waited for is answered).
+    pub resumed: bool,
+}
+
 /// `POST /api/auth/register` and `POST /api/auth/login`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Credentials {

@@ -1,6 +1,6 @@
 //! Frames of the `/ws` protocol: JSON text frames tagged by `type`.
 
-use cordon_core::{ErrorCode, Multitask, RunEvent, RunEventKind};
+use cordon_core::{Decision, ErrorCode, Multitask, RunEvent, RunEventKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -33,6 +33,21 @@ pub enum ClientFrame {
     /// Stop one of your runs.
     Cancel {
         run_id: String,
+    },
+    /// Let a tool call that waits for approval run (once).
+    Approve {
+        call_id: String,
+        /// Optional; needed only when several of your runs wait on one `call_id`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+    },
+    /// Refuse a tool call that waits for approval; the model is told, with `reason`.
+    Reject {
+        call_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Ping {},
     Pong {},
@@ -112,6 +127,29 @@ pub enum ServerFrame {
         is_error: bool,
         duration_ms: u64,
     },
+    /// The run paused: `tool` runs only once you `approve` the call.
+    ApprovalRequired {
+        #[serde(flatten)]
+        envelope: RunEnvelope,
+        agent: String,
+        call_id: String,
+        tool: String,
+        arguments: Value,
+        /// When the call expires unanswered (the run then ends `approval_expired`).
+        #[serde(with = "crate::timestamp")]
+        expires_at: OffsetDateTime,
+    },
+    /// A call that waited was answered (or expired).
+    ApprovalResolved {
+        #[serde(flatten)]
+        envelope: RunEnvelope,
+        agent: String,
+        call_id: String,
+        tool: String,
+        decision: Decision,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     AgentCompleted {
         #[serde(flatten)]
         envelope: RunEnvelope,
@@ -162,6 +200,8 @@ impl ServerFrame {
             ServerFrame::AgentDelta { .. } => "agent_delta",
             ServerFrame::ToolExecuting { .. } => "tool_executing",
             ServerFrame::ToolCompleted { .. } => "tool_completed",
+            ServerFrame::ApprovalRequired { .. } => "approval_required",
+            ServerFrame::ApprovalResolved { .. } => "approval_resolved",
             ServerFrame::AgentCompleted { .. } => "agent_completed",
             ServerFrame::AgentError { .. } => "agent_error",
             ServerFrame::Error { .. } => "error",
@@ -180,6 +220,8 @@ impl ServerFrame {
             | ServerFrame::AgentDelta { envelope, .. }
             | ServerFrame::ToolExecuting { envelope, .. }
             | ServerFrame::ToolCompleted { envelope, .. }
+            | ServerFrame::ApprovalRequired { envelope, .. }
+            | ServerFrame::ApprovalResolved { envelope, .. }
             | ServerFrame::AgentCompleted { envelope, .. }
             | ServerFrame::AgentError { envelope, .. } => Some(envelope),
             _ => None,
@@ -268,6 +310,34 @@ fn step_frame(envelope: RunEnvelope, kind: RunEventKind) -> ServerFrame {
                 result,
                 is_error,
                 duration_ms,
+            },
+            RunEventKind::ApprovalRequired {
+                agent,
+                call_id,
+                tool,
+                arguments,
+                expires_at,
+            } => ServerFrame::ApprovalRequired {
+                envelope,
+                agent,
+                call_id,
+                tool,
+                arguments,
+                expires_at,
+            },
+            RunEventKind::ApprovalResolved {
+                agent,
+                call_id,
+                tool,
+                decision,
+                reason,
+            } => ServerFrame::ApprovalResolved {
+                envelope,
+                agent,
+                call_id,
+                tool,
+                decision,
+                reason,
             },
             RunEventKind::AgentCompleted {
                 agent,

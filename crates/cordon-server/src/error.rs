@@ -4,7 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cordon_core::{ErrorCode, StoreError};
-use cordon_engine::ServiceError;
+use cordon_engine::{ApprovalError, ServiceError};
 use cordon_protocol::rest::{ApiErrorResponse, ErrorBody};
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +91,13 @@ fn service_status(error: &ServiceError) -> StatusCode {
         ServiceError::Rejected(ErrorCode::ThreadBusy) => StatusCode::CONFLICT,
         ServiceError::Rejected(ErrorCode::UserConcurrencyLimit) => StatusCode::TOO_MANY_REQUESTS,
         ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::InvalidApproval(_) => StatusCode::BAD_REQUEST,
+        ServiceError::Approval(error) => match error {
+            ApprovalError::NotFound => StatusCode::NOT_FOUND,
+            ApprovalError::AlreadyResolved | ApprovalError::Ambiguous => StatusCode::CONFLICT,
+            ApprovalError::Expired => StatusCode::GONE,
+            ApprovalError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+        },
         ServiceError::Rejected(_) | ServiceError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

@@ -72,6 +72,10 @@ pub fn app(state: AppState) -> Router {
         .route("/runs/{id}", get(runs::get_run))
         .route("/runs/{id}/events", get(runs::list_events))
         .route("/runs/{id}/cancel", post(runs::cancel_run))
+        .route(
+            "/runs/{id}/approvals/{call_id}",
+            post(runs::answer_approval),
+        )
         .route("/usage", get(usage::get_usage))
         .route("/me/secrets", get(secrets::list_secrets))
         .route(
@@ -132,6 +136,7 @@ impl Server {
         let state = self.build_state(lapsed.clone(), tools).await?;
         let stop_cleanup = CancellationToken::new();
         let cleanup = state.runs.factory().spawn_cleanup(stop_cleanup.clone());
+        let expiry = (state.runs.factory()).spawn_approval_expiry(stop_cleanup.clone());
         let retention = spawn_retention(&state, stop_cleanup.clone());
         let draining = CancellationToken::new();
         let http = tokio::spawn(crate::http::serve(
@@ -172,6 +177,7 @@ impl Server {
             tokio::time::timeout(std::time::Duration::from_secs(5), state.sessions.wait()).await;
         stop_cleanup.cancel();
         let _ = cleanup.await;
+        let _ = expiry.await;
         let _ = retention.await;
         let _ = http.await;
         state.store.close().await;

@@ -4,8 +4,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use cordon_core::{
-    Message, MessageId, ModelUsage, Role, RunId, RunRecord, RunStatus, StoreError, StoredEvent,
-    Thread, ThreadId, User, UserId,
+    Message, MessageId, ModelUsage, Role, RunId, RunPause, RunRecord, RunStatus, StoreError,
+    StoredEvent, Thread, ThreadId, User, UserId,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -126,6 +126,17 @@ pub fn run_of(row: impl StoredRow) -> Result<RunRecord, StoreError> {
         finished_at: finished_at.map(from_micros).transpose()?,
         error_code: row.maybe_text("error_code")?,
         error_message: row.maybe_text("error_message")?,
+    })
+}
+
+pub fn pause_of(row: impl StoredRow) -> Result<RunPause, StoreError> {
+    let state = row.text("state")?;
+    Ok(RunPause {
+        run_id: id(RunId::parse, row.text("run_id")?)?,
+        thread_id: id(ThreadId::parse, row.text("thread_id")?)?,
+        state: serde_json::from_str(&state)
+            .map_err(|error| StoreError::Backend(format!("stored pause is invalid: {error}")))?,
+        expires_at: from_micros(row.int("expires_at")?)?,
     })
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::health::WriteHealth;
 use crate::visibility::{self, Ticketed, Tickets};
-use crate::writer::{self, Ack, EventRow, WriteBackend, WriteOp};
+use crate::writer::{self, Ack, EventRow, PauseRow, WriteBackend, WriteOp};
 
 pub struct WriteQueue {
     /// The writer thread ends when the store (and so this sender) is dropped.
@@ -188,6 +188,30 @@ impl WriteQueue {
         let (user_id, name) = (user_id.as_str().to_owned(), name.to_owned());
         self.write(|ack| WriteOp::DeleteSecret { user_id, name, ack })
             .await
+    }
+
+    pub async fn put_pause(
+        &self,
+        user_id: &UserId,
+        pause: &cordon_core::RunPause,
+    ) -> Result<(), StoreError> {
+        let (user_id, pause) = (user_id.as_str().to_owned(), PauseRow::new(pause));
+        self.write(|ack| WriteOp::PutPause {
+            user_id,
+            pause,
+            ack,
+        })
+        .await
+    }
+
+    pub async fn take_pause(&self, user_id: &UserId, run_id: &RunId) -> Result<(), StoreError> {
+        let (user_id, run_id) = (user_id.as_str().to_owned(), run_id.as_str().to_owned());
+        self.write(|ack| WriteOp::TakePause {
+            user_id,
+            run_id,
+            ack,
+        })
+        .await
     }
 
     pub fn create_thread(&self, thread: &Thread) -> Result<(), StoreError> {

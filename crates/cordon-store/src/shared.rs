@@ -34,6 +34,12 @@ pub struct Sql {
     pub secret: &'static str,
     /// Binds: user.
     pub secret_names: &'static str,
+    /// Binds: user, run.
+    pub pause: &'static str,
+    /// Binds: user.
+    pub pauses: &'static str,
+    /// Binds: the bound (micros); answers `user_id`, `run_id`.
+    pub expired_pauses: &'static str,
 }
 
 pub const RUN_COLUMNS: &str =
@@ -300,6 +306,77 @@ macro_rules! impl_store_trait {
                     self.writes.delete_secret(user_id, name).await?;
                 }
                 Ok(existed)
+            }
+
+            async fn put_pause(
+                &self,
+                user_id: &cordon_core::UserId,
+                pause: &cordon_core::RunPause,
+            ) -> Result<(), cordon_core::StoreError> {
+                self.writes.put_pause(user_id, pause).await
+            }
+
+            async fn take_pause(
+                &self,
+                user_id: &cordon_core::UserId,
+                run_id: &cordon_core::RunId,
+            ) -> Result<(), cordon_core::StoreError> {
+                self.writes.take_pause(user_id, run_id).await
+            }
+
+            async fn pause(
+                &self,
+                user_id: &cordon_core::UserId,
+                run_id: &cordon_core::RunId,
+            ) -> Result<Option<cordon_core::RunPause>, cordon_core::StoreError> {
+                sqlx::query($sql.pause)
+                    .bind(user_id.as_str())
+                    .bind(run_id.as_str())
+                    .fetch_optional(&self.reads)
+                    .await
+                    .map_err($crate::convert::backend)?
+                    .map($crate::convert::pause_of)
+                    .transpose()
+            }
+
+            async fn pauses(
+                &self,
+                user_id: &cordon_core::UserId,
+            ) -> Result<Vec<cordon_core::RunPause>, cordon_core::StoreError> {
+                // Pauses are written acknowledged: nothing of them waits in the queue.
+                sqlx::query($sql.pauses)
+                    .bind(user_id.as_str())
+                    .fetch_all(&self.reads)
+                    .await
+                    .map_err($crate::convert::backend)?
+                    .into_iter()
+                    .map($crate::convert::pause_of)
+                    .collect()
+            }
+
+            async fn expired_pauses(
+                &self,
+                now: time::OffsetDateTime,
+            ) -> Result<Vec<(cordon_core::UserId, cordon_core::RunId)>, cordon_core::StoreError>
+            {
+                use sqlx::Row;
+                sqlx::query($sql.expired_pauses)
+                    .bind($crate::convert::to_micros(now))
+                    .fetch_all(&self.reads)
+                    .await
+                    .map_err($crate::convert::backend)?
+                    .into_iter()
+                    .map(|row| {
+                        let user: String =
+                            row.try_get("user_id").map_err($crate::convert::backend)?;
+                        let run: String =
+                            row.try_get("run_id").map_err($crate::convert::backend)?;
+                        Ok((
+                            $crate::convert::id(cordon_core::UserId::parse, user)?,
+                            $crate::convert::id(cordon_core::RunId::parse, run)?,
+                        ))
+                    })
+                    .collect()
             }
 
             fn create_thread(

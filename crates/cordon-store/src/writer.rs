@@ -37,6 +37,18 @@ pub enum WriteOp {
         name: String,
         ack: Ack,
     },
+    /// Stores (or replaces) a run's pause and marks it `waiting_approval`.
+    PutPause {
+        user_id: String,
+        pause: PauseRow,
+        ack: Ack,
+    },
+    /// Deletes a run's pause and marks it `running` again.
+    TakePause {
+        user_id: String,
+        run_id: String,
+        ack: Ack,
+    },
     /// Not acknowledged: reads of threads wait on the queue instead.
     CreateThread(Thread),
     /// Not acknowledged: reads of runs wait on the queue instead.
@@ -77,6 +89,8 @@ impl WriteOp {
             WriteOp::RevokeTokens(user_id, _)
             | WriteOp::PutSecret { user_id, .. }
             | WriteOp::DeleteSecret { user_id, .. }
+            | WriteOp::PutPause { user_id, .. }
+            | WriteOp::TakePause { user_id, .. }
             | WriteOp::StartQueuedRun { user_id, .. }
             | WriteOp::LlmCall { user_id, .. } => Some(user_id),
             WriteOp::CreateThread(thread) => Some(thread.user_id.as_str()),
@@ -85,6 +99,26 @@ impl WriteOp {
             // Pruning removes what nobody reads any more; barriers and
             // probes belong to nobody.
             WriteOp::PruneEvents(..) | WriteOp::Barrier(_) | WriteOp::Probe(_) => None,
+        }
+    }
+}
+
+/// A run's pause as its row stores it.
+pub struct PauseRow {
+    pub run_id: String,
+    pub thread_id: String,
+    /// The engine's checkpoint, as JSON text.
+    pub state: String,
+    pub expires_at: i64,
+}
+
+impl PauseRow {
+    pub fn new(pause: &cordon_core::RunPause) -> Self {
+        Self {
+            run_id: pause.run_id.as_str().to_owned(),
+            thread_id: pause.thread_id.as_str().to_owned(),
+            state: pause.state.to_string(),
+            expires_at: crate::convert::to_micros(pause.expires_at),
         }
     }
 }
@@ -299,6 +333,8 @@ fn acknowledge(op: WriteOp, result: Result<u64, StoreError>, settled: &mut Settl
         | WriteOp::RevokeTokens(_, ack)
         | WriteOp::PutSecret { ack, .. }
         | WriteOp::DeleteSecret { ack, .. }
+        | WriteOp::PutPause { ack, .. }
+        | WriteOp::TakePause { ack, .. }
         | WriteOp::Probe(ack) => ack,
         WriteOp::EndRun { event, ack, .. } => {
             return settled.push(Settle::Ended(event, ack, result));

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use cordon_core::{
     EventSink, LlmCallRecord, Message, MessageId, MessagePage, Role, RunEvent, RunEventKind,
-    RunFilter, RunId, RunOutcome, RunRecord, RunStatus, SecretValue, Store, StoreError, Thread,
-    ThreadId, User, UserId,
+    RunFilter, RunId, RunOutcome, RunPause, RunRecord, RunStatus, SecretValue, Store, StoreError,
+    Thread, ThreadId, User, UserId,
 };
 use cordon_store::{PgStore, SealingKey, SqliteStore, StoreOptions};
 use cordon_test_support::on_each_database;
@@ -61,6 +61,7 @@ on_each_database!(
     search_finds_the_users_own_messages_only,
     writes_queued_together_apply_in_queue_order,
     secrets_are_the_owners_only_replaced_listed_and_deleted,
+    a_paused_run_keeps_its_checkpoint_until_taken_and_expires_by_time,
 );
 
 fn at(micros: i64) -> OffsetDateTime {
@@ -844,4 +845,79 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+async fn a_paused_run_keeps_its_checkpoint_until_taken_and_expires_by_time(store: Arc<dyn Store>) {
+    let ada = signed_up(&store, "ada").await;
+    let bob = signed_up(&store, "bob").await;
+    let t = thread(&ada, 1_000);
+    store.create_thread(&t).unwrap();
+    let (r1, r2) = (
+        run(&ada, &t, RunStatus::Running, 2_000),
+        run(&ada, &t, RunStatus::Running, 2_001),
+    );
+    store.begin_run(&r1, None).unwrap();
+    store.begin_run(&r2, None).unwrap();
+    let pause = |run: &RunRecord, expires: i64, step: u32| RunPause {
+        run_id: run.id.clone(),
+        thread_id: t.id.clone(),
+        state: serde_json::json!({"step": step, "calls": ["call_1"]}),
+        expires_at: at(expires),
+    };
+    store
+        .put_pause(&ada.id, &pause(&r1, 5_000, 1))
+        .await
+        .unwrap();
+    store
+        .put_pause(&ada.id, &pause(&r2, 9_000, 1))
+        .await
+        .unwrap();
+    let status = |run: &RunRecord| {
+        let (store, ada, id) = (Arc::clone(&store), ada.id.clone(), run.id.clone());
+        async move { store.get_run(&ada, &id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status(&r1).await, RunStatus::WaitingApproval);
+    assert_eq!(
+        store.pause(&ada.id, &r1.id).await.unwrap(),
+        Some(pause(&r1, 5_000, 1))
+    );
+    // Another user's pause is indistinguishable from a missing one.
+    assert_eq!(store.pause(&bob.id, &r1.id).await.unwrap(), None);
+    assert!(store.pauses(&bob.id).await.unwrap().is_empty());
+    store.put_pause(&bob.id, &pause(&r1, 1, 9)).await.unwrap();
+    assert_eq!(
+        store.pause(&ada.id, &r1.id).await.unwrap(),
+        Some(pause(&r1, 5_000, 1))
+    );
+    store.take_pause(&bob.id, &r2.id).await.unwrap();
+    assert_eq!(status(&r2).await, RunStatus::WaitingApproval);
+
+    // A pause is replaced in place; the run stays waiting.
+    store
+        .put_pause(&ada.id, &pause(&r1, 5_000, 2))
+        .await
+        .unwrap();
+    let pauses = store.pauses(&ada.id).await.unwrap();
+    assert_eq!(pauses, [pause(&r1, 5_000, 2), pause(&r2, 9_000, 1)]);
+    // Bob's stray pause (of a run that is not his) expires with the rest.
+    let expired = store.expired_pauses(at(6_000)).await.unwrap();
+    assert_eq!(expired.len(), 2, "{expired:?}");
+    assert!(expired.contains(&(ada.id.clone(), r1.id.clone())));
+    assert!(!expired.contains(&(ada.id.clone(), r2.id.clone())));
+
+    // Taken: the run runs again, and no longer expires.
+    store.take_pause(&ada.id, &r1.id).await.unwrap();
+    assert_eq!(status(&r1).await, RunStatus::Running);
+    assert_eq!(store.pause(&ada.id, &r1.id).await.unwrap(), None);
+    assert!(
+        !store
+            .expired_pauses(at(6_000))
+            .await
+            .unwrap()
+            .contains(&(ada.id.clone(), r1.id.clone()))
+    );
+    // Recovery leaves waiting runs alone: they are not in flight.
+    let unfinished = store.unfinished_runs().await.unwrap();
+    assert!(unfinished.iter().any(|run| run.id == r1.id));
+    assert!(!unfinished.iter().any(|run| run.id == r2.id));
 }

@@ -119,6 +119,9 @@ pub struct ServeArgs {
     /// Messages one user may send per minute (over the socket and REST together).
     #[arg(long, env = "CORDON_MESSAGES_PER_MINUTE", default_value_t = 120)]
     pub messages_per_minute: u32,
+    /// Seconds a run paused for a person's approval waits before it ends `approval_expired`.
+    #[arg(long, env = "CORDON_APPROVAL_TTL", default_value_t = 900.0)]
+    pub approval_ttl: f64,
     /// Runs the whole server may have in flight.
     #[arg(long, env = "CORDON_MAX_RUNS_GLOBAL", default_value_t = 1024)]
     pub max_runs_global: usize,

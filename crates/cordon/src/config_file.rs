@@ -1,6 +1,6 @@
-//! `--config`: the TOML file of what does not fit a flag (today the MCP tool servers).
+//! `--config`: the TOML file of what does not fit a flag: the MCP tool servers and which tools need a person's approval.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::Context;
@@ -13,6 +13,17 @@ pub struct ConfigFile {
     /// `[mcp_servers.NAME]`: one table per MCP server.
     #[serde(default)]
     mcp_servers: BTreeMap<String, McpServerConfig>,
+    /// `[tools."NAME"]`: settings of one tool, built-in or MCP (`server.tool`).
+    #[serde(default)]
+    tools: BTreeMap<String, ToolSettings>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolSettings {
+    /// A person approves each call before it runs.
+    #[serde(default)]
+    requires_approval: bool,
 }
 
 impl ConfigFile {
@@ -31,6 +42,15 @@ impl ConfigFile {
                 error.message()
             )
         })
+    }
+
+    /// The tools marked `requires_approval`.
+    pub fn approval_tools(&self) -> BTreeSet<String> {
+        self.tools
+            .iter()
+            .filter(|(_, settings)| settings.requires_approval)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// The declared MCP servers, each checked.

@@ -17,12 +17,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     install_tracing(args.log_format);
     let addr = listen_addr(&args);
     let (llm, max_steps) = llm_from(&args)?;
-    let mcp_servers = match &args.config {
-        Some(path) => crate::config_file::ConfigFile::load(path)?.mcp_servers()?,
-        None => Vec::new(),
+    let file = match &args.config {
+        Some(path) => crate::config_file::ConfigFile::load(path)?,
+        None => crate::config_file::ConfigFile::default(),
     };
+    let approval_tools = file.approval_tools();
+    let mcp_servers = file.mcp_servers()?;
     let mut config = config_from(args)?;
     config.mcp_servers = mcp_servers;
+    config.engine.approval_tools = approval_tools;
     if let Some(max_steps) = max_steps {
         config.engine.max_steps = max_steps;
     }
@@ -89,6 +92,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         agent_timeout: seconds("--agent-timeout", args.agent_timeout)?,
         engine_idle_ttl: seconds("--engine-idle-ttl", args.engine_idle_ttl)?,
         messages_per_minute: args.messages_per_minute,
+        approval_ttl: seconds("--approval-ttl", args.approval_ttl)?,
         ..EngineConfig::default()
     };
     Ok(config)

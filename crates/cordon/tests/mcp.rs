@@ -279,7 +279,10 @@ async fn wait_for_new_process(marker: &str, old: u32) -> bool {
 /// A model that calls `recorder.whoami` ten times for whoever the message
 /// names (`as NAME`), then answers once it has the results.
 fn whoami_ten_times(request: &RecordedRequest) -> cordon_test_support::fake_llm::Reply {
-    let messages = request.body["messages"].as_array().cloned().unwrap_or_default();
+    let messages = request.body["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let last = messages.last().cloned().unwrap_or_default();
     if last["role"] == "tool" {
         return openai::text(&["ok"], (1, 1));
@@ -318,8 +321,10 @@ async fn a_per_user_server_carries_each_users_own_secret_and_nobody_elses() {
         return;
     };
     let recorder = fixtures.recorder().await;
-    let per_user =
-        recorder.per_user_server("recorder", &[("Authorization", "Bearer {secret.ticket_token}")]);
+    let per_user = recorder.per_user_server(
+        "recorder",
+        &[("Authorization", "Bearer {secret.ticket_token}")],
+    );
     let (fake, server) = start_with(vec![per_user]).await;
     fake.respond_with(whoami_ten_times);
     let secret_of = |name: &str| format!("{name}-token-{}", name.len() * 7919);
@@ -337,7 +342,11 @@ async fn a_per_user_server_carries_each_users_own_secret_and_nobody_elses() {
             for done in of_type(&frames, "tool_completed") {
                 assert_eq!(done["tool"], "recorder.whoami");
                 let expected = format!("Bearer {}", secret_of(name));
-                assert_eq!(done["result"]["result"], expected.as_str(), "{name}: {done:#}");
+                assert_eq!(
+                    done["result"]["result"],
+                    expected.as_str(),
+                    "{name}: {done:#}"
+                );
             }
         }
     });
@@ -356,7 +365,10 @@ async fn a_per_user_server_carries_each_users_own_secret_and_nobody_elses() {
     let mut ws = server.connect(&carol).await;
     ws.ask("hello as carol").await;
     let offered = offered(fake.requests().last().unwrap());
-    assert!(!offered.iter().any(|name| name.starts_with("recorder")), "{offered:?}");
+    assert!(
+        !offered.iter().any(|name| name.starts_with("recorder")),
+        "{offered:?}"
+    );
 
     // A changed secret is used from the next run on.
     let alice = server.login("alice").await;

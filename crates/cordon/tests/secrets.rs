@@ -16,7 +16,12 @@ async fn secrets_are_stored_sealed_listed_by_name_and_the_owners_only() {
     let (alice, bob) = (server.register("alice").await, server.register("bob").await);
     let put = |name: &str| format!("/api/me/secrets/{name}");
     let (status, _) = server
-        .request_json(Method::PUT, &alice, &put("github"), Some(&json!({"value": VALUE})))
+        .request_json(
+            Method::PUT,
+            &alice,
+            &put("github"),
+            Some(&json!({"value": VALUE})),
+        )
         .await;
     assert_eq!(status, 204);
 
@@ -24,9 +29,16 @@ async fn secrets_are_stored_sealed_listed_by_name_and_the_owners_only() {
     assert_eq!(status, 200);
     assert_eq!(listed["secrets"][0]["name"], "github");
     assert!(listed["secrets"][0]["updated_at"].is_string());
-    assert!(!listed.to_string().contains(VALUE), "values are never returned");
+    assert!(
+        !listed.to_string().contains(VALUE),
+        "values are never returned"
+    );
     let (_, theirs) = server.get_json(&bob, "/api/me/secrets").await;
-    assert_eq!(theirs, json!({"secrets": []}), "another user's secret is not listed");
+    assert_eq!(
+        theirs,
+        json!({"secrets": []}),
+        "another user's secret is not listed"
+    );
     let (status, _) = server
         .request_json(Method::DELETE, &bob, &put("github"), None)
         .await;
@@ -35,7 +47,11 @@ async fn secrets_are_stored_sealed_listed_by_name_and_the_owners_only() {
     for (name, body, code) in [
         ("a.b", json!({"value": "x"}), "invalid_secret_name"),
         ("ok", json!({"value": ""}), "invalid_secret"),
-        ("ok", json!({"value": "x".repeat(8 * 1024 + 1)}), "invalid_secret"),
+        (
+            "ok",
+            json!({"value": "x".repeat(8 * 1024 + 1)}),
+            "invalid_secret",
+        ),
         ("ok", json!({"value": "x", "extra": 1}), "invalid_body"),
     ] {
         let (status, error) = server

@@ -1,17 +1,20 @@
 //! `assistant`: the model/tool loop that turns the thread into an answer.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use cordon_core::{
-    LlmError, LlmObserver, LlmRequest, LlmResponse, LlmTurn, Message, MessagePage, Role,
-    RunEventKind, ToolContext,
+    Decision, ErrorCode, LlmError, LlmObserver, LlmRequest, LlmResponse, LlmTurn, Message,
+    MessagePage, Role, RunEventKind, ToolCall, ToolContext,
 };
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::registry::{Agent, AgentContext, AgentInput, RunFailure};
+use crate::registry::{Agent, AgentContext, AgentInput, Answer, Conclusion, RunFailure};
 
 /// Streamed text arriving within this long of the first pending piece goes out as one event.
 const STREAM_BATCH: Duration = Duration::from_millis(5);
@@ -24,56 +27,153 @@ then answer briefly from their results.";
 
 pub struct AssistantAgent;
 
+/// Where the assistant paused: the conversation so far, ending with the
+/// model's turn whose calls wait, and that turn's step.
+#[derive(Serialize, Deserialize)]
+struct Paused {
+    turns: Vec<LlmTurn>,
+    step: u32,
+    calls: Vec<ToolCall>,
+}
+
 #[async_trait]
 impl Agent for AssistantAgent {
     fn name(&self) -> &'static str {
         "assistant"
     }
 
-    async fn run(&self, cx: &AgentContext<'_>, input: &AgentInput) -> Result<String, RunFailure> {
+    async fn run(
+        &self,
+        cx: &AgentContext<'_>,
+        input: &AgentInput,
+    ) -> Result<Conclusion, RunFailure> {
+        let turns = conversation(cx, input).await;
+        self.converse(cx, input, turns, 1, &[], &HashMap::new())
+            .await
+    }
+
+    async fn resume(
+        &self,
+        cx: &AgentContext<'_>,
+        input: &AgentInput,
+        state: Value,
+        answers: &HashMap<String, Answer>,
+    ) -> Result<Conclusion, RunFailure> {
+        let paused: Paused = serde_json::from_value(state).map_err(|error| {
+            RunFailure::new(ErrorCode::Internal, format!("unreadable pause: {error}"))
+        })?;
+        self.converse(
+            cx,
+            input,
+            paused.turns,
+            paused.step + 1,
+            &paused.calls,
+            answers,
+        )
+        .await
+    }
+}
+
+impl AssistantAgent {
+    /// The model/tool loop from step `first_step`, after running `calls`
+    /// (a paused step's, as people answered them). Pauses, before running
+    /// any of a step's calls, when one of them needs approval.
+    async fn converse(
+        &self,
+        cx: &AgentContext<'_>,
+        input: &AgentInput,
+        turns: Vec<LlmTurn>,
+        first_step: u32,
+        calls: &[ToolCall],
+        answers: &HashMap<String, Answer>,
+    ) -> Result<Conclusion, RunFailure> {
         let tool_cx = ToolContext {
             ctx: cx.ctx.clone(),
             store: cx.store.clone(),
         };
         let mut request = LlmRequest {
             system: system_prompt(&input.notes),
-            turns: conversation(cx, input).await,
+            turns,
             tools: cx.tools.specs_for(&tool_cx).await,
         };
-        for step in 1..=cx.max_steps {
+        self.run_calls(cx, &tool_cx, &mut request, calls, answers)
+            .await;
+        for step in first_step..=cx.max_steps {
             cx.events.room().await;
             let (result, streamed_thinking) = self.call_model(cx, step, &request).await;
             let response =
                 result.map_err(|error| RunFailure::new(error.code(), error.to_string()))?;
             self.report_thinking(cx, step, &response, streamed_thinking);
             if response.tool_calls.is_empty() {
-                return Ok(response.text);
+                return Ok(Conclusion::Done(response.text));
             }
             request.turns.push(LlmTurn::Assistant {
                 text: response.text.clone(),
                 tool_calls: response.tool_calls.clone(),
             });
-            for call in &response.tool_calls {
-                let outcome = cx
-                    .tools
-                    .dispatch(&tool_cx, cx.events, self.name(), call)
-                    .await;
-                request.turns.push(LlmTurn::ToolResult {
-                    call_id: call.id.clone(),
-                    name: call.name.clone(),
-                    content: outcome.result,
-                    is_error: outcome.is_error,
+            let waiting: Vec<ToolCall> = response
+                .tool_calls
+                .iter()
+                .filter(|call| cx.approval_tools.contains(&call.name))
+                .cloned()
+                .collect();
+            if !waiting.is_empty() {
+                let paused = Paused {
+                    turns: request.turns,
+                    step,
+                    calls: response.tool_calls,
+                };
+                let state = serde_json::to_value(&paused).map_err(|error| {
+                    RunFailure::new(ErrorCode::Internal, format!("could not pause: {error}"))
+                })?;
+                return Ok(Conclusion::Paused {
+                    calls: waiting,
+                    state,
                 });
             }
+            self.run_calls(cx, &tool_cx, &mut request, &response.tool_calls, answers)
+                .await;
         }
         Err(RunFailure::new(
-            cordon_core::ErrorCode::StepLimit,
+            ErrorCode::StepLimit,
             format!("the model did not answer within {} steps", cx.max_steps),
         ))
     }
-}
 
-impl AssistantAgent {
+    /// Runs one step's calls in order, each result a turn for the model. A
+    /// call that needed approval runs only if it was approved; otherwise the
+    /// model is told why it did not.
+    async fn run_calls(
+        &self,
+        cx: &AgentContext<'_>,
+        tool_cx: &ToolContext,
+        request: &mut LlmRequest,
+        calls: &[ToolCall],
+        answers: &HashMap<String, Answer>,
+    ) {
+        for call in calls {
+            let refused = answers
+                .get(&call.id)
+                .filter(|answer| answer.decision != Decision::Approved);
+            let (content, is_error) = match refused {
+                Some(answer) => (refusal(answer), true),
+                None => {
+                    let outcome = cx
+                        .tools
+                        .dispatch(tool_cx, cx.events, self.name(), call)
+                        .await;
+                    (outcome.result, outcome.is_error)
+                }
+            };
+            request.turns.push(LlmTurn::ToolResult {
+                call_id: call.id.clone(),
+                name: call.name.clone(),
+                content,
+                is_error,
+            });
+        }
+    }
+
     /// One model call whose streamed output becomes events as it arrives: answer
     /// text as `agent_delta`, reasoning as `agent_thinking`, batched over
     /// [`STREAM_BATCH`] and strictly in order. Returns whether thinking was streamed.
@@ -254,6 +354,15 @@ impl LlmObserver for StreamToEvents<'_> {
     fn on_delta(&self, text: &str) {
         self.push(Pending::Delta, text);
     }
+}
+
+/// What the model is told of a call a person did not approve.
+fn refusal(answer: &Answer) -> Value {
+    let why = match &answer.reason {
+        Some(reason) => format!("the user rejected the call: {reason}"),
+        None => "the user rejected the call".to_owned(),
+    };
+    json!({ "error": why })
 }
 
 fn system_prompt(notes: &[String]) -> String {

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use cordon_core::RunEventKind;
 
-use crate::registry::{Agent, AgentContext, AgentInput, RunFailure};
+use crate::registry::{Agent, AgentContext, AgentInput, Conclusion, RunFailure};
 
 pub struct TriageAgent;
 
@@ -13,7 +13,11 @@ impl Agent for TriageAgent {
         "triage"
     }
 
-    async fn run(&self, cx: &AgentContext<'_>, input: &AgentInput) -> Result<String, RunFailure> {
+    async fn run(
+        &self,
+        cx: &AgentContext<'_>,
+        input: &AgentInput,
+    ) -> Result<Conclusion, RunFailure> {
         let words = input.message.split_whitespace().count();
         let kind = if input.message.chars().any(|c| c.is_ascii_digit()) {
             "a question that may need arithmetic"
@@ -29,6 +33,6 @@ impl Agent for TriageAgent {
                 text: note.clone(),
             },
         );
-        Ok(note)
+        Ok(Conclusion::Done(note))
     }
 }

@@ -1,15 +1,18 @@
-//! `GET /api/runs`, `GET /api/runs/{id}`, `GET /api/runs/{id}/events` and `POST /api/runs/{id}/cancel`, scoped to the caller.
+//! `GET /api/runs`, `GET /api/runs/{id}`, `GET /api/runs/{id}/events`, `POST /api/runs/{id}/cancel` and `POST /api/runs/{id}/approvals/{call_id}`, scoped to the caller.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use cordon_core::{ModelUsage, RunFilter, RunId, RunRecord, RunStatus, ThreadId};
 use cordon_engine::{CancelOutcome, ServiceError};
-use cordon_protocol::rest::{CancelView, ErrorBody, RunUsageView, RunView};
+use cordon_protocol::rest::{
+    ApprovalBody, ApprovalVerb, ApprovalView, CancelView, ErrorBody, RunUsageView, RunView,
+};
 use serde::Deserialize;
 
+use crate::api::auth::invalid_body;
 use crate::api::events::{EventsQuery, json_array};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
@@ -85,6 +88,28 @@ pub async fn cancel_run(
         status: status.to_owned(),
     };
     Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// A person's answer to one of the run's calls that waits for approval:
+/// `404 approval_not_found`, `409 already_resolved`, `410 approval_expired`.
+pub async fn answer_approval(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((run_id, call_id)): Path<(String, String)>,
+    body: Result<Json<ApprovalBody>, JsonRejection>,
+) -> Result<Json<ApprovalView>, ApiError> {
+    let Json(body) = body.map_err(invalid_body)?;
+    let approve = body.decision == ApprovalVerb::Approve;
+    let resolved = state
+        .runs
+        .answer_approval(&user.user_id, Some(&run_id), &call_id, approve, body.reason)
+        .await?;
+    Ok(Json(ApprovalView {
+        run_id: resolved.run_id.to_string(),
+        call_id: resolved.call_id,
+        decision: resolved.decision,
+        resumed: resolved.resumed,
+    }))
 }
 
 /// Why a cancel found nothing to stop: the run ended, or it is not yours.

@@ -20,7 +20,15 @@ impl FrameError {
     }
 }
 
-const KNOWN_TYPES: &[&str] = &["user_message", "cancel", "resume", "ping", "pong"];
+const KNOWN_TYPES: &[&str] = &[
+    "user_message",
+    "cancel",
+    "approve",
+    "reject",
+    "resume",
+    "ping",
+    "pong",
+];
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {

@@ -411,11 +411,42 @@ impl Session {
                 .await
                 .err()
                 .map(|error| ServerFrame::error(error.code(), error.to_string())),
+            ClientFrame::Approve { call_id, run_id } => {
+                self.on_answer(run_id, call_id, true, None).await
+            }
+            ClientFrame::Reject {
+                call_id,
+                run_id,
+                reason,
+            } => self.on_answer(run_id, call_id, false, reason).await,
             ClientFrame::Ping {} => Some(ServerFrame::Pong {
                 ts: cordon_core::now(),
             }),
             ClientFrame::Pong {} | ClientFrame::Resume { .. } => None,
         }
+    }
+
+    /// Answers an approval; what follows (`approval_resolved`, the run going
+    /// on) comes through the log, a refusal as an `error` frame.
+    async fn on_answer(
+        &self,
+        run_id: Option<String>,
+        call_id: String,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Option<ServerFrame> {
+        self.state
+            .runs
+            .answer_approval(
+                &self.user.user_id,
+                run_id.as_deref(),
+                &call_id,
+                approve,
+                reason,
+            )
+            .await
+            .err()
+            .map(|error| ServerFrame::error(error.code(), error.to_string()))
     }
 
     /// A write the peer does not take within `--write-timeout` (it stopped

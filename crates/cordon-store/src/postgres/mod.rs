@@ -159,6 +159,11 @@ fn over_budget(error: &sqlx::Error) -> bool {
 /// PostgreSQL's text of the shared queries. `position` stands in for
 /// SQLite's rowid; sums of `BIGINT` are `NUMERIC` here, so they are cast back.
 const POSTGRES: Sql = Sql {
+    pause: "SELECT run_id, thread_id, state, expires_at FROM run_pauses \
+            WHERE user_id = $1 AND run_id = $2",
+    pauses: "SELECT run_id, thread_id, state, expires_at FROM run_pauses WHERE user_id = $1 \
+             ORDER BY expires_at",
+    expired_pauses: "SELECT user_id, run_id FROM run_pauses WHERE expires_at < $1",
     secret: "SELECT sealed FROM user_secrets WHERE user_id = $1 AND name = $2",
     secret_names: "SELECT name, updated_at FROM user_secrets WHERE user_id = $1 ORDER BY name",
     find_user_by_name: "SELECT id, username, password_hash, created_at, token_generation FROM users \

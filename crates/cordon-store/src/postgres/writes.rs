@@ -12,7 +12,7 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::convert::{backend, to_micros};
 use crate::postgres::bulk;
-use crate::writer::{WriteBackend, WriteOp};
+use crate::writer::{PauseRow, WriteBackend, WriteOp};
 
 /// A statement's outcome inside the batch: the outer `Err` aborts the
 /// batch, the inner one refuses this write alone.
@@ -147,11 +147,56 @@ async fn apply_alone(conn: &mut PgConnection, op: &WriteOp) -> Applied {
         .execute(conn)
         .await?
         .rows_affected()),
+        WriteOp::PutPause { user_id, pause, .. } => put_pause(conn, user_id, pause).await,
+        WriteOp::TakePause {
+            user_id, run_id, ..
+        } => take_pause(conn, user_id, run_id).await,
         WriteOp::PruneEvents(floors, _) => prune_events(conn, floors).await,
         WriteOp::Probe(_) => probe_write(conn).await.map(|()| Ok(1)),
         // Applied in bulk, or nothing to apply.
         _ => ok(0),
     }
+}
+
+async fn put_pause(conn: &mut PgConnection, user_id: &str, pause: &PauseRow) -> Applied {
+    sqlx::query(
+        "INSERT INTO run_pauses (user_id, run_id, thread_id, state, expires_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, run_id) DO UPDATE SET \
+         state = excluded.state, expires_at = excluded.expires_at",
+    )
+    .bind(user_id)
+    .bind(&pause.run_id)
+    .bind(&pause.thread_id)
+    .bind(&pause.state)
+    .bind(pause.expires_at)
+    .execute(&mut *conn)
+    .await?;
+    ok(sqlx::query(
+        "UPDATE runs SET status = 'waiting_approval' WHERE id = $1 AND user_id = $2 \
+         AND status IN ('running', 'waiting_approval')",
+    )
+    .bind(&pause.run_id)
+    .bind(user_id)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+async fn take_pause(conn: &mut PgConnection, user_id: &str, run_id: &str) -> Applied {
+    sqlx::query("DELETE FROM run_pauses WHERE user_id = $1 AND run_id = $2")
+        .bind(user_id)
+        .bind(run_id)
+        .execute(&mut *conn)
+        .await?;
+    ok(sqlx::query(
+        "UPDATE runs SET status = 'running' WHERE id = $1 AND user_id = $2 \
+         AND status = 'waiting_approval'",
+    )
+    .bind(run_id)
+    .bind(user_id)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
 fn ok(rows: u64) -> Applied {

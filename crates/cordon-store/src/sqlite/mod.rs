@@ -99,6 +99,11 @@ impl SqliteStore {
 /// read scanned all of the user's messages and runs slowed down as users
 /// wrote more (docs/performance.md).
 const SQLITE: Sql = Sql {
+    pause: "SELECT run_id, thread_id, state, expires_at FROM run_pauses \
+            WHERE user_id = ? AND run_id = ?",
+    pauses: "SELECT run_id, thread_id, state, expires_at FROM run_pauses WHERE user_id = ? \
+             ORDER BY expires_at",
+    expired_pauses: "SELECT user_id, run_id FROM run_pauses WHERE expires_at < ?",
     secret: "SELECT sealed FROM user_secrets WHERE user_id = ? AND name = ?",
     secret_names: "SELECT name, updated_at FROM user_secrets WHERE user_id = ? ORDER BY name",
     find_user_by_name: "SELECT id, username, password_hash, created_at, token_generation FROM users \

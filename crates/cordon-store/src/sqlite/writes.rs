@@ -8,7 +8,7 @@ use rusqlite::{Connection, ErrorCode, params};
 
 use crate::convert::{rusqlite_backend as backend, to_micros};
 use crate::sqlite::checkpoint::WalBound;
-use crate::writer::{EventRow, WriteBackend, WriteOp};
+use crate::writer::{EventRow, PauseRow, WriteBackend, WriteOp};
 
 /// The writer's connection and the bound on its write-ahead log.
 pub struct SqliteWrites {
@@ -96,6 +96,10 @@ fn apply(conn: &Connection, op: &WriteOp) -> rusqlite::Result<Result<u64, StoreE
             .prepare_cached("DELETE FROM user_secrets WHERE user_id = ?1 AND name = ?2")?
             .execute(params![user_id, name])
             .map(drop),
+        WriteOp::PutPause { user_id, pause, .. } => put_pause(conn, user_id, pause),
+        WriteOp::TakePause {
+            user_id, run_id, ..
+        } => take_pause(conn, user_id, run_id),
         WriteOp::CreateThread(thread) => insert_thread(conn, thread),
         WriteOp::BeginRun(run, message) => begin_run(conn, run, message.as_ref()),
         WriteOp::StartQueuedRun { user_id, run_id } => start_queued_run(conn, user_id, run_id),
@@ -164,6 +168,38 @@ fn probe_write(conn: &Connection) -> rusqlite::Result<()> {
 fn start_queued_run(conn: &Connection, user_id: &str, run_id: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE runs SET status = 'running' WHERE id = ?1 AND user_id = ?2 AND status = 'queued'",
+    )?
+    .execute(params![run_id, user_id])
+    .map(drop)
+}
+
+fn put_pause(conn: &Connection, user_id: &str, pause: &PauseRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO run_pauses (user_id, run_id, thread_id, state, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user_id, run_id) DO UPDATE SET \
+         state = excluded.state, expires_at = excluded.expires_at",
+    )?
+    .execute(params![
+        user_id,
+        pause.run_id,
+        pause.thread_id,
+        pause.state,
+        pause.expires_at
+    ])?;
+    conn.prepare_cached(
+        "UPDATE runs SET status = 'waiting_approval' WHERE id = ?1 AND user_id = ?2 \
+         AND status IN ('running', 'waiting_approval')",
+    )?
+    .execute(params![pause.run_id, user_id])
+    .map(drop)
+}
+
+fn take_pause(conn: &Connection, user_id: &str, run_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM run_pauses WHERE user_id = ?1 AND run_id = ?2")?
+        .execute(params![user_id, run_id])?;
+    conn.prepare_cached(
+        "UPDATE runs SET status = 'running' WHERE id = ?1 AND user_id = ?2 \
+         AND status = 'waiting_approval'",
     )?
     .execute(params![run_id, user_id])
     .map(drop)
