@@ -511,7 +511,8 @@ function runningRuns() {
   const running = [];
   for (const run of state.runs.values()) {
     const status = run.view.root.dataset.status;
-    if (run.threadId === state.currentThreadId && (status === "running" || status === "queued")) running.push(run);
+    const live = status === "running" || status === "queued" || status === "waiting_approval";
+    if (run.threadId === state.currentThreadId && live) running.push(run);
   }
   return running;
 }
@@ -527,6 +528,16 @@ function updateStop() {
   ui.stop.hidden = runningRuns().length === 0;
   ui.multitask.hidden = !busy;
 }
+
+// Approve / Reject on a call that waits: the answer goes over the socket; its outcome
+// (approval_resolved, or an error) comes back through the stream.
+ui.messages.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-decision]");
+  if (!button) return;
+  const frame = { type: button.dataset.decision, call_id: button.dataset.callId, run_id: button.dataset.runId };
+  if (!state.socket.send(frame)) return;
+  for (const sibling of button.parentElement.querySelectorAll("button")) sibling.disabled = true;
+});
 
 ui.stop.addEventListener("click", () => {
   for (const run of runningRuns()) state.socket.send({ type: "cancel", run_id: run.id });

@@ -62,6 +62,7 @@ export function formatJson(value) {
 const STATUS_LABELS = {
   queued: "Queued: waits for the run before it",
   running: "Working…",
+  waiting_approval: "Waiting for your approval",
   completed: "Done",
   cancelled: "Cancelled",
   interrupted: "Interrupted",
@@ -71,6 +72,7 @@ export class RunView {
   constructor(run) {
     this.run = run;
     this.calls = new Map();
+    this.approvals = new Map();
     this.steps = 0;
     this.tools = 0;
     this.user = el("div.bubble.user", {});
@@ -162,6 +164,44 @@ export class RunView {
         const result = item.querySelector(".tool-result");
         result.hidden = false;
         result.replaceChildren(el("span.label", { text: "result" }), el("pre", { text: formatJson(event.result) }));
+        break;
+      }
+      case "approval_required": {
+        const answers = el(
+          "div.approval-actions",
+          {},
+          el("button.primary", { type: "button", "data-decision": "approve", "data-call-id": event.call_id, "data-run-id": event.run_id, text: "Approve" }),
+          el("button.danger", { type: "button", "data-decision": "reject", "data-call-id": event.call_id, "data-run-id": event.run_id, text: "Reject" }),
+        );
+        const item = el(
+          "li.step.approval",
+          { "data-call-id": event.call_id, "data-state": "waiting" },
+          el(
+            "div.tool-head",
+            {},
+            el("span.agent", { text: event.agent }),
+            el("span.tool-name", { text: event.tool }),
+            el("span.tool-state", { text: "needs your approval" }),
+          ),
+          el("pre.tool-args", { text: formatJson(event.arguments) }),
+          answers,
+        );
+        this.approvals.set(event.call_id, item);
+        this.list.append(item);
+        this.timeline.open = true;
+        this.setStatus("waiting_approval");
+        break;
+      }
+      case "approval_resolved": {
+        const item = this.approvals.get(event.call_id);
+        if (item) {
+          item.dataset.state = event.decision;
+          const why = event.reason ? `: ${event.reason}` : "";
+          item.querySelector(".tool-state").textContent = `${event.decision}${why}`;
+          item.querySelector(".approval-actions")?.remove();
+        }
+        const waiting = [...this.approvals.values()].some((i) => i.dataset.state === "waiting");
+        if (!waiting) this.setStatus("running");
         break;
       }
       case "agent_delta":

@@ -12,6 +12,9 @@
 //! [`ToolDispatcher`], with every step appended to the user's
 //! [`UserEventLog`], which the store publishes to the user's sink once
 //! committed. [`end_abandoned_runs`] ends, at start-up, the runs a crash left.
+//! A run whose model calls a tool that needs approval pauses (its checkpoint
+//! stored, no task kept) until [`RunService::answer_approval`] has an answer
+//! for every such call, then goes on from the checkpoint in a new task.
 
 pub mod agents;
 pub mod config;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use cordon_protocol::rest::{AcceptedView, ApiErrorResponse, CancelView};
+use cordon_protocol::rest::{AcceptedView, ApiErrorResponse, ApprovalView, CancelView};
 use cordon_protocol::{ClientFrame, ServerFrame};
 
 const DOC: &str = include_str!("../../../docs/protocol.md");
@@ -30,9 +30,17 @@ fn client_examples_parse_and_cover_every_client_frame() {
         seen.insert(value["type"].as_str().unwrap().to_owned());
         let _ = frame;
     }
-    let expected: BTreeSet<String> = ["user_message", "resume", "cancel", "ping", "pong"]
-        .map(String::from)
-        .into();
+    let expected: BTreeSet<String> = [
+        "user_message",
+        "resume",
+        "cancel",
+        "approve",
+        "reject",
+        "ping",
+        "pong",
+    ]
+    .map(String::from)
+    .into();
     assert_eq!(seen, expected);
 }
 
@@ -56,6 +64,8 @@ fn server_examples_parse_round_trip_and_cover_every_server_frame() {
         "agent_delta",
         "tool_executing",
         "tool_completed",
+        "approval_required",
+        "approval_resolved",
         "agent_completed",
         "agent_error",
         "error",
@@ -82,6 +92,12 @@ fn rest_examples_parse_into_their_bodies() {
     }
     for example in &cancels {
         let _: CancelView =
+            serde_json::from_str(example).unwrap_or_else(|e| panic!("{example}: {e}"));
+    }
+    let approvals = examples("rest approval");
+    assert!(!approvals.is_empty());
+    for example in &approvals {
+        let _: ApprovalView =
             serde_json::from_str(example).unwrap_or_else(|e| panic!("{example}: {e}"));
     }
 }

@@ -244,7 +244,8 @@ async fn a_call_with_an_id_several_runs_wait_on_needs_its_run() {
 
     ws.send_json(&json!({"type": "approve", "call_id": first["call_id"]}))
         .await;
-    assert_eq!(ws.next_json().await["code"], "ambiguous_call_id");
+    let refusal = ws.next_json().await;
+    assert_eq!(refusal["code"], "ambiguous_call_id", "{refusal}");
     ws.send_json(
         &json!({"type": "approve", "call_id": second["call_id"], "run_id": second["run_id"]}),
     )

@@ -619,3 +619,72 @@ async fn a_busy_thread_queues_or_interrupts_and_a_reload_resumes_the_live_run() 
     );
     page.close().await;
 }
+
+#[tokio::test]
+async fn a_call_that_needs_approval_shows_its_arguments_and_runs_when_approved() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = TestServer::start_with(|c| {
+        c.engine.approval_tools = ["calculator".to_owned()].into();
+    })
+    .await;
+    let page = browser.session().await;
+    open_as(&page, &server, "quinn", "#sign-up").await;
+
+    send(&page, "What is 6 * 7?").await;
+    wait_summary(&page, "waiting_approval", "Waiting for your approval").await;
+    let pending = text_of(&page, "#messages .step.approval").await;
+    assert!(pending.contains("calculator"), "{pending}");
+    assert!(
+        pending.contains("6 * 7"),
+        "the arguments are shown: {pending}"
+    );
+    assert!(pending.contains("needs your approval"), "{pending}");
+    page.find(fantoccini::Locator::Css(
+        "#messages .step.approval button[data-decision=approve]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_turns(&page, "completed", 1).await;
+    assert_eq!(
+        text_of(&page, "#messages .turn .answer").await,
+        "6 * 7 = 42."
+    );
+    let resolved = text_of(&page, "#messages .step.approval .tool-state").await;
+    assert_eq!(resolved, "approved");
+    assert_eq!(
+        page.js(
+            "return document.querySelectorAll('#messages .approval-actions').length;",
+            vec![]
+        )
+        .await,
+        json!(0),
+        "the buttons go once answered"
+    );
+
+    // Rejected: the tool never runs and the run still answers.
+    send(&page, "What is 1 + 1?").await;
+    wait_summary(&page, "waiting_approval", "Waiting for your approval").await;
+    page.find(fantoccini::Locator::Css(
+        "#messages .turn[data-status=waiting_approval] button[data-decision=reject]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_turns(&page, "completed", 2).await;
+    assert_eq!(
+        page.js(
+            "return document.querySelectorAll('#messages .step.approval[data-state=rejected]').length;",
+            vec![]
+        )
+        .await,
+        json!(1)
+    );
+    page.close().await;
+}

@@ -121,28 +121,32 @@ impl UserExecutionEngine {
         point: PausePoint,
     ) -> Result<(), RunFailure> {
         let expires_at = cordon_core::now() + self.config.approval_ttl;
-        for call in &point.calls {
-            let required = RunEventKind::ApprovalRequired {
-                agent: point.agent.clone(),
-                call_id: call.id.clone(),
-                tool: call.name.clone(),
-                arguments: call.arguments.clone(),
-                expires_at,
-            };
-            self.log.emit(ctx, required).map_err(paused_unstored)?;
-        }
         let state = PauseState {
-            agent: point.agent,
+            agent: point.agent.clone(),
             input: point.input,
             state: point.state,
-            calls: point.calls.into_iter().map(Waiting::of).collect(),
+            calls: point.calls.iter().cloned().map(Waiting::of).collect(),
         };
-        // Committed after the events above (one writer, in order): a client
-        // that hears `approval_required` finds the pause.
+        // Stored before it is announced: a client that hears
+        // `approval_required` and answers at once finds the pause.
         self.store
             .put_pause(&pause_of(ctx, &state, expires_at)?)
             .await
             .map_err(paused_unstored)?;
+        for call in point.calls {
+            let required = RunEventKind::ApprovalRequired {
+                agent: point.agent.clone(),
+                call_id: call.id,
+                tool: call.name,
+                arguments: call.arguments,
+                expires_at,
+            };
+            // Stored as waiting already: if the log fails now, the pause
+            // still expires (or is cancelled) like any other.
+            if let Err(error) = self.log.emit(ctx, required) {
+                tracing::error!(%error, run_id = %ctx.run_id(), "could not log an approval request");
+            }
+        }
         let mut engine = self.lock();
         engine.running.remove(ctx.run_id());
         engine.paused.insert(ctx.run_id().clone());

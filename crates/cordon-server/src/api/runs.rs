@@ -43,7 +43,7 @@ pub async fn list_runs(
         .map_err(|_| {
             ApiError::bad_request(
                 "invalid_query",
-                "`status` is one of queued, running, completed, failed, cancelled, timed_out, rejected, interrupted",
+                "`status` is one of queued, running, waiting_approval, completed, failed, cancelled, timed_out, rejected, interrupted",
             )
         })?;
     let thread_id = match query.thread_id {
