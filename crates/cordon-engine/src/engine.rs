@@ -23,7 +23,7 @@ use crate::registry::RunFailure;
 use crate::stop::StopSignal;
 use crate::supervisor::{Finish, SUPERVISOR, Start, run_pipeline};
 
-pub use approval::{ApprovalAnswer, ApprovalError, Resolved};
+pub use approval::{ApprovalAnswer, ApprovalError, Resolved, WaitingCall, waiting_calls};
 
 /// Most runs that may wait behind the running one on one thread.
 pub const MAX_WAITING_PER_THREAD: usize = 16;

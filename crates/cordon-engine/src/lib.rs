@@ -36,7 +36,7 @@ pub use config::EngineConfig;
 pub use dispatcher::ToolDispatcher;
 pub use engine::{
     Accepted, ApprovalAnswer, ApprovalError, CancelOutcome, EngineStats, Resolved, RunRequest,
-    RunSummary, SubmitError, UserExecutionEngine,
+    RunSummary, SubmitError, UserExecutionEngine, WaitingCall, waiting_calls,
 };
 pub use factory::{
     EngineDeps, ExecutionEngineFactory, FactoryCounts, FactoryError, Located, StartError,

@@ -9,6 +9,7 @@ use cordon_core::{
 
 use crate::engine::{
     Accepted, ApprovalAnswer, ApprovalError, CancelOutcome, Resolved, RunRequest, SubmitError,
+    WaitingCall, waiting_calls,
 };
 use crate::factory::{ExecutionEngineFactory, StartError};
 
@@ -234,6 +235,34 @@ impl RunService {
                     error.to_string(),
                 )))
             }
+        }
+    }
+
+    /// The calls one of the user's runs waits on (none unless it is paused).
+    pub async fn waiting_calls(
+        &self,
+        user_id: &UserId,
+        run_id: &RunId,
+    ) -> Result<Vec<WaitingCall>, ServiceError> {
+        let store = UserStore::new(user_id.clone(), Arc::clone(&self.store));
+        match store.pause(run_id).await {
+            Ok(Some(pause)) => waiting_calls(&pause).map_err(ServiceError::Storage),
+            Ok(None) => Ok(Vec::new()),
+            Err(error) => Err(ServiceError::Storage(error)),
+        }
+    }
+
+    /// `raw` as one of the user's threads, or `None` (not an id, not theirs,
+    /// or missing): for clients that bring their own conversation ids.
+    pub async fn find_own_thread(
+        &self,
+        user_id: &UserId,
+        raw: &str,
+    ) -> Result<Option<ThreadId>, ServiceError> {
+        match self.own_thread(user_id, raw).await {
+            Ok(thread_id) => Ok(Some(thread_id)),
+            Err(ServiceError::ThreadNotFound) => Ok(None),
+            Err(error) => Err(error),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod server;
 pub mod state;
+pub mod streams;
 pub mod web;
 pub mod ws;
 

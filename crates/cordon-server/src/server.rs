@@ -33,6 +33,7 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics;
 use crate::state::AppState;
+use crate::streams;
 use crate::web;
 use crate::ws::hub::ConnectionHub;
 use crate::ws::upgrade::ws_handler;
@@ -77,6 +78,9 @@ pub fn app(state: AppState) -> Router {
             post(runs::answer_approval),
         )
         .route("/usage", get(usage::get_usage))
+        .route("/chat", post(streams::ui_message::post_chat))
+        .route("/chat/{id}/stream", get(streams::ui_message::resume_chat))
+        .route("/agui", post(streams::agui::post_agui))
         .route("/me/secrets", get(secrets::list_secrets))
         .route(
             "/me/secrets/{name}",

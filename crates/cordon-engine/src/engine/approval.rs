@@ -93,6 +93,31 @@ pub struct Resolved {
     pub resumed: bool,
 }
 
+/// A call a paused run waits on, as transports show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitingCall {
+    pub call_id: String,
+    pub tool: String,
+    pub arguments: Value,
+    pub expires_at: time::OffsetDateTime,
+}
+
+/// The calls of a stored pause still waiting for an answer.
+pub fn waiting_calls(pause: &RunPause) -> Result<Vec<WaitingCall>, StoreError> {
+    let state = state_of(pause)?;
+    Ok(state
+        .calls
+        .into_iter()
+        .filter(|waiting| waiting.answer.is_none())
+        .map(|waiting| WaitingCall {
+            call_id: waiting.call_id,
+            tool: waiting.tool,
+            arguments: waiting.arguments,
+            expires_at: pause.expires_at,
+        })
+        .collect())
+}
+
 /// Calls answered lately, by run.
 #[derive(Default)]
 pub(super) struct Answered(VecDeque<(RunId, String)>);

@@ -554,7 +554,10 @@ async fn send(outgoing: &mut Outgoing, frame: &ServerFrame) -> Result<(), axum::
 
 /// Several instances: starts following the user's events here (before the
 /// session attaches or replays, so nothing between falls through).
-async fn follow(state: &AppState, user_id: &UserId) -> Result<Option<Arc<Follow>>, StoreError> {
+pub(crate) async fn follow(
+    state: &AppState,
+    user_id: &UserId,
+) -> Result<Option<Arc<Follow>>, StoreError> {
     match &state.cluster {
         Some(cluster) => cluster.follow(user_id).await.map(Some),
         None => Ok(None),

@@ -67,7 +67,7 @@ pub async fn ws_handler(
 /// One of the user's socket slots: on this instance, and with several
 /// instances across all live ones (claimed atomically, so a burst cannot
 /// overshoot either count).
-async fn claim_socket(
+pub(crate) async fn claim_socket(
     state: &AppState,
     user: &AuthUser,
     connection_id: &ConnectionId,
