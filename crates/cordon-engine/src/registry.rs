@@ -53,7 +53,7 @@ pub enum Conclusion {
 
 /// A person's answer to one call that needed approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Answer {
+pub struct CallDecision {
     pub decision: Decision,
     pub reason: Option<String>,
 }
@@ -83,7 +83,7 @@ pub trait Agent: Send + Sync + 'static {
         _cx: &AgentContext<'_>,
         _input: &AgentInput,
         _state: Value,
-        _answers: &HashMap<String, Answer>,
+        _answers: &HashMap<String, CallDecision>,
     ) -> Result<Conclusion, RunFailure> {
         Err(RunFailure::new(
             ErrorCode::Internal,

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::config::EngineConfig;
 use crate::factory::EngineDeps;
 use crate::log::RunEvents;
-use crate::registry::{AgentContext, AgentInput, Answer, Conclusion, RunFailure};
+use crate::registry::{AgentContext, AgentInput, CallDecision, Conclusion, RunFailure};
 use crate::usage::MeteredLlm;
 
 /// The name run-level events (`agent_started`, `agent_completed`, `agent_error`) carry.
@@ -24,7 +24,7 @@ pub enum Start {
         agent: String,
         input: AgentInput,
         state: Value,
-        answers: HashMap<String, Answer>,
+        answers: HashMap<String, CallDecision>,
     },
 }
 
@@ -50,34 +50,7 @@ pub async fn run_pipeline(
     ctx: &UserExecutionContext,
     start: Start,
 ) -> Result<Finish, RunFailure> {
-    let (mut input, mut resume, skip) = match start {
-        Start::Message(message) => {
-            let input = AgentInput {
-                message,
-                notes: Vec::new(),
-            };
-            (input, None, 0)
-        }
-        Start::Resume {
-            agent,
-            input,
-            state,
-            answers,
-        } => {
-            let position = deps
-                .registry
-                .pipeline()
-                .iter()
-                .position(|candidate| candidate.name() == agent)
-                .ok_or_else(|| {
-                    RunFailure::new(
-                        ErrorCode::Internal,
-                        format!("the paused agent `{agent}` is not in the pipeline"),
-                    )
-                })?;
-            (input, Some((state, answers)), position)
-        }
-    };
+    let (mut input, mut resume, skip) = starting_point(deps, start)?;
     let llm = MeteredLlm::new(deps.llm.clone(), store.clone(), ctx.root_run_id().clone());
     let mut conclusion = String::new();
     for agent in deps.registry.pipeline().iter().skip(skip) {
@@ -125,4 +98,44 @@ pub async fn run_pipeline(
         input.notes.push(conclusion.clone());
     }
     Ok(Finish::Answer(conclusion))
+}
+
+/// What a pipeline starts from: the first agent's input, the paused agent's
+/// state and the answers when it goes on from a pause, and how many agents
+/// of the pipeline are already done.
+type StartingPoint = (
+    AgentInput,
+    Option<(Value, HashMap<String, CallDecision>)>,
+    usize,
+);
+
+fn starting_point(deps: &EngineDeps, start: Start) -> Result<StartingPoint, RunFailure> {
+    match start {
+        Start::Message(message) => {
+            let input = AgentInput {
+                message,
+                notes: Vec::new(),
+            };
+            Ok((input, None, 0))
+        }
+        Start::Resume {
+            agent,
+            input,
+            state,
+            answers,
+        } => {
+            let position = deps
+                .registry
+                .pipeline()
+                .iter()
+                .position(|candidate| candidate.name() == agent)
+                .ok_or_else(|| {
+                    RunFailure::new(
+                        ErrorCode::Internal,
+                        format!("the paused agent `{agent}` is not in the pipeline"),
+                    )
+                })?;
+            Ok((input, Some((state, answers)), position))
+        }
+    }
 }

@@ -311,34 +311,8 @@ fn step_frame(envelope: RunEnvelope, kind: RunEventKind) -> ServerFrame {
                 is_error,
                 duration_ms,
             },
-            RunEventKind::ApprovalRequired {
-                agent,
-                call_id,
-                tool,
-                arguments,
-                expires_at,
-            } => ServerFrame::ApprovalRequired {
-                envelope,
-                agent,
-                call_id,
-                tool,
-                arguments,
-                expires_at,
-            },
-            RunEventKind::ApprovalResolved {
-                agent,
-                call_id,
-                tool,
-                decision,
-                reason,
-            } => ServerFrame::ApprovalResolved {
-                envelope,
-                agent,
-                call_id,
-                tool,
-                decision,
-                reason,
-            },
+            kind @ (RunEventKind::ApprovalRequired { .. }
+            | RunEventKind::ApprovalResolved { .. }) => approval_frame(envelope, kind),
             RunEventKind::AgentCompleted {
                 agent,
                 answer,
@@ -364,6 +338,41 @@ fn step_frame(envelope: RunEnvelope, kind: RunEventKind) -> ServerFrame {
             | RunEventKind::RunQueued { .. }
             | RunEventKind::AgentStarted { .. } => unreachable_lifecycle(envelope),
         }
+    }
+}
+
+/// The frames of a call that waits for approval, and of its answer.
+fn approval_frame(envelope: RunEnvelope, kind: RunEventKind) -> ServerFrame {
+    match kind {
+        RunEventKind::ApprovalRequired {
+            agent,
+            call_id,
+            tool,
+            arguments,
+            expires_at,
+        } => ServerFrame::ApprovalRequired {
+            envelope,
+            agent,
+            call_id,
+            tool,
+            arguments,
+            expires_at,
+        },
+        RunEventKind::ApprovalResolved {
+            agent,
+            call_id,
+            tool,
+            decision,
+            reason,
+        } => ServerFrame::ApprovalResolved {
+            envelope,
+            agent,
+            call_id,
+            tool,
+            decision,
+            reason,
+        },
+        other => step_frame(envelope, other),
     }
 }
 

@@ -101,3 +101,39 @@ fn rest_examples_parse_into_their_bodies() {
             serde_json::from_str(example).unwrap_or_else(|e| panic!("{example}: {e}"));
     }
 }
+
+/// The adapters' examples are real streams: every `data:` line is a JSON
+/// object with a `type` (or the AI SDK's closing `[DONE]`), and the ids
+/// never go down.
+#[test]
+fn standard_stream_examples_are_well_formed_sse() {
+    let blocks: Vec<&str> = DOC
+        .split("### Vercel AI SDK UI message stream")
+        .nth(1)
+        .unwrap()
+        .split("```text\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .take(2)
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    for block in blocks {
+        let mut last_id = 0;
+        for line in block.lines() {
+            if let Some(data) = line.strip_prefix("data: ") {
+                if data == "[DONE]" {
+                    continue;
+                }
+                let value: serde_json::Value =
+                    serde_json::from_str(data).unwrap_or_else(|e| panic!("{data}: {e}"));
+                assert!(value["type"].is_string(), "{data}");
+            } else if let Some(id) = line.strip_prefix("id: ") {
+                let id: u64 = id.parse().unwrap();
+                assert!(id > last_id, "{block}");
+                last_id = id;
+            } else {
+                assert!(line.is_empty(), "unexpected line {line}");
+            }
+        }
+    }
+}

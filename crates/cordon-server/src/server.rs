@@ -78,14 +78,12 @@ pub fn app(state: AppState) -> Router {
             post(runs::answer_approval),
         )
         .route("/usage", get(usage::get_usage))
-        .route("/chat", post(streams::ui_message::post_chat))
-        .route("/chat/{id}/stream", get(streams::ui_message::resume_chat))
-        .route("/agui", post(streams::agui::post_agui))
         .route("/me/secrets", get(secrets::list_secrets))
         .route(
             "/me/secrets/{name}",
             put(secrets::put_secret).delete(secrets::delete_secret),
-        );
+        )
+        .merge(streams::routes(&state.config.allowed_origins));
     Router::new()
         .nest("/api", api)
         .route("/ws", get(ws_handler))

@@ -151,7 +151,8 @@ pub struct ServeArgs {
     /// Milliseconds the offline model takes per step (0 for benchmarks).
     #[arg(long, env = "CORDON_OFFLINE_DELAY_MS", default_value_t = 100)]
     pub offline_delay_ms: u64,
-    /// Extra Origin allowed to open /ws (repeatable; same-origin is always allowed).
+    /// Extra Origin allowed to open /ws and to call /api/chat and /api/agui cross-origin
+    /// (repeatable; same-origin is always allowed).
     #[arg(
         long = "allowed-origin",
         env = "CORDON_ALLOWED_ORIGIN",

@@ -471,3 +471,53 @@ async fn a_chat_stream_resumes_from_its_start_or_after_last_event_id() {
     );
     assert!(later.iter().any(|(_, data)| data.contains("5 * 5 = 25.")));
 }
+
+#[tokio::test]
+async fn front_ends_on_an_allowed_origin_may_call_the_streams_and_others_may_not() {
+    let server = TestServer::start_with(|c| {
+        c.allowed_origins = vec!["http://app.example:3000".to_owned()];
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        server
+            .http
+            .request(reqwest::Method::OPTIONS, server.url("/api/chat"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("http://app.example:3000").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://app.example:3000"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap();
+    assert!(methods.contains("POST"), "{methods}");
+    let headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(headers.contains("authorization"), "{headers}");
+    let refused = preflight("http://evil.example").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    // The other routes are same-origin only.
+    let other = server
+        .http
+        .request(reqwest::Method::OPTIONS, server.url("/api/threads"))
+        .header("origin", "http://app.example:3000")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::registry::{Agent, AgentContext, AgentInput, Answer, Conclusion, RunFailure};
+use crate::registry::{Agent, AgentContext, AgentInput, CallDecision, Conclusion, RunFailure};
 
 /// Streamed text arriving within this long of the first pending piece goes out as one event.
 const STREAM_BATCH: Duration = Duration::from_millis(5);
@@ -57,7 +57,7 @@ impl Agent for AssistantAgent {
         cx: &AgentContext<'_>,
         input: &AgentInput,
         state: Value,
-        answers: &HashMap<String, Answer>,
+        answers: &HashMap<String, CallDecision>,
     ) -> Result<Conclusion, RunFailure> {
         let paused: Paused = serde_json::from_value(state).map_err(|error| {
             RunFailure::new(ErrorCode::Internal, format!("unreadable pause: {error}"))
@@ -85,7 +85,7 @@ impl AssistantAgent {
         turns: Vec<LlmTurn>,
         first_step: u32,
         calls: &[ToolCall],
-        answers: &HashMap<String, Answer>,
+        answers: &HashMap<String, CallDecision>,
     ) -> Result<Conclusion, RunFailure> {
         let tool_cx = ToolContext {
             ctx: cx.ctx.clone(),
@@ -149,7 +149,7 @@ impl AssistantAgent {
         tool_cx: &ToolContext,
         request: &mut LlmRequest,
         calls: &[ToolCall],
-        answers: &HashMap<String, Answer>,
+        answers: &HashMap<String, CallDecision>,
     ) {
         for call in calls {
             let refused = answers
@@ -357,7 +357,7 @@ impl LlmObserver for StreamToEvents<'_> {
 }
 
 /// What the model is told of a call a person did not approve.
-fn refusal(answer: &Answer) -> Value {
+fn refusal(answer: &CallDecision) -> Value {
     let why = match &answer.reason {
         Some(reason) => format!("the user rejected the call: {reason}"),
         None => "the user rejected the call".to_owned(),

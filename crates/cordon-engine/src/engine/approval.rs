@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::{StartedRun, UserExecutionEngine};
 use crate::log::RunEvents;
-use crate::registry::{AgentInput, Answer, RunFailure};
+use crate::registry::{AgentInput, CallDecision, RunFailure};
 use crate::stop::StopSignal;
 use crate::supervisor::Start;
 
@@ -41,7 +41,7 @@ struct Waiting {
     call_id: String,
     tool: String,
     arguments: Value,
-    answer: Option<Answer>,
+    answer: Option<CallDecision>,
 }
 
 /// Where a run paused, as the supervisor handed it over.
@@ -208,7 +208,7 @@ impl UserExecutionEngine {
         if waiting.answer.is_some() {
             return Err(ApprovalError::AlreadyResolved);
         }
-        waiting.answer = Some(Answer {
+        waiting.answer = Some(CallDecision {
             decision,
             reason: answer.reason.clone(),
         });
@@ -277,7 +277,7 @@ impl UserExecutionEngine {
 
     /// Every call answered: the run goes on in a new task, in its lane.
     fn resume(self: &Arc<Self>, ctx: UserExecutionContext, state: PauseState) {
-        let answers: HashMap<String, Answer> = state
+        let answers: HashMap<String, CallDecision> = state
             .calls
             .into_iter()
             .filter_map(|waiting| Some((waiting.call_id, waiting.answer?)))

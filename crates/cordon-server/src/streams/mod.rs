@@ -15,13 +15,16 @@ pub mod ui_message;
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::Router;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use cordon_core::RunId;
 use cordon_engine::{ApprovalError, NewMessage, ServiceError, WaitingCall};
 use cordon_protocol::ServerFrame;
 use tokio::sync::mpsc;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
@@ -30,6 +33,36 @@ use feed::{FeedEvent, RunFeed};
 
 /// SSE events buffered towards a slow client before the feed waits.
 const OUTBOX: usize = 64;
+
+/// The adapters' routes (under `/api`). Chat front ends are often served
+/// from another origin: the `--allowed-origin` ones may call these
+/// cross-origin (CORS, with the `Authorization` header; no cookies are used).
+pub fn routes(allowed_origins: &[String]) -> Router<AppState> {
+    let routes = Router::new()
+        .route("/chat", post(ui_message::post_chat))
+        .route("/chat/{id}/stream", get(ui_message::resume_chat))
+        .route("/agui", post(agui::post_agui));
+    if allowed_origins.is_empty() {
+        return routes;
+    }
+    let origins = match allowed_origins.iter().any(|origin| origin == "*") {
+        true => AllowOrigin::any(),
+        false => AllowOrigin::list(
+            allowed_origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        ),
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ]);
+    routes.layer(cors)
+}
 
 /// Turns one run's events into one standard stream's events.
 pub trait Adapter: Send + 'static {
@@ -43,26 +76,43 @@ pub trait Adapter: Send + 'static {
     fn failed(&mut self, message: &str, out: &mut Outbox);
 }
 
-/// SSE events on their way out, each with the `seq` it came from.
+/// SSE events on their way out. Only the last event a run event turned
+/// into carries its `seq` as `id`: a client's `Last-Event-ID` then means
+/// "everything of that event arrived", even when the connection broke
+/// between the events one run event became.
 #[derive(Default)]
 pub struct Outbox {
-    events: Vec<Event>,
-    seq: Option<u64>,
+    events: Vec<(String, Option<u64>)>,
 }
 
 impl Outbox {
-    /// One JSON event (its `id` is the current run event's `seq`).
+    /// One JSON event.
     pub fn json(&mut self, value: &serde_json::Value) {
-        let event = Event::default().data(value.to_string());
-        self.events.push(match self.seq {
-            Some(seq) => event.id(seq.to_string()),
-            None => event,
-        });
+        self.events.push((value.to_string(), None));
     }
 
     /// A raw `data:` line (e.g. `[DONE]`).
     pub fn raw(&mut self, data: &str) {
-        self.events.push(Event::default().data(data));
+        self.events.push((data.to_owned(), None));
+    }
+
+    /// Marks the events pushed since `from` as those of `seq`.
+    fn mark(&mut self, from: usize, seq: u64) {
+        if self.events.len() > from
+            && let Some(last) = self.events.last_mut()
+        {
+            last.1 = Some(seq);
+        }
+    }
+
+    fn take(&mut self) -> impl Iterator<Item = Event> + '_ {
+        self.events.drain(..).map(|(data, seq)| {
+            let event = Event::default().data(data);
+            match seq {
+                Some(seq) => event.id(seq.to_string()),
+                None => event,
+            }
+        })
     }
 }
 
@@ -218,8 +268,10 @@ async fn drive(
             }
         };
         for event in &batch {
-            out.seq = Some(event.seq);
-            if adapter.event(event, &mut out) {
+            let from = out.events.len();
+            let ends = adapter.event(event, &mut out);
+            out.mark(from, event.seq);
+            if ends {
                 flush(&tx, &mut out).await;
                 return;
             }
@@ -246,7 +298,7 @@ async fn drive(
 
 /// Sends what is queued; `false` once the client went away.
 async fn flush(tx: &mpsc::Sender<Event>, out: &mut Outbox) -> bool {
-    for event in out.events.drain(..) {
+    for event in out.take() {
         if tx.send(event).await.is_err() {
             return false;
         }
