@@ -12,14 +12,13 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use cordon_core::{Multitask, RunId};
+use cordon_core::{Decision, Multitask, RunId};
 use cordon_engine::{ApprovalError, NewMessage, ServiceError, WaitingCall};
-use cordon_protocol::ServerFrame;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
-use super::feed::FeedEvent;
+use super::step::Step;
 use super::{Adapter, CallAnswer, Outbox};
 use crate::api::auth::invalid_body;
 use crate::auth::AuthUser;
@@ -127,11 +126,11 @@ fn last_user_text(messages: &[Value]) -> Option<String> {
 pub struct AguiStream {
     thread_id: String,
     run_id: String,
-    /// cordon's run, once its first event came.
+    /// cordon's run and thread, once its first event came.
     cordon_run: Option<String>,
+    cordon_thread: String,
     /// The open text message, if any.
     text: Option<String>,
-    streamed_answer: bool,
     /// Calls whose tool call was announced before this stream (answered approvals).
     announced: BTreeSet<String>,
     /// The `seq` of the event being mapped: message ids are unique per user.
@@ -144,8 +143,8 @@ impl AguiStream {
             thread_id: input.thread_id.clone(),
             run_id: input.run_id.clone(),
             cordon_run: None,
+            cordon_thread: String::new(),
             text: None,
-            streamed_answer: false,
             announced: BTreeSet::new(),
             seq: 0,
         }
@@ -174,7 +173,6 @@ impl AguiStream {
 
     fn tool_call(&mut self, call_id: &str, tool: &str, arguments: &Value, out: &mut Outbox) {
         self.close_text(out);
-        self.streamed_answer = false;
         if !self.announced.insert(call_id.to_owned()) {
             return;
         }
@@ -184,7 +182,6 @@ impl AguiStream {
     }
 
     fn tool_result(&mut self, call_id: &str, content: &Value, out: &mut Outbox) {
-        self.streamed_answer = false;
         out.json(&json!({
             "type": "TOOL_CALL_RESULT",
             "messageId": format!("result-{call_id}"),
@@ -214,68 +211,52 @@ impl Adapter for AguiStream {
         out.json(&json!({"type": "RUN_STARTED", "threadId": self.thread_id, "runId": self.run_id}));
     }
 
-    fn event(&mut self, event: &FeedEvent, out: &mut Outbox) -> bool {
-        let Some(envelope) = event.frame.envelope() else {
-            return false;
-        };
-        self.seq = event.seq;
-        if self.cordon_run.is_none() {
-            self.cordon_run = Some(envelope.run_id.clone());
-            out.json(&json!({"type": "CUSTOM", "name": "cordon.run",
-                             "value": {"thread_id": envelope.thread_id, "run_id": envelope.run_id}}));
-        }
-        match &event.frame {
-            ServerFrame::AgentThinking { agent, text, .. } => {
+    fn run(&mut self, run_id: &str, thread_id: &str, out: &mut Outbox) {
+        self.cordon_run = Some(run_id.to_owned());
+        self.cordon_thread = thread_id.to_owned();
+        out.json(&json!({"type": "CUSTOM", "name": "cordon.run",
+                         "value": {"thread_id": thread_id, "run_id": run_id}}));
+    }
+
+    fn step(&mut self, seq: u64, step: &Step<'_>, out: &mut Outbox) -> bool {
+        self.seq = seq;
+        match step {
+            Step::Thinking { agent, text } => {
                 out.json(&json!({"type": "CUSTOM", "name": "cordon.thinking",
                                  "value": {"agent": agent, "text": text}}));
             }
-            ServerFrame::AgentDelta { text, .. } => {
-                self.streamed_answer = true;
-                self.text(text, out);
-            }
-            ServerFrame::ToolExecuting {
+            Step::Text(text) => self.text(text, out),
+            Step::ToolInput {
                 call_id,
                 tool,
                 arguments,
-                ..
-            }
-            | ServerFrame::ApprovalRequired {
-                call_id,
-                tool,
-                arguments,
-                ..
             } => self.tool_call(call_id, tool, arguments, out),
-            ServerFrame::ToolCompleted {
+            Step::ToolOutput {
                 call_id, result, ..
             } => self.tool_result(call_id, result, out),
-            ServerFrame::ApprovalResolved {
+            Step::Answered {
                 call_id,
                 decision,
                 reason,
-                ..
             } => {
-                self.announced.insert(call_id.clone());
-                if *decision != cordon_core::Decision::Approved {
-                    let why = reason.as_deref().unwrap_or(<&str>::from(*decision));
+                self.announced.insert((*call_id).to_owned());
+                if *decision != Decision::Approved {
+                    let why = reason.unwrap_or(<&str>::from(*decision));
                     self.tool_result(call_id, &json!({"error": why}), out);
                 }
             }
-            ServerFrame::AgentCompleted { answer, .. } => {
-                if !self.streamed_answer && !answer.is_empty() {
-                    self.close_text(out);
-                    self.text(answer, out);
-                }
-                let result = json!({"answer": answer, "thread_id": envelope.thread_id,
-                                    "run_id": envelope.run_id});
+            Step::Done { answer } => {
+                let run_id = self.cordon_run.clone().unwrap_or_default();
+                let result = json!({"answer": answer, "run_id": run_id,
+                                    "thread_id": self.cordon_thread});
                 self.finished(json!({"type": "success"}), Some(result), out);
                 return true;
             }
-            ServerFrame::AgentError { code, message, .. } => {
+            Step::Failed { code, message } => {
                 self.close_text(out);
                 out.json(&json!({"type": "RUN_ERROR", "message": message, "code": code.as_str()}));
                 return true;
             }
-            _ => {}
         }
         false
     }

@@ -10,6 +10,7 @@
 
 pub mod agui;
 pub mod feed;
+pub mod step;
 pub mod ui_message;
 
 use std::collections::BTreeSet;
@@ -29,7 +30,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
-use feed::{FeedEvent, RunFeed};
+use feed::RunFeed;
+use step::{Step, Steps};
 
 /// SSE events buffered towards a slow client before the feed waits.
 const OUTBOX: usize = 64;
@@ -66,10 +68,13 @@ pub fn routes(allowed_origins: &[String]) -> Router<AppState> {
 
 /// Turns one run's events into one standard stream's events.
 pub trait Adapter: Send + 'static {
-    /// What a stream opens with, once its run is known.
+    /// What a stream opens with.
     fn open(&mut self, out: &mut Outbox);
-    /// One stored event of the run; `true` when the stream ends after it.
-    fn event(&mut self, event: &FeedEvent, out: &mut Outbox) -> bool;
+    /// The run's ids, with its first event.
+    fn run(&mut self, run_id: &str, thread_id: &str, out: &mut Outbox);
+    /// One step of the run (`seq`: of the event it came from); `true` when
+    /// the stream ends after it.
+    fn step(&mut self, seq: u64, step: &Step<'_>, out: &mut Outbox) -> bool;
     /// The run paused: every call it waits on has been announced.
     fn paused(&mut self, waiting: &[WaitingCall], out: &mut Outbox);
     /// The log could not be read; the stream ends after this.
@@ -253,6 +258,8 @@ async fn drive(
     let mut out = Outbox::default();
     adapter.open(&mut out);
     let mut announced = BTreeSet::new();
+    let mut steps = Steps::default();
+    let mut started = false;
     loop {
         if !flush(&tx, &mut out).await {
             return;
@@ -269,7 +276,14 @@ async fn drive(
         };
         for event in &batch {
             let from = out.events.len();
-            let ends = adapter.event(event, &mut out);
+            if let Some(envelope) = event.frame.envelope().filter(|_| !started) {
+                adapter.run(&envelope.run_id, &envelope.thread_id, &mut out);
+                started = true;
+            }
+            let ends = steps
+                .of(&event.frame)
+                .iter()
+                .any(|step| adapter.step(event.seq, step, &mut out));
             out.mark(from, event.seq);
             if ends {
                 flush(&tx, &mut out).await;

@@ -12,13 +12,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cordon_core::{Multitask, RunFilter, RunId};
+use cordon_core::{Decision, Multitask, RunFilter, RunId};
 use cordon_engine::{NewMessage, WaitingCall};
-use cordon_protocol::ServerFrame;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::feed::FeedEvent;
+use super::step::Step;
 use super::{Adapter, CallAnswer, Outbox};
 use crate::api::auth::invalid_body;
 use crate::auth::AuthUser;
@@ -176,8 +175,6 @@ pub struct UiMessageStream {
     run_id: Option<String>,
     /// The open text part, if any.
     text: Option<String>,
-    /// Whether answer text was streamed since the last tool call.
-    streamed_answer: bool,
     /// The `seq` of the event being mapped: part ids are unique per user.
     seq: u64,
 }
@@ -187,21 +184,8 @@ impl UiMessageStream {
         Self {
             run_id: None,
             text: None,
-            streamed_answer: false,
             seq: 0,
         }
-    }
-
-    fn start(&mut self, run_id: &str, thread_id: &str, out: &mut Outbox) {
-        if self.run_id.is_some() {
-            return;
-        }
-        self.run_id = Some(run_id.to_owned());
-        out.json(&json!({
-            "type": "start",
-            "messageId": run_id,
-            "messageMetadata": {"thread_id": thread_id, "run_id": run_id},
-        }));
     }
 
     fn next_id(&self, prefix: &str) -> String {
@@ -237,7 +221,6 @@ impl UiMessageStream {
 
     fn tool_input(&mut self, call_id: &str, tool: &str, input: &Value, out: &mut Outbox) {
         self.close_text(out);
-        self.streamed_answer = false;
         out.json(&json!({
             "type": "tool-input-available",
             "toolCallId": call_id,
@@ -256,37 +239,30 @@ impl UiMessageStream {
 impl Adapter for UiMessageStream {
     fn open(&mut self, _out: &mut Outbox) {}
 
-    fn event(&mut self, event: &FeedEvent, out: &mut Outbox) -> bool {
-        let Some(envelope) = event.frame.envelope() else {
-            return false;
-        };
-        self.seq = event.seq;
-        self.start(&envelope.run_id, &envelope.thread_id, out);
-        match &event.frame {
-            ServerFrame::AgentThinking { text, .. } => self.reasoning(text, out),
-            ServerFrame::AgentDelta { text, .. } => {
-                self.streamed_answer = true;
-                self.text(text, out);
-            }
-            ServerFrame::ToolExecuting {
+    fn run(&mut self, run_id: &str, thread_id: &str, out: &mut Outbox) {
+        self.run_id = Some(run_id.to_owned());
+        out.json(&json!({
+            "type": "start",
+            "messageId": run_id,
+            "messageMetadata": {"thread_id": thread_id, "run_id": run_id},
+        }));
+    }
+
+    fn step(&mut self, seq: u64, step: &Step<'_>, out: &mut Outbox) -> bool {
+        self.seq = seq;
+        match step {
+            Step::Thinking { text, .. } => self.reasoning(text, out),
+            Step::Text(text) => self.text(text, out),
+            Step::ToolInput {
                 call_id,
                 tool,
                 arguments,
-                ..
-            }
-            | ServerFrame::ApprovalRequired {
-                call_id,
-                tool,
-                arguments,
-                ..
             } => self.tool_input(call_id, tool, arguments, out),
-            ServerFrame::ToolCompleted {
+            Step::ToolOutput {
                 call_id,
                 result,
                 is_error,
-                ..
             } => {
-                self.streamed_answer = false;
                 let part = match is_error {
                     false => {
                         json!({"type": "tool-output-available", "toolCallId": call_id, "output": result})
@@ -296,20 +272,17 @@ impl Adapter for UiMessageStream {
                 };
                 out.json(&part);
             }
-            ServerFrame::ApprovalResolved {
+            Step::Answered {
                 call_id, decision, ..
-            } if *decision != cordon_core::Decision::Approved => {
+            } if *decision != Decision::Approved => {
                 out.json(&json!({"type": "tool-output-denied", "toolCallId": call_id}));
             }
-            ServerFrame::AgentCompleted { answer, .. } => {
-                if !self.streamed_answer && !answer.is_empty() {
-                    self.close_text(out);
-                    self.text(answer, out);
-                }
+            Step::Answered { .. } => {}
+            Step::Done { .. } => {
                 self.finish("stop", out);
                 return true;
             }
-            ServerFrame::AgentError { code, message, .. } => {
+            Step::Failed { code, message } => {
                 self.close_text(out);
                 out.json(
                     &json!({"type": "error", "errorText": format!("{}: {message}", code.as_str())}),
@@ -317,7 +290,6 @@ impl Adapter for UiMessageStream {
                 out.raw("[DONE]");
                 return true;
             }
-            _ => {}
         }
         false
     }
