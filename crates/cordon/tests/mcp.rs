@@ -379,3 +379,69 @@ async fn a_per_user_server_carries_each_users_own_secret_and_nobody_elses() {
     assert_eq!(completed[0]["result"]["result"], "Bearer alice-rotated");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_mcp_tool_that_needs_approval_runs_once_however_many_answers_race() {
+    let Some(fixtures) = McpFixtures::find() else {
+        return;
+    };
+    let recorder = fixtures.recorder().await;
+    let declared = recorder.server("recorder", &[("Authorization", "Bearer t")], 10.0);
+    let (fake, server) = start_serving(
+        ProviderKind::Openai,
+        |_| {},
+        |config| {
+            config.mcp_servers = vec![declared];
+            config.engine.approval_tools = ["recorder.whoami".to_owned()].into();
+        },
+    )
+    .await;
+    fake.push(call("c1", "recorder__whoami", &json!({"caller": "alice"})));
+    fake.push(openai::text(&["done"], (3, 1)));
+    let (alice, mut ws) = user(&server, "alice").await;
+    let mut second = server.connect(&alice).await;
+
+    ws.send_json(&json!({"type": "user_message", "content": "who am I?"}))
+        .await;
+    let frames = ws.collect_until(|f| f["type"] == "approval_required").await;
+    let required = last(&frames);
+    assert_eq!(required["tool"], "recorder.whoami");
+    assert!(
+        recorder.calls().is_empty(),
+        "nothing reaches the server before approval"
+    );
+
+    // Two sockets and REST answer at once: exactly one wins.
+    let approve = json!({"type": "approve", "call_id": "c1"});
+    let path = format!(
+        "/api/runs/{}/approvals/c1",
+        required["run_id"].as_str().unwrap()
+    );
+    let by_rest = json!({"decision": "approve"});
+    let (_, _, (status, _)) = tokio::join!(
+        ws.send_json(&approve),
+        second.send_json(&approve),
+        server.post_json(&alice, &path, &by_rest)
+    );
+    let (frames, others) = (until_end(&mut ws).await, until_end(&mut second).await);
+    assert_eq!(of_type(&frames, "agent_completed").len(), 1, "{frames:#?}");
+    let refusals = [&frames[..], &others[..]]
+        .concat()
+        .into_iter()
+        .filter(|f| f["code"] == "already_resolved")
+        .count();
+    let rest_refused = usize::from(status == 409);
+    assert_eq!(refusals + rest_refused, 2, "one answer won, {frames:#?}");
+    assert_eq!(recorder.calls().len(), 1, "the side effect happened once");
+    server.stop().await;
+}
+
+/// A socket's frames until its user's run ended, and whatever came within
+/// half a second after (a late reply).
+async fn until_end(ws: &mut cordon_test_support::WsClient) -> Vec<Value> {
+    let mut frames = ws.collect_until(cordon_test_support::is_terminal).await;
+    while let Some(frame) = ws.try_next_json(Duration::from_millis(500)).await {
+        frames.push(frame);
+    }
+    frames
+}
