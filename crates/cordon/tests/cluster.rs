@@ -655,3 +655,83 @@ async fn two_hundred_users_on_three_instances_through_a_broker_restart_a_rolling
         "the killed instance was running some of its users' runs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_answered_on_another_instance_and_after_the_owner_dies() {
+    let Some(mut cluster) = TestCluster::new(env!("CARGO_BIN_EXE_cordon")).await else {
+        return;
+    };
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "[tools.\"calculator\"]\nrequires_approval = true\n",
+    )
+    .unwrap();
+    let path = config.path().to_str().unwrap();
+    let a = cluster.instance_with(0, &["--config", path]).await;
+    let b = cluster.instance_with(0, &["--config", path]).await;
+    let kim = a.register("kim").await;
+    let mut on_a = socket(&a, &kim).await; // A owns the user
+    let mut on_b = socket(&b, &kim).await;
+
+    // Answered on B, decided by the owner A: the call runs once.
+    on_a.send_json(&json!({"type": "user_message", "content": "What is 2 + 3?"}))
+        .await;
+    let paused = events_until(&mut on_b, Duration::from_secs(10), |f| {
+        f["type"] == "approval_required"
+    })
+    .await;
+    let required = paused.last().unwrap().clone();
+    let answer = format!(
+        "/api/runs/{}/approvals/{}",
+        required["run_id"].as_str().unwrap(),
+        required["call_id"].as_str().unwrap()
+    );
+    let (status, body) = b
+        .post(Some(&kim), &answer, &json!({"decision": "approve"}))
+        .await;
+    assert_eq!(
+        (status, &body["decision"]),
+        (200, &json!("approved")),
+        "{body}"
+    );
+    let end = events_until(&mut on_a, Duration::from_secs(10), ended).await;
+    assert_eq!(end.last().unwrap()["answer"], "2 + 3 = 5.");
+    let (status, body) = b
+        .post(Some(&kim), &answer, &json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "already_resolved");
+
+    // A pause outlives its owner: A dies, B takes the user over and the
+    // answer given there goes on from the stored checkpoint.
+    on_a.send_json(&json!({"type": "user_message", "content": "What is 6 * 7?"}))
+        .await;
+    let paused = events_until(&mut on_b, Duration::from_secs(10), |f| {
+        f["type"] == "approval_required"
+    })
+    .await;
+    let required = paused.last().unwrap().clone();
+    a.kill();
+    let answer = format!(
+        "/api/runs/{}/approvals/{}",
+        required["run_id"].as_str().unwrap(),
+        required["call_id"].as_str().unwrap()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let (status, body) = b
+            .post(Some(&kim), &answer, &json!({"decision": "approve"}))
+            .await;
+        if status == 200 {
+            break body;
+        }
+        // Until the take-over, the dead owner cannot answer.
+        assert_eq!(body["error"]["code"], "owner_unavailable", "{body}");
+        assert!(std::time::Instant::now() < deadline, "never taken over");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(body["resumed"], true);
+    let end = events_until(&mut on_b, Duration::from_secs(10), ended).await;
+    assert_eq!(end.last().unwrap()["answer"], "6 * 7 = 42.", "{end:#?}");
+}
