@@ -53,7 +53,10 @@ impl TestCluster {
         ];
         args.extend(extra.iter().map(OsString::from));
         self.dirs.push(dir);
-        let envs = [("CORDON_JWT_SECRET", SECRET)];
+        let envs = [
+            ("CORDON_JWT_SECRET", SECRET),
+            ("CORDON_SECRETS_KEY", SECRET),
+        ];
         ChildServer::start(&self.binary, free_port(), &args, &envs).await
     }
 }

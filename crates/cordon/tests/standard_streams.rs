@@ -1,4 +1,4 @@
-//! The standard streams, checked by the real client libraries: the AI SDK's useChat engine against `POST /api/chat` and AG-UI's HttpAgent against `POST /api/agui`, tool calls, approvals (approve, reject, interrupt and resume), two users side by side, and `Last-Event-ID` resume.
+//! The standard streams, checked by the real client libraries against a real server (the `cordon serve` binary for the plain runs): the AI SDK's useChat engine against `POST /api/chat` and AG-UI's HttpAgent against `POST /api/agui`, tool calls, approvals (approve, reject, interrupt and resume), two users side by side, and `Last-Event-ID` resume.
 //!
 //! The clients are `crates/cordon/tests/streams/clients.mjs` on node, with the
 //! packages `scripts/stream-test-clients.sh` installs (`.ci/run` runs it).
@@ -8,10 +8,12 @@
     reason = "a test should panic loudly on a broken assumption"
 )]
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cordon_server::ServerConfig;
+use cordon_test_support::child::{ChildServer, free_port};
 use cordon_test_support::{Account, TestServer};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -35,20 +37,15 @@ fn clients() -> Option<PathBuf> {
     }
 }
 
-/// Runs the reference client `mode` (`aisdk` or `agui`) with `plan`; what it decoded.
-async fn client(
-    dir: &Path,
-    server: &TestServer,
-    account: &Account,
-    mode: &str,
-    plan: Value,
-) -> Value {
+/// Runs the reference client `mode` (`aisdk` or `agui`) with `plan` against
+/// the server at `base`; what it decoded.
+async fn client(dir: &Path, base: &str, account: &Account, mode: &str, plan: Value) -> Value {
     let script = dir.join(format!("clients-{:x}.mjs", rand::random::<u64>()));
     std::fs::write(&script, CLIENTS).unwrap();
     let output = tokio::process::Command::new("node")
         .arg(&script)
         .arg(mode)
-        .arg(server.url(""))
+        .arg(base)
         .arg(&account.token)
         .arg(plan.to_string())
         .output()
@@ -106,14 +103,26 @@ async fn executions(server: &TestServer, account: &Account) -> usize {
     log.iter().filter(|e| e["type"] == "tool_completed").count()
 }
 
+/// The real binary: `cordon serve` as a user starts it, on a fresh data dir.
+async fn cordon_serve(data: &tempfile::TempDir) -> ChildServer {
+    let args = [
+        OsString::from("--data-dir"),
+        data.path().into(),
+        "--offline-delay-ms".into(),
+        "0".into(),
+    ];
+    ChildServer::start(env!("CARGO_BIN_EXE_cordon"), free_port(), &args, &[]).await
+}
+
 #[tokio::test]
 async fn use_chat_streams_a_tool_calling_run_and_continues_its_thread() {
     let Some(dir) = clients() else { return };
-    let server = TestServer::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let server = cordon_serve(&data).await;
     let ada = server.register("ada").await;
     let chat = client(
         &dir,
-        &server,
+        &server.url(""),
         &ada,
         "aisdk",
         json!({"texts": ["What is (2 + 3) * 4?", "And 6 * 7?"]}),
@@ -151,7 +160,7 @@ async fn use_chat_streams_a_tool_calling_run_and_continues_its_thread() {
         "the chat continues its thread"
     );
     let (_, runs) = server
-        .get_json(&ada, &format!("/api/runs?thread_id={thread}"))
+        .get(&ada, &format!("/api/runs?thread_id={thread}"))
         .await;
     let ids: Vec<&str> = runs
         .as_array()
@@ -166,11 +175,12 @@ async fn use_chat_streams_a_tool_calling_run_and_continues_its_thread() {
 #[tokio::test]
 async fn ag_ui_streams_a_tool_calling_run() {
     let Some(dir) = clients() else { return };
-    let server = TestServer::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let server = cordon_serve(&data).await;
     let bo = server.register("bob").await;
     let agent = client(
         &dir,
-        &server,
+        &server.url(""),
         &bo,
         "agui",
         json!({"text": "What is 6 * 7?"}),
@@ -215,7 +225,7 @@ async fn use_chat_approves_and_rejects_a_call_that_needs_approval() {
     let cy = server.register("cyd").await;
     let chat = client(
         &dir,
-        &server,
+        &server.url(""),
         &cy,
         "aisdk",
         json!({"texts": ["What is (2 + 3) * 4?"], "approve": true}),
@@ -236,7 +246,7 @@ async fn use_chat_approves_and_rejects_a_call_that_needs_approval() {
 
     let chat = client(
         &dir,
-        &server,
+        &server.url(""),
         &cy,
         "aisdk",
         json!({"texts": ["What is 1 + 1?"], "approve": false}),
@@ -265,7 +275,7 @@ async fn ag_ui_interrupts_for_approval_and_resumes() {
     let dee = server.register("dee").await;
     let agent = client(
         &dir,
-        &server,
+        &server.url(""),
         &dee,
         "agui",
         json!({"text": "What is 6 * 7?", "approve": true}),
@@ -299,35 +309,24 @@ async fn two_users_on_the_adapters_never_see_each_others_runs() {
     let server = TestServer::start().await;
     let eve = server.register("eve").await;
     let fay = server.register("fay").await;
+    let base = server.url("");
     let (eve_chat, fay_chat, eve_agent, fay_agent) = tokio::join!(
         client(
             &dir,
-            &server,
+            &base,
             &eve,
             "aisdk",
             json!({"texts": ["What is 2 + 2?", "What is 3 + 3?"]})
         ),
         client(
             &dir,
-            &server,
+            &base,
             &fay,
             "aisdk",
             json!({"texts": ["What is 5 + 5?", "What is 7 + 7?"]})
         ),
-        client(
-            &dir,
-            &server,
-            &eve,
-            "agui",
-            json!({"text": "What is 9 * 9?"})
-        ),
-        client(
-            &dir,
-            &server,
-            &fay,
-            "agui",
-            json!({"text": "What is 8 * 8?"})
-        ),
+        client(&dir, &base, &eve, "agui", json!({"text": "What is 9 * 9?"})),
+        client(&dir, &base, &fay, "agui", json!({"text": "What is 8 * 8?"})),
     );
     for (account, chat, agent, answers) in [
         (
@@ -376,7 +375,7 @@ async fn two_users_on_the_adapters_never_see_each_others_runs() {
         .unwrap();
     let chat = client(
         &dir,
-        &server,
+        &server.url(""),
         &fay,
         "aisdk",
         json!({"texts": ["What is 1 + 2?"], "chatId": eve_thread}),
