@@ -253,8 +253,19 @@ impl UserExecutionEngine {
             _ => SubmitError::Rejected(ErrorCode::StorageFailed),
         })?;
         if let Some(lane) = state.lanes.get_mut(request.ctx.thread_id()) {
+            // A paused run has no task to stop: an interrupt ends it here.
+            let paused = (request.multitask == Multitask::Interrupt
+                && state.paused.contains(&lane.running))
+            .then(|| lane.running.clone());
             let queued = self.queue_behind(lane, &state.running, request)?;
             state.stats.runs_queued += 1;
+            if let Some(run_id) = paused {
+                let failure = RunFailure::new(
+                    ErrorCode::Interrupted,
+                    "a newer message on this thread interrupted the run",
+                );
+                self.end_paused_later(run_id, failure);
+            }
             return Ok(queued);
         }
         if state.running.len() >= self.config.max_runs_per_user {
@@ -384,11 +395,8 @@ impl UserExecutionEngine {
             return CancelOutcome::Stopping;
         }
         if state.paused.contains(run_id) {
-            let (engine, run_id) = (Arc::clone(self), run_id.clone());
             let failure = RunFailure::new(ErrorCode::Cancelled, "the run was cancelled");
-            self.admission.tracker.spawn(async move {
-                engine.end_paused(&run_id, failure, None).await;
-            });
+            self.end_paused_later(run_id.clone(), failure);
             return CancelOutcome::Stopping;
         }
         let dequeued = state.lanes.values_mut().find_map(|lane| {
@@ -474,7 +482,13 @@ impl UserExecutionEngine {
                     state,
                 };
                 match self.pause(&run.ctx, point).await {
-                    Ok(()) => return RunStatus::WaitingApproval,
+                    Ok(()) => {
+                        // A cancel or interrupt that came while it paused.
+                        if let Some(failure) = run.stop.already() {
+                            self.end_paused_later(run.ctx.run_id().clone(), failure);
+                        }
+                        return RunStatus::WaitingApproval;
+                    }
                     Err(failure) => Err(failure),
                 }
             }

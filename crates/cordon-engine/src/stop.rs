@@ -23,6 +23,15 @@ impl StopSignal {
     /// Resolves once `stop` was called, with the failure the run ends with.
     pub(crate) async fn stopped(&self) -> RunFailure {
         self.token.cancelled().await;
+        self.failure()
+    }
+
+    /// The failure the run ends with, if `stop` was called.
+    pub(crate) fn already(&self) -> Option<RunFailure> {
+        self.token.is_cancelled().then(|| self.failure())
+    }
+
+    fn failure(&self) -> RunFailure {
         match self.why.get().copied().unwrap_or(ErrorCode::Cancelled) {
             ErrorCode::Interrupted => RunFailure::new(
                 ErrorCode::Interrupted,

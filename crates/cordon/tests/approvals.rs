@@ -330,3 +330,31 @@ async fn an_unanswered_approval_expires_and_ends_the_run() {
     assert_eq!(status, 404, "{body}");
     assert_eq!(executions(&server, &ida, run_id).await, 0);
 }
+
+#[tokio::test]
+async fn a_message_sent_with_interrupt_ends_the_paused_run_and_runs_next() {
+    let server = start().await;
+    let jo = server.register("jon").await;
+    let mut ws = server.connect(&jo).await;
+    let required = ask_until_paused(&mut ws, QUESTION).await.pop().unwrap();
+
+    ws.send_json(
+        &json!({"type": "user_message", "thread_id": required["thread_id"],
+                         "content": "never mind, hello", "multitask": "interrupt"}),
+    )
+    .await;
+    let frames = ws.collect_until(is_terminal).await;
+    let end = frames.last().unwrap();
+    assert_eq!(end["run_id"], required["run_id"], "{frames:#?}");
+    assert_eq!(end["code"], "interrupted");
+    let frames = ws.collect_until(is_terminal).await;
+    assert_eq!(
+        frames.last().unwrap()["type"],
+        "agent_completed",
+        "{frames:#?}"
+    );
+    assert_ne!(frames.last().unwrap()["run_id"], required["run_id"]);
+    let run_id = required["run_id"].as_str().unwrap();
+    assert_eq!(run_status(&server, &jo, run_id).await, "interrupted");
+    assert_eq!(executions(&server, &jo, run_id).await, 0);
+}

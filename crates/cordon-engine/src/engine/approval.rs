@@ -333,6 +333,14 @@ impl UserExecutionEngine {
             .await;
     }
 
+    /// Ends a paused run in its own task (it waits for the answers lock).
+    pub(super) fn end_paused_later(self: &Arc<Self>, run_id: RunId, failure: RunFailure) {
+        let engine = Arc::clone(self);
+        self.admission.tracker.spawn(async move {
+            engine.end_paused(&run_id, failure, None).await;
+        });
+    }
+
     /// Ends a paused run without going on (cancelled, or expired: then each
     /// unanswered call is announced as such first).
     pub(super) async fn end_paused(
