@@ -133,6 +133,29 @@ pub struct Duplicates {
     /// its globs match (everywhere when it has none): Django's `Migration`
     /// in `migrations/`, `Meta`, `Media`, `Config`.
     pub convention_names: Vec<ConventionName>,
+    /// Functions copied with a few statements edited (`[duplicates.near_miss]`).
+    pub near_miss: NearMiss,
+}
+
+/// The near-miss check: functions in different files whose lines align
+/// to at least `similarity`. Bodies also need `duplicates.min_lines` lines.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NearMiss {
+    /// Smallest similarity reported, 0.5..=1.0 (1.0 turns the check off: equal
+    /// bodies are the exact check's).
+    pub similarity: f64,
+    /// Functions with fewer normalized tokens than this are never compared.
+    pub min_tokens: usize,
+}
+
+impl Default for NearMiss {
+    fn default() -> Self {
+        NearMiss {
+            similarity: 0.85,
+            min_tokens: 80,
+        }
+    }
 }
 
 /// A conventional type name, allowed where `paths` match (everywhere without globs).
@@ -167,6 +190,7 @@ impl Default for Duplicates {
                 ConventionName::new("Media", &[]),
                 ConventionName::new("Config", &[]),
             ],
+            near_miss: NearMiss::default(),
         }
     }
 }
@@ -234,6 +258,13 @@ impl Config {
         }
         if !(0.0..=100.0).contains(&self.targets.compliance) {
             return Err(bad("targets.compliance must be within 0..=100".to_string()));
+        }
+        // Below one half a "copy" shares less than it changes, and the candidate
+        // filter would have to compare nearly every pair.
+        if !(0.5..=1.0).contains(&self.duplicates.near_miss.similarity) {
+            return Err(bad(
+                "duplicates.near_miss.similarity must be within 0.5..=1.0".to_string(),
+            ));
         }
         // A glob that does not compile would silently allow the name nowhere.
         for convention in &self.duplicates.convention_names {

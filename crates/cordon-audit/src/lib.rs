@@ -20,6 +20,7 @@ mod normalize;
 mod parse;
 mod report;
 mod rules;
+mod similarity;
 mod testpath;
 mod walk;
 

@@ -57,7 +57,8 @@ impl Rule {
                 "Keep one implementation and make the other places use it; if the copies must \
                  differ, name them for what differs. Framework conventions (`Meta`, `Migration` \
                  in `migrations/`, ...) are ignored by default; add more under \
-                 `[duplicates] convention_names` in cordon-audit.toml."
+                 `[duplicates] convention_names` in cordon-audit.toml. Near-miss copies \
+                 (a few statements edited) are tuned under `[duplicates.near_miss]`."
             }
             Rule::ImportFragmentation => {
                 "Import the symbol through one path everywhere (the canonical one named in the \

@@ -1,7 +1,11 @@
 //! Token normalization of code bodies: identifiers become `ID`, literals `LIT`, comments vanish.
 //!
 //! Two bodies with the same fingerprint differ at most in names and constant values,
-//! which is what "near-identical" means for the duplicate-implementation rule.
+//! which is what "near-identical" means for the duplicate-implementation rule. The same
+//! pass can also hash each source line with its identifiers kept by name (literals
+//! still `LIT`), which the near-miss check aligns to find copies with a few
+//! statements edited: such copies keep their names, and the names are what tells
+//! two edited copies from two functions built from the same kinds of statement.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -16,6 +20,20 @@ use crate::lang::Lang;
 pub struct BodyFingerprint {
     pub hash: u64,
     pub tokens: u32,
+}
+
+/// The tokens of one source line (identifiers by name, literals as `LIT`): their
+/// hash and how many there are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NormalizedLine {
+    pub hash: u64,
+    pub tokens: u32,
+}
+
+/// A body's fingerprint and, when asked for, its lines in source order.
+pub struct NormalizedBody {
+    pub fingerprint: BodyFingerprint,
+    pub lines: Vec<NormalizedLine>,
 }
 
 // Sentinels outside the u16 kind-id range used by real grammar symbols.
@@ -99,11 +117,13 @@ fn is_literal(kind: &str) -> bool {
         )
 }
 
-/// Fingerprints the subtree rooted at `node` in one cursor pass.
-pub fn fingerprint(lang: Lang, node: Node) -> BodyFingerprint {
+/// Normalizes the subtree rooted at `node` in one cursor pass; given the file's
+/// source it also hashes each source line (a token belongs to the line it starts on).
+pub fn normalize(lang: Lang, node: Node, source_for_lines: Option<&[u8]>) -> NormalizedBody {
     let classes = table(lang);
     let mut hasher = DefaultHasher::new();
     let mut tokens: u32 = 0;
+    let mut lines = source_for_lines.map(|source| LineSplitter::new(source, node));
     let mut cursor = node.walk();
     loop {
         let n = cursor.node();
@@ -121,6 +141,9 @@ pub fn fingerprint(lang: Lang, node: Node) -> BodyFingerprint {
         if let Some(t) = token {
             t.hash(&mut hasher);
             tokens += 1;
+            if let Some(lines) = lines.as_mut() {
+                lines.push(n, t);
+            }
         }
         let descend = token.is_none() && class != Class::Skip;
         // Descend when the node has tokens below it, otherwise move on.
@@ -129,9 +152,89 @@ pub fn fingerprint(lang: Lang, node: Node) -> BodyFingerprint {
             break;
         }
     }
-    BodyFingerprint {
-        hash: hasher.finish(),
-        tokens,
+    NormalizedBody {
+        fingerprint: BodyFingerprint {
+            hash: hasher.finish(),
+            tokens,
+        },
+        lines: lines.map(LineSplitter::finish).unwrap_or_default(),
+    }
+}
+
+/// Cuts the token stream into source lines as it goes by.
+struct LineSplitter<'s> {
+    source: &'s [u8],
+    /// Bytes of the body's own name, which stays `ID`: copies are named apart.
+    own_name: Option<(usize, usize)>,
+    row: Option<usize>,
+    hash: u64,
+    tokens: u32,
+    lines: Vec<NormalizedLine>,
+}
+
+/// One step of a multiplicative hash (FxHash's). Lines are hashed for every
+/// function, so this is cheaper than SipHash; collisions only cost a wrong line
+/// match in an alignment, never a finding of the exact check.
+pub fn mix(hash: u64, value: u64) -> u64 {
+    (hash.rotate_left(5) ^ value).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+}
+
+fn mix_bytes(mut hash: u64, bytes: &[u8]) -> u64 {
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        hash = mix(hash, u64::from_le_bytes(word));
+    }
+    for &byte in chunks.remainder() {
+        hash = mix(hash, u64::from(byte));
+    }
+    hash
+}
+
+impl<'s> LineSplitter<'s> {
+    fn new(source: &'s [u8], body: Node) -> Self {
+        LineSplitter {
+            source,
+            own_name: body
+                .child_by_field_name("name")
+                .map(|n| (n.start_byte(), n.end_byte())),
+            row: None,
+            hash: 0,
+            tokens: 0,
+            lines: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, node: Node, token: u32) {
+        let row = node.start_position().row;
+        if self.row != Some(row) {
+            self.close_line();
+            self.row = Some(row);
+        }
+        self.hash = mix(self.hash, u64::from(token));
+        let span = (node.start_byte(), node.end_byte());
+        if token == ID && self.own_name != Some(span) {
+            let name = self.source.get(span.0..span.1).unwrap_or_default();
+            self.hash = mix_bytes(self.hash, name);
+        }
+        self.tokens += 1;
+    }
+
+    fn close_line(&mut self) {
+        if self.tokens > 0 {
+            self.lines.push(NormalizedLine {
+                hash: std::mem::take(&mut self.hash),
+                tokens: std::mem::take(&mut self.tokens),
+            });
+        }
+    }
+
+    fn finish(mut self) -> Vec<NormalizedLine> {
+        self.close_line();
+        // Kept for the whole audit, one per function: no spare capacity.
+        self.lines.shrink_to_fit();
+        self.lines
     }
 }
 

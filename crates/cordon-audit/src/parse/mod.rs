@@ -11,7 +11,7 @@ use std::rc::Rc;
 use tree_sitter::Node;
 
 use crate::lang::{self, Lang};
-use crate::normalize::{self, BodyFingerprint};
+use crate::normalize::{self, BodyFingerprint, NormalizedLine};
 
 /// Everything the rules need from one file; the tree itself is dropped after extraction.
 #[derive(Clone, Debug)]
@@ -68,6 +68,9 @@ pub struct Unit {
     pub in_test: bool,
     /// Only computed for production units long enough to be compared.
     pub body: Option<BodyFingerprint>,
+    /// The lines (identifiers by name) of a function with a `body` (empty
+    /// otherwise), which the near-miss check aligns.
+    pub lines: Vec<NormalizedLine>,
 }
 
 impl Unit {
@@ -284,7 +287,7 @@ fn record(
     let mut push_unit = |kind, name: &str| {
         facts
             .units
-            .push(unit(lang, node, kind, name, in_test, min_lines))
+            .push(unit(lang, node, kind, name, in_test, min_lines, ctx.src))
     };
     match classify(lang, node, ctx) {
         NodeRole::Other => Some((frame.scope.clone(), in_test)),
@@ -362,10 +365,17 @@ fn unit(
     name: &str,
     in_test: bool,
     min_lines: usize,
+    source: &[u8],
 ) -> Unit {
     let start_line = node.start_position().row + 1;
     let end_line = node.end_position().row + 1;
     let long_enough = end_line + 1 - start_line >= min_lines;
+    let lines_of = (kind == UnitKind::Function).then_some(source);
+    let normalized = (!in_test && long_enough).then(|| normalize::normalize(lang, node, lines_of));
+    let (body, lines) = match normalized {
+        Some(n) => (Some(n.fingerprint), n.lines),
+        None => (None, Vec::new()),
+    };
     Unit {
         kind,
         name: name.to_string(),
@@ -374,6 +384,7 @@ fn unit(
         start_byte: node.start_byte(),
         end_byte: node.end_byte(),
         in_test,
-        body: (!in_test && long_enough).then(|| normalize::fingerprint(lang, node)),
+        body,
+        lines,
     }
 }

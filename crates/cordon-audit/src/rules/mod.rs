@@ -2,6 +2,7 @@
 
 mod duplicates;
 mod imports;
+mod near_miss;
 mod size;
 mod symbols;
 
@@ -23,6 +24,7 @@ pub fn evaluate(
     let mut out = Vec::new();
     out.extend(duplicates::by_name(files, &config.duplicates));
     out.extend(duplicates::by_body(files, &config.duplicates));
+    out.extend(near_miss::near_misses(files, &config.duplicates));
     out.extend(imports::fragmentation(files, &config.imports));
     for file in files {
         out.extend(size::file_size(file, &config.file_size, overrides));

@@ -8,6 +8,9 @@ use cordon_audit::{AuditArgs, AuditOutcome, Config};
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/audit");
 
+/// This crate's own fixture repositories (the near-miss ones).
+pub const CRATE_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
 /// The vendored SARIF 2.1.0 JSON schema (see its README).
 pub fn sarif_schema() -> PathBuf {
     Path::new(FIXTURES).join("../sarif/sarif-2.1.0-rtm.5.json")
@@ -18,9 +21,12 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 pub fn audit_fixture(name: &str) -> AuditOutcome {
-    let root = fixture(name);
-    let config = Config::load(&root, None).expect("config loads");
-    cordon_audit::audit(&root, &config).expect("audit runs")
+    audit_at(&fixture(name))
+}
+
+pub fn audit_at(root: &Path) -> AuditOutcome {
+    let config = Config::load(root, None).expect("config loads");
+    cordon_audit::audit(root, &config).expect("audit runs")
 }
 
 /// (rule id, file, line) triples, the shape the exact-set assertions compare.
