@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cordon_server::ServerConfig;
 use cordon_test_support::child::{ChildServer, free_port};
-use cordon_test_support::{Account, TestServer};
+use cordon_test_support::{Account, TestServer, WsClient};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -519,4 +519,45 @@ async fn front_ends_on_an_allowed_origin_may_call_the_streams_and_others_may_not
         .await
         .unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_a_waiting_stream_frees_its_socket_slot() {
+    let server = TestServer::start_with(|c| {
+        c.max_sockets_per_user = 1;
+        c.offline_step_delay = Duration::from_secs(3);
+    })
+    .await;
+    let hal = server.register("hal").await;
+    let ask = json!({"messages": [{"role": "user", "parts": [{"type": "text", "text": "What is 1 + 1?"}]}]});
+    let post = || {
+        server
+            .http
+            .post(server.url("/api/chat"))
+            .bearer_auth(&hal.token)
+            .json(&ask)
+            .send()
+    };
+    let open = post().await.unwrap();
+    assert_eq!(open.status(), 200);
+    // The one slot is taken while the stream is open...
+    let (status, body) = server.post_json(&hal, "/api/chat", &ask).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (429, &json!("too_many_connections"))
+    );
+    // ...and free again soon after the client leaves, while its run still waits on the model.
+    drop(open);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let socket = WsClient::connect_or_refusal(&server.ws_url(), &hal.token).await;
+        if socket.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot stayed taken"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

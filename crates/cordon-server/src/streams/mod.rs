@@ -264,7 +264,12 @@ async fn drive(
         if !flush(&tx, &mut out).await {
             return;
         }
-        let batch = match feed.next().await {
+        // A client that went away frees its slot now, not at the run's next event.
+        let next = tokio::select! {
+            next = feed.next() => next,
+            () = tx.closed() => return,
+        };
+        let batch = match next {
             Ok(batch) if batch.is_empty() => return,
             Ok(batch) => batch,
             Err(error) => {
