@@ -174,7 +174,8 @@ pub struct ServeArgs {
     /// Name of the environment variable holding the API key [defaults: OPENAI_API_KEY, ANTHROPIC_API_KEY].
     #[arg(long, env = "CORDON_LLM_API_KEY_ENV")]
     pub llm_api_key_env: Option<String>,
-    /// TOML file declaring MCP tool servers (`[mcp_servers.NAME]`, see docs/tools.md).
+    /// TOML file declaring MCP tool servers (`[mcp_servers.NAME]`) and the tools a person must
+    /// approve (`[tools."NAME"] requires_approval = true`); see docs/tools.md.
     #[arg(long, env = "CORDON_CONFIG")]
     pub config: Option<PathBuf>,
     /// TOML file with the remaining model settings (see docs/llm.md); flags override it.
