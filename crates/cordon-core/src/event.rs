@@ -57,6 +57,9 @@ pub enum ErrorCode {
     OwnerUnavailable,
     /// A tool call waited for a person's approval past its expiry.
     ApprovalExpired,
+    /// The user's model budget (tokens or spend, per day or month) is used
+    /// up; no model call was made. The message names the limit and when it resets.
+    BudgetExceeded,
     /// Anything else; details are in the server log, not the message.
     Internal,
 }

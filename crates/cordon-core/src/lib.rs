@@ -10,6 +10,7 @@
 //! sets a background thread's own scheduling class, [`background`]).
 
 pub mod background;
+pub mod budget;
 pub mod context;
 pub mod event;
 pub mod ids;
@@ -22,6 +23,7 @@ pub mod text;
 pub mod tool;
 pub mod user_store;
 
+pub use budget::{BudgetKind, BudgetLimits, BudgetPeriod, Clock, PeriodLimits, Spend, SystemClock};
 pub use context::{ContextError, UserExecutionContext};
 pub use event::{Decision, ErrorCode, RunEvent, RunEventKind};
 pub use ids::{ConnectionId, IdError, MessageId, RequestId, RunId, ThreadId, UserId};

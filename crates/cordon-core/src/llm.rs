@@ -79,6 +79,9 @@ pub enum LlmError {
     Auth,
     #[error("the model provider sent a malformed response: {0}")]
     Malformed(String),
+    /// Refused before the call: the user's budget is used up.
+    #[error("{0}")]
+    BudgetExceeded(String),
 }
 
 impl LlmError {
@@ -90,6 +93,7 @@ impl LlmError {
             LlmError::BadRequest(_) => ErrorCode::LlmBadRequest,
             LlmError::Auth => ErrorCode::LlmAuth,
             LlmError::Malformed(_) => ErrorCode::LlmBadResponse,
+            LlmError::BudgetExceeded(_) => ErrorCode::BudgetExceeded,
         }
     }
 }

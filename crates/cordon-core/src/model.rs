@@ -16,6 +16,8 @@ pub struct User {
     pub created_at: OffsetDateTime,
     /// Tokens issued in an older generation are no longer accepted.
     pub token_generation: u32,
+    /// May use the admin routes (`cordon admin grant`).
+    pub admin: bool,
 }
 
 impl std::fmt::Debug for User {
@@ -26,6 +28,7 @@ impl std::fmt::Debug for User {
             .field("password_hash", &"<redacted>")
             .field("created_at", &self.created_at)
             .field("token_generation", &self.token_generation)
+            .field("admin", &self.admin)
             .finish()
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::budget::{BudgetLimits, Spend};
 use crate::event::RunEvent;
 use crate::ids::{MessageId, RunId, ThreadId, UserId};
 use crate::model::{Message, RunRecord, RunStatus, Thread, User};
@@ -108,6 +109,8 @@ pub struct LlmCallRecord {
     pub output_tokens: u64,
     /// US dollars, from the provider's price table (0 when the model is unpriced).
     pub cost_usd: f64,
+    /// When the call settled, by the engine's clock (budgets count by it).
+    pub at: time::OffsetDateTime,
 }
 
 /// Usage summed over the calls to one model.
@@ -333,6 +336,25 @@ pub trait Store: Send + Sync + 'static {
     fn failure_epoch(&self) -> u64 {
         0
     }
+
+    /// Sets or clears the `admin` flag of the user named `username`;
+    /// answers whether there is such a user.
+    async fn set_admin(&self, username: &str, admin: bool) -> Result<bool, StoreError>;
+    /// The user's own budget limits, replacing the configured defaults
+    /// (`None`: the defaults apply).
+    async fn budget_override(&self, user_id: &UserId) -> Result<Option<BudgetLimits>, StoreError>;
+    /// Sets the user's own limits, or with `None` returns them to the defaults.
+    async fn put_budget_override(
+        &self,
+        user_id: &UserId,
+        limits: Option<&BudgetLimits>,
+    ) -> Result<(), StoreError>;
+    /// The user's model use over the calls made at or after `since`.
+    async fn spend_since(
+        &self,
+        user_id: &UserId,
+        since: time::OffsetDateTime,
+    ) -> Result<Spend, StoreError>;
 
     /// Flushes queued writes; called on shutdown.
     async fn close(&self);

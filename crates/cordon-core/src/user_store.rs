@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::budget::{BudgetLimits, Spend};
 use crate::event::RunEvent;
 use crate::ids::{RunId, ThreadId, UserId};
 use crate::model::{Message, RunRecord, RunStatus, Thread};
@@ -83,6 +84,16 @@ impl UserStore {
     /// Queues one model call's usage for this user's run.
     pub fn record_llm_call(&self, call: &LlmCallRecord) {
         self.store.record_llm_call(&self.user_id, call);
+    }
+
+    /// This user's own budget limits, if an admin set them.
+    pub async fn budget_override(&self) -> Result<Option<BudgetLimits>, StoreError> {
+        self.store.budget_override(&self.user_id).await
+    }
+
+    /// This user's model use since `since`.
+    pub async fn spend_since(&self, since: time::OffsetDateTime) -> Result<Spend, StoreError> {
+        self.store.spend_since(&self.user_id, since).await
     }
 
     /// Queues a new thread of this user (reads of threads see it at once).

@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use cordon_core::BudgetLimits;
+
 /// How much work the engines may take on, and for how long.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -30,6 +32,8 @@ pub struct EngineConfig {
     /// How long a paused run waits for its approvals before it ends
     /// `approval_expired`.
     pub approval_ttl: Duration,
+    /// Every user's budget unless an admin set their own (none by default).
+    pub budget: BudgetLimits,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +49,7 @@ impl Default for EngineConfig {
             messages_per_minute: 120,
             approval_tools: BTreeSet::new(),
             approval_ttl: Duration::from_secs(15 * 60),
+            budget: BudgetLimits::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ use cordon_core::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
+use crate::budget::BudgetLedger;
 use crate::config::EngineConfig;
 use crate::dispatcher::elapsed_ms;
 use crate::factory::EngineDeps;
@@ -181,6 +182,8 @@ pub struct UserExecutionEngine {
     state: Mutex<EngineState>,
     /// Answers to approvals are decided one at a time.
     answering: tokio::sync::Mutex<approval::Answered>,
+    /// The user's model spend against their budget.
+    budget: Arc<BudgetLedger>,
 }
 
 impl UserExecutionEngine {
@@ -192,7 +195,9 @@ impl UserExecutionEngine {
         admission: Arc<Admission>,
     ) -> Self {
         let messages = TokenBucket::new(config.messages_per_minute, Duration::from_secs(60));
+        let budget = BudgetLedger::new(store.clone(), config.budget, Arc::clone(&deps.clock));
         Self {
+            budget: Arc::new(budget),
             deps,
             store,
             config,
@@ -214,6 +219,11 @@ impl UserExecutionEngine {
 
     pub fn user_id(&self) -> &UserId {
         self.store.user_id()
+    }
+
+    /// An admin changed the user's budget: it is read again before the next model call.
+    pub fn budget_changed(&self) {
+        self.budget.limits_changed();
     }
 
     /// Admits, queues or refuses a message, atomically for its thread: two
@@ -464,7 +474,7 @@ impl UserExecutionEngine {
             None => tokio::select! {
                 biased;
                 failure = run.stop.stopped() => Err(failure),
-                result = run_pipeline(&self.deps, &self.store, &events, &self.config, &run.ctx, run.start) => result,
+                result = run_pipeline(&self.deps, &self.store, &events, &self.config, &self.budget, &run.ctx, run.start) => result,
             },
         };
         let result = match result {

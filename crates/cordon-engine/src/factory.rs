@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use cordon_core::{
-    EventEncoder, EventSinks, LlmProvider, RunId, Store, StoreError, UserExecutionContext, UserId,
-    UserStore,
+    Clock, EventEncoder, EventSinks, LlmProvider, RunId, Store, StoreError, UserExecutionContext,
+    UserId, UserStore,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -51,6 +51,8 @@ pub struct EngineDeps {
     pub store: Arc<dyn Store>,
     /// The wire form of events, computed once per event and stored as is.
     pub encoder: Arc<dyn EventEncoder>,
+    /// What budgets (and model calls' times) count by.
+    pub clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@
 //! for every such call, then goes on from the checkpoint in a new task.
 
 pub mod agents;
+mod budget;
 pub mod config;
 pub mod dispatcher;
 pub mod engine;

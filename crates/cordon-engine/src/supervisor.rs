@@ -1,10 +1,12 @@
 //! The supervisor: runs the registry's pipeline for one message, each agent in a child context under a timeout, from the start or from where a pause left it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cordon_core::{ErrorCode, RunId, ToolCall, UserExecutionContext, UserStore};
 use serde_json::Value;
 
+use crate::budget::BudgetLedger;
 use crate::config::EngineConfig;
 use crate::factory::EngineDeps;
 use crate::log::RunEvents;
@@ -42,16 +44,22 @@ pub enum Finish {
 
 /// Runs the pipeline's agents in order and returns the last one's
 /// conclusion, or the pause of the agent that paused.
-pub async fn run_pipeline(
+pub(crate) async fn run_pipeline(
     deps: &EngineDeps,
     store: &UserStore,
     events: &RunEvents,
     config: &EngineConfig,
+    budget: &Arc<BudgetLedger>,
     ctx: &UserExecutionContext,
     start: Start,
 ) -> Result<Finish, RunFailure> {
     let (mut input, mut resume, skip) = starting_point(deps, start)?;
-    let llm = MeteredLlm::new(deps.llm.clone(), store.clone(), ctx.root_run_id().clone());
+    let llm = MeteredLlm::new(
+        deps.llm.clone(),
+        store.clone(),
+        Arc::clone(budget),
+        ctx.root_run_id().clone(),
+    );
     let mut conclusion = String::new();
     for agent in deps.registry.pipeline().iter().skip(skip) {
         let child = ctx

@@ -1,26 +1,35 @@
-//! `MeteredLlm`: the provider as one run sees it; records every call's tokens and cost in the store.
+//! `MeteredLlm`: the provider as one run sees it; each call is admitted by the user's budget first, and its tokens and cost are recorded in the store and counted against the budget.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use cordon_core::{
-    LlmCallRecord, LlmError, LlmObserver, LlmProvider, LlmRequest, LlmResponse, RunId, Usage,
-    UserStore,
+    LlmCallRecord, LlmError, LlmObserver, LlmProvider, LlmRequest, LlmResponse, RunId, Spend,
+    Usage, UserStore,
 };
+
+use crate::budget::{BudgetLedger, BudgetPermit};
 
 /// Wraps the shared provider for one run of one user. Usage is queued to the
 /// store as each call returns, so it is committed before the run's outcome.
 pub(crate) struct MeteredLlm {
     inner: Arc<dyn LlmProvider>,
     store: UserStore,
+    budget: Arc<BudgetLedger>,
     run_id: RunId,
 }
 
 impl MeteredLlm {
-    pub(crate) fn new(inner: Arc<dyn LlmProvider>, store: UserStore, run_id: RunId) -> Self {
+    pub(crate) fn new(
+        inner: Arc<dyn LlmProvider>,
+        store: UserStore,
+        budget: Arc<BudgetLedger>,
+        run_id: RunId,
+    ) -> Self {
         Self {
             inner,
             store,
+            budget,
             run_id,
         }
     }
@@ -48,9 +57,11 @@ impl LlmProvider for MeteredLlm {
         request: &LlmRequest,
         observer: &dyn LlmObserver,
     ) -> Result<LlmResponse, LlmError> {
+        let permit = self.budget.admit().await?;
         let meter = CallMeter {
             llm: self,
             seen: Mutex::new(None),
+            permit: Mutex::new(Some(permit)),
             observer,
         };
         let response = self.inner.complete(request, &meter).await?;
@@ -60,7 +71,8 @@ impl LlmProvider for MeteredLlm {
 }
 
 impl MeteredLlm {
-    fn record(&self, usage: Usage) {
+    /// Records the call's usage; answers what it spent.
+    fn record(&self, usage: Usage) -> Spend {
         let cost_usd = self.inner.cost_usd(usage);
         tracing::debug!(
             run_id = %self.run_id,
@@ -77,7 +89,12 @@ impl MeteredLlm {
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
             cost_usd,
+            at: self.budget.now(),
         });
+        Spend {
+            tokens: usage.input_tokens.saturating_add(usage.output_tokens),
+            cost_usd,
+        }
     }
 }
 
@@ -87,6 +104,8 @@ struct CallMeter<'a> {
     llm: &'a MeteredLlm,
     /// `Some` until recorded: the usage reported so far.
     seen: Mutex<Option<Usage>>,
+    /// The call's place in the budget, given back when it settles.
+    permit: Mutex<Option<BudgetPermit<'a>>>,
     observer: &'a dyn LlmObserver,
 }
 
@@ -99,8 +118,16 @@ impl CallMeter<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        let permit = self
+            .permit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(usage) = usage.or(seen) {
-            self.llm.record(usage);
+            let spent = self.llm.record(usage);
+            if let Some(permit) = permit {
+                permit.settle(spent);
+            }
         }
     }
 }

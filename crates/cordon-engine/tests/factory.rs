@@ -156,6 +156,7 @@ async fn placed_fixture(
         tools: Arc::new(ToolDispatcher::builtin()),
         store: Arc::clone(&store),
         encoder: Arc::new(TestEncoder),
+        clock: Arc::new(cordon_core::SystemClock),
     };
     let factory = Arc::new(
         ExecutionEngineFactory::new(deps, Arc::new(SinksHandle(sinks.clone())), config)

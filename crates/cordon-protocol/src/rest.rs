@@ -218,3 +218,44 @@ pub struct SecretNameView {
 pub struct SecretsView {
     pub secrets: Vec<SecretNameView>,
 }
+
+/// A user's budget limits: each `null` (or absent) is no limit. The body of
+/// `PUT /api/admin/users/{username}/budget`.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetLimitsView {
+    #[serde(default)]
+    pub daily_usd: Option<f64>,
+    #[serde(default)]
+    pub monthly_usd: Option<f64>,
+    #[serde(default)]
+    pub daily_tokens: Option<u64>,
+    #[serde(default)]
+    pub monthly_tokens: Option<u64>,
+}
+
+/// One period of a budget: what was used, the limits, what is left (`null`
+/// where there is no limit) and when it resets (UTC calendar day or month).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetPeriodView {
+    /// `day` or `month`.
+    pub period: String,
+    pub used_tokens: u64,
+    pub used_usd: f64,
+    pub limit_tokens: Option<u64>,
+    pub limit_usd: Option<f64>,
+    pub remaining_tokens: Option<u64>,
+    pub remaining_usd: Option<f64>,
+    #[serde(with = "crate::timestamp")]
+    pub resets_at: OffsetDateTime,
+}
+
+/// `GET /api/me/budget` and the admin budget routes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetView {
+    pub username: String,
+    /// `default` (the server's configured limits) or `user` (set by an admin).
+    pub source: String,
+    pub limits: BudgetLimitsView,
+    pub periods: Vec<BudgetPeriodView>,
+}

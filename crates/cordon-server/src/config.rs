@@ -1,7 +1,10 @@
 //! Server configuration, built once at start-up and passed explicitly.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use cordon_core::{Clock, SystemClock};
 
 use cordon_engine::EngineConfig;
 
@@ -64,6 +67,8 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// MCP tool servers whose tools are offered next to the built-ins.
     pub mcp_servers: Vec<cordon_mcp::McpServer>,
+    /// What budgets reset by and model calls are stamped with; tests move it.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ServerConfig {
@@ -95,6 +100,7 @@ impl ServerConfig {
             offline_step_delay: Duration::from_millis(100),
             engine: EngineConfig::default(),
             mcp_servers: Vec::new(),
+            clock: Arc::new(SystemClock),
         }
     }
 }

@@ -23,6 +23,9 @@ pub enum ApiError {
     TooManyAttempts { retry_after: std::time::Duration },
     #[error("origin not allowed")]
     Forbidden,
+    /// An admin route, and the caller is not an admin.
+    #[error("this needs an admin (`cordon admin grant USERNAME`)")]
+    AdminOnly,
     /// Missing, or owned by another user: the two are indistinguishable on purpose.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -67,6 +70,7 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
             }
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "origin_not_allowed"),
+            ApiError::AdminOnly => (StatusCode::FORBIDDEN, "admin_only"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::TooManySignups { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_signups"),
             ApiError::TooManyConnections { .. } => {

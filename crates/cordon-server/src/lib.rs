@@ -9,6 +9,7 @@
 //! from the `ExecutionEngineFactory`; every event reaches a user's sockets
 //! through that user's [`ws::hub::UserChannel`] only.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;

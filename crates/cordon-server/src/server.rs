@@ -25,7 +25,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{auth, events, health, messages, runs, secrets, threads, usage};
+use crate::api::{auth, budget, events, health, messages, runs, secrets, threads, usage};
 use crate::auth::password::PasswordError;
 use crate::auth::secret::{self, SecretError};
 use crate::auth::{LoginThrottle, PasswordHasher, SignupThrottle, TokenGenerations, TokenKeys};
@@ -54,6 +54,8 @@ pub enum ServeError {
     BrokerWithoutDatabase,
     #[error("this instance lost its lock on the database; another may have taken its users over")]
     Lapsed,
+    #[error("{} holds no cordon database; start the server on it once, or pass --data-dir", .0.display())]
+    NoDatabase(std::path::PathBuf),
 }
 
 /// Every route of cordon over `state`.
@@ -78,6 +80,13 @@ pub fn app(state: AppState) -> Router {
             post(runs::answer_approval),
         )
         .route("/usage", get(usage::get_usage))
+        .route("/me/budget", get(budget::my_budget))
+        .route(
+            "/admin/users/{username}/budget",
+            get(budget::user_budget)
+                .put(budget::put_user_budget)
+                .delete(budget::delete_user_budget),
+        )
         .route("/me/secrets", get(secrets::list_secrets))
         .route(
             "/me/secrets/{name}",
@@ -216,6 +225,7 @@ impl Server {
             tools,
             store: Arc::clone(&store),
             encoder: Arc::new(FrameEncoder),
+            clock: Arc::clone(&config.clock),
         };
         let sinks: Arc<dyn EventSinks> = match &cluster {
             Some(cluster) => cluster.sinks(),

@@ -20,6 +20,7 @@ pub trait StoredRow {
     fn int(&self, column: &str) -> Result<i64, StoreError>;
     fn maybe_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
     fn real(&self, column: &str) -> Result<f64, StoreError>;
+    fn maybe_real(&self, column: &str) -> Result<Option<f64>, StoreError>;
 }
 
 macro_rules! stored_row {
@@ -38,6 +39,9 @@ macro_rules! stored_row {
                 self.try_get(column).map_err(backend)
             }
             fn real(&self, column: &str) -> Result<f64, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+            fn maybe_real(&self, column: &str) -> Result<Option<f64>, StoreError> {
                 self.try_get(column).map_err(backend)
             }
         }
@@ -85,6 +89,28 @@ pub fn user_of(row: impl StoredRow) -> Result<User, StoreError> {
         password_hash: row.text("password_hash")?,
         created_at: from_micros(row.int("created_at")?)?,
         token_generation: u32::try_from(row.int("token_generation")?).unwrap_or(u32::MAX),
+        admin: row.int("admin")? != 0,
+    })
+}
+
+pub fn budget_limits_of(row: impl StoredRow) -> Result<cordon_core::BudgetLimits, StoreError> {
+    let tokens = |column| -> Result<Option<u64>, StoreError> {
+        Ok(row
+            .maybe_int(column)?
+            .map(|value| u64::try_from(value).unwrap_or(0)))
+    };
+    Ok(cordon_core::BudgetLimits {
+        daily_usd: row.maybe_real("daily_usd")?,
+        monthly_usd: row.maybe_real("monthly_usd")?,
+        daily_tokens: tokens("daily_tokens")?,
+        monthly_tokens: tokens("monthly_tokens")?,
+    })
+}
+
+pub fn spend_of(row: impl StoredRow) -> Result<cordon_core::Spend, StoreError> {
+    Ok(cordon_core::Spend {
+        tokens: u64::try_from(row.int("tokens")?).unwrap_or(0),
+        cost_usd: row.real("cost_usd")?,
     })
 }
 

@@ -25,5 +25,5 @@ pub use health::DEFAULT_WRITE_QUEUE_CAPACITY;
 pub use options::StoreOptions;
 pub use postgres::{Claimed, DEAD_PEER_BOUND, PgOwners, PgStore};
 pub use sealing::SealingKey;
-pub use sqlite::DEFAULT_SEARCH_BUDGET;
 pub use sqlite::SqliteStore;
+pub use sqlite::{DATABASE_FILE, DEFAULT_SEARCH_BUDGET};

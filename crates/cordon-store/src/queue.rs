@@ -190,6 +190,30 @@ impl WriteQueue {
             .await
     }
 
+    pub async fn set_admin(&self, user_id: &UserId, admin: bool) -> Result<(), StoreError> {
+        let user_id = user_id.as_str().to_owned();
+        self.write(|ack| WriteOp::SetAdmin {
+            user_id,
+            admin,
+            ack,
+        })
+        .await
+    }
+
+    pub async fn put_budget(
+        &self,
+        user_id: &UserId,
+        limits: Option<cordon_core::BudgetLimits>,
+    ) -> Result<(), StoreError> {
+        let user_id = user_id.as_str().to_owned();
+        self.write(|ack| WriteOp::PutBudget {
+            user_id,
+            limits,
+            ack,
+        })
+        .await
+    }
+
     pub async fn put_pause(
         &self,
         user_id: &UserId,

@@ -40,6 +40,10 @@ pub struct Sql {
     pub pauses: &'static str,
     /// Binds: the bound (micros); answers `user_id`, `run_id`.
     pub expired_pauses: &'static str,
+    /// Binds: user.
+    pub budget_override: &'static str,
+    /// Binds: user, since (micros); answers `tokens`, `cost_usd`.
+    pub spend_since: &'static str,
 }
 
 pub const RUN_COLUMNS: &str =
@@ -613,6 +617,55 @@ macro_rules! impl_store_trait {
                     u64::try_from(runs).unwrap_or(0),
                     by_model,
                 ))
+            }
+
+            async fn set_admin(
+                &self,
+                username: &str,
+                admin: bool,
+            ) -> Result<bool, cordon_core::StoreError> {
+                let Some(user) = self.find_user_by_username(username).await? else {
+                    return Ok(false);
+                };
+                self.writes.set_admin(&user.id, admin).await?;
+                Ok(true)
+            }
+
+            async fn budget_override(
+                &self,
+                user_id: &cordon_core::UserId,
+            ) -> Result<Option<cordon_core::BudgetLimits>, cordon_core::StoreError> {
+                self.writes.own_writes_settled(user_id).await?;
+                sqlx::query($sql.budget_override)
+                    .bind(user_id.as_str())
+                    .fetch_optional(&self.reads)
+                    .await
+                    .map_err($crate::convert::backend)?
+                    .map($crate::convert::budget_limits_of)
+                    .transpose()
+            }
+
+            async fn put_budget_override(
+                &self,
+                user_id: &cordon_core::UserId,
+                limits: Option<&cordon_core::BudgetLimits>,
+            ) -> Result<(), cordon_core::StoreError> {
+                self.writes.put_budget(user_id, limits.copied()).await
+            }
+
+            async fn spend_since(
+                &self,
+                user_id: &cordon_core::UserId,
+                since: time::OffsetDateTime,
+            ) -> Result<cordon_core::Spend, cordon_core::StoreError> {
+                self.writes.own_writes_settled(user_id).await?;
+                sqlx::query($sql.spend_since)
+                    .bind(user_id.as_str())
+                    .bind($crate::convert::to_micros(since))
+                    .fetch_one(&self.reads)
+                    .await
+                    .map_err($crate::convert::backend)
+                    .and_then($crate::convert::spend_of)
             }
 
             async fn sync(&self) -> Result<(), cordon_core::StoreError> {

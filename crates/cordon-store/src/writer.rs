@@ -37,6 +37,18 @@ pub enum WriteOp {
         name: String,
         ack: Ack,
     },
+    /// Sets or clears a user's `admin` flag.
+    SetAdmin {
+        user_id: String,
+        admin: bool,
+        ack: Ack,
+    },
+    /// Stores the user's own budget limits, or with `None` deletes them.
+    PutBudget {
+        user_id: String,
+        limits: Option<cordon_core::BudgetLimits>,
+        ack: Ack,
+    },
     /// Stores (or replaces) a run's pause and marks it `waiting_approval`.
     PutPause {
         user_id: String,
@@ -89,6 +101,8 @@ impl WriteOp {
             WriteOp::RevokeTokens(user_id, _)
             | WriteOp::PutSecret { user_id, .. }
             | WriteOp::DeleteSecret { user_id, .. }
+            | WriteOp::SetAdmin { user_id, .. }
+            | WriteOp::PutBudget { user_id, .. }
             | WriteOp::PutPause { user_id, .. }
             | WriteOp::TakePause { user_id, .. }
             | WriteOp::StartQueuedRun { user_id, .. }
@@ -333,6 +347,8 @@ fn acknowledge(op: WriteOp, result: Result<u64, StoreError>, settled: &mut Settl
         | WriteOp::RevokeTokens(_, ack)
         | WriteOp::PutSecret { ack, .. }
         | WriteOp::DeleteSecret { ack, .. }
+        | WriteOp::SetAdmin { ack, .. }
+        | WriteOp::PutBudget { ack, .. }
         | WriteOp::PutPause { ack, .. }
         | WriteOp::TakePause { ack, .. }
         | WriteOp::Probe(ack) => ack,

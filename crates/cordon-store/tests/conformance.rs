@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cordon_core::{
-    EventSink, LlmCallRecord, Message, MessageId, MessagePage, Role, RunEvent, RunEventKind,
-    RunFilter, RunId, RunOutcome, RunPause, RunRecord, RunStatus, SecretValue, Store, StoreError,
-    Thread, ThreadId, User, UserId,
+    BudgetLimits, EventSink, LlmCallRecord, Message, MessageId, MessagePage, Role, RunEvent,
+    RunEventKind, RunFilter, RunId, RunOutcome, RunPause, RunRecord, RunStatus, SecretValue, Store,
+    StoreError, Thread, ThreadId, User, UserId,
 };
 use cordon_store::{PgStore, SealingKey, SqliteStore, StoreOptions};
 use cordon_test_support::on_each_database;
@@ -62,6 +62,8 @@ on_each_database!(
     writes_queued_together_apply_in_queue_order,
     secrets_are_the_owners_only_replaced_listed_and_deleted,
     a_paused_run_keeps_its_checkpoint_until_taken_and_expires_by_time,
+    admins_are_granted_and_revoked_by_name,
+    budgets_are_the_users_own_and_spend_is_summed_from_a_time,
 );
 
 fn at(micros: i64) -> OffsetDateTime {
@@ -75,6 +77,7 @@ fn user(name: &str) -> User {
         password_hash: "$argon2id$not-a-real-hash".to_owned(),
         created_at: at(1_700_000_000_000_000),
         token_generation: 0,
+        admin: false,
     }
 }
 
@@ -601,6 +604,7 @@ async fn usage_is_summed_per_run_and_per_user(store: Arc<dyn Store>) {
         input_tokens: input,
         output_tokens: output,
         cost_usd: cost,
+        at: at(3_000),
     };
     store.record_llm_call(&ada.id, &call(&r1, "small", 100, 10, 0.25));
     store.record_llm_call(&ada.id, &call(&r1, "small", 50, 5, 0.25));
@@ -920,4 +924,65 @@ async fn a_paused_run_keeps_its_checkpoint_until_taken_and_expires_by_time(store
     let unfinished = store.unfinished_runs().await.unwrap();
     assert!(unfinished.iter().any(|run| run.id == r1.id));
     assert!(!unfinished.iter().any(|run| run.id == r2.id));
+}
+
+async fn admins_are_granted_and_revoked_by_name(store: Arc<dyn Store>) {
+    let ada = signed_up(&store, "ada").await;
+    let bob = signed_up(&store, "bob").await;
+    assert!(!store.get_user(&ada.id).await.unwrap().unwrap().admin);
+    assert!(store.set_admin("ada", true).await.unwrap());
+    assert!(store.get_user(&ada.id).await.unwrap().unwrap().admin);
+    assert!(!store.get_user(&bob.id).await.unwrap().unwrap().admin);
+    assert!(!store.set_admin("nobody", true).await.unwrap());
+    assert!(store.set_admin("ada", false).await.unwrap());
+    assert!(
+        !store
+            .find_user_by_username("ada")
+            .await
+            .unwrap()
+            .unwrap()
+            .admin
+    );
+}
+
+async fn budgets_are_the_users_own_and_spend_is_summed_from_a_time(store: Arc<dyn Store>) {
+    let ada = signed_up(&store, "ada").await;
+    let bob = signed_up(&store, "bob").await;
+    let limits = BudgetLimits {
+        daily_usd: Some(1.5),
+        monthly_usd: None,
+        daily_tokens: None,
+        monthly_tokens: Some(10_000),
+    };
+    assert_eq!(store.budget_override(&ada.id).await.unwrap(), None);
+    store
+        .put_budget_override(&ada.id, Some(&limits))
+        .await
+        .unwrap();
+    assert_eq!(store.budget_override(&ada.id).await.unwrap(), Some(limits));
+    assert_eq!(store.budget_override(&bob.id).await.unwrap(), None);
+    store.put_budget_override(&ada.id, None).await.unwrap();
+    assert_eq!(store.budget_override(&ada.id).await.unwrap(), None);
+
+    let t = thread(&ada, 1_000);
+    store.create_thread(&t).unwrap();
+    let r = run(&ada, &t, RunStatus::Running, 2_000);
+    let call = |tokens: u64, cost_usd, when| LlmCallRecord {
+        run_id: r.id.clone(),
+        model: "small".to_owned(),
+        input_tokens: tokens,
+        output_tokens: 1,
+        cost_usd,
+        at: at(when),
+    };
+    store.record_llm_call(&ada.id, &call(99, 0.5, 10_000));
+    store.record_llm_call(&ada.id, &call(9, 0.25, 20_000));
+    store.record_llm_call(&bob.id, &call(999, 9.0, 20_000));
+    let since = store.spend_since(&ada.id, at(20_000)).await.unwrap();
+    assert_eq!(since.tokens, 10, "calls before the time are not counted");
+    assert!((since.cost_usd - 0.25).abs() < 1e-9, "{since:?}");
+    let all = store.spend_since(&ada.id, at(0)).await.unwrap();
+    assert_eq!(all.tokens, 110);
+    let none = store.spend_since(&ada.id, at(30_000)).await.unwrap();
+    assert_eq!((none.tokens, none.cost_usd), (0, 0.0));
 }

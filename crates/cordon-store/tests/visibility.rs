@@ -15,6 +15,7 @@ fn user(name: &str) -> User {
         password_hash: "not-a-real-hash".to_owned(),
         created_at: OffsetDateTime::now_utc(),
         token_generation: 0,
+        admin: false,
     }
 }
 

@@ -24,6 +24,9 @@ pub enum Command {
     Audit(cordon_audit::AuditArgs),
     /// Load-test a running server and verify isolation while measuring.
     Bench(cordon_bench::BenchArgs),
+    /// Grant or revoke the admin role (budgets and analytics routes), on the
+    /// data dir or database a server uses.
+    Admin(AdminArgs),
     /// Ask a running server's `/healthz`: exit 0 when it answers 200, 1
     /// otherwise (a container image's health check: it has no curl).
     Healthcheck(HealthcheckArgs),
@@ -38,6 +41,31 @@ pub struct HealthcheckArgs {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 3.0)]
     pub timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub action: AdminAction,
+    /// The data dir of a SQLite server.
+    #[arg(
+        long,
+        env = "CORDON_DATA_DIR",
+        default_value = "./cordon-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// The PostgreSQL database of a server started with --database-url.
+    #[arg(long, env = "CORDON_DATABASE_URL", hide_env_values = true, value_parser = database_url, global = true)]
+    pub database_url: Option<secrecy::SecretString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Make USERNAME an admin.
+    Grant { username: String },
+    /// Take the admin role from USERNAME.
+    Revoke { username: String },
 }
 
 /// `--llm`: which model provider answers.
@@ -122,6 +150,19 @@ pub struct ServeArgs {
     /// Seconds a run paused for a person's approval waits before it ends `approval_expired`.
     #[arg(long, env = "CORDON_APPROVAL_TTL", default_value_t = 900.0)]
     pub approval_ttl: f64,
+    /// Every user's model spend limit per UTC day, in US dollars (none by default; an admin
+    /// may set a user's own limits: PUT /api/admin/users/{username}/budget).
+    #[arg(long, env = "CORDON_BUDGET_DAILY_USD")]
+    pub budget_daily_usd: Option<f64>,
+    /// Every user's model spend limit per UTC calendar month, in US dollars.
+    #[arg(long, env = "CORDON_BUDGET_MONTHLY_USD")]
+    pub budget_monthly_usd: Option<f64>,
+    /// Every user's limit of model tokens (input and output) per UTC day.
+    #[arg(long, env = "CORDON_BUDGET_DAILY_TOKENS")]
+    pub budget_daily_tokens: Option<u64>,
+    /// Every user's limit of model tokens (input and output) per UTC calendar month.
+    #[arg(long, env = "CORDON_BUDGET_MONTHLY_TOKENS")]
+    pub budget_monthly_tokens: Option<u64>,
     /// Runs the whole server may have in flight.
     #[arg(long, env = "CORDON_MAX_RUNS_GLOBAL", default_value_t = 1024)]
     pub max_runs_global: usize,

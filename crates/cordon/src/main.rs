@@ -1,5 +1,6 @@
 //! The `cordon` binary: parse arguments, install logging, run the chosen subcommand.
 
+mod admin;
 mod cli;
 mod config_file;
 mod healthcheck;
@@ -25,6 +26,7 @@ fn main() -> anyhow::Result<()> {
             raise_open_files_limit();
             std::process::exit(cordon_bench::main(args))
         }
+        cli::Command::Admin(args) => admin::run(args),
         cli::Command::Healthcheck(args) => std::process::exit(healthcheck::run(&args)),
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cordon_core::LlmProvider;
+use cordon_core::{BudgetLimits, LlmProvider};
 use cordon_engine::EngineConfig;
 use cordon_llm::{LlmConfig, ProviderKind};
 use cordon_server::{Server, ServerConfig};
@@ -59,6 +59,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if args.max_sockets_per_user == 0 || args.messages_per_minute == 0 {
         bail!("--max-sockets-per-user and --messages-per-minute must be at least 1");
     }
+    let budget = budget_from(&args)?;
     let mut config = ServerConfig::new(args.data_dir);
     config.database_url = args.database_url;
     config.broker_url = args.broker_url;
@@ -93,9 +94,28 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         engine_idle_ttl: seconds("--engine-idle-ttl", args.engine_idle_ttl)?,
         messages_per_minute: args.messages_per_minute,
         approval_ttl: seconds("--approval-ttl", args.approval_ttl)?,
+        budget,
         ..EngineConfig::default()
     };
     Ok(config)
+}
+
+/// The default budget from the `--budget-*` flags.
+fn budget_from(args: &ServeArgs) -> anyhow::Result<BudgetLimits> {
+    for (flag, usd) in [
+        ("--budget-daily-usd", args.budget_daily_usd),
+        ("--budget-monthly-usd", args.budget_monthly_usd),
+    ] {
+        if usd.is_some_and(|usd| !usd.is_finite() || usd < 0.0) {
+            bail!("{flag} must be a finite number of at least 0");
+        }
+    }
+    Ok(BudgetLimits {
+        daily_usd: args.budget_daily_usd,
+        monthly_usd: args.budget_monthly_usd,
+        daily_tokens: args.budget_daily_tokens,
+        monthly_tokens: args.budget_monthly_tokens,
+    })
 }
 
 /// The provider to use instead of the offline model, and the configured step limit.

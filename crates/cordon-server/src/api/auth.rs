@@ -52,6 +52,7 @@ pub async fn register(
         password_hash,
         created_at: cordon_core::now(),
         token_generation: 0,
+        admin: false,
     };
     let created = if taken {
         Err(StoreError::UsernameTaken)

@@ -1,6 +1,7 @@
 //! REST handlers under `/api`, plus liveness and readiness.
 
 pub mod auth;
+pub mod budget;
 pub mod events;
 pub mod health;
 pub mod messages;

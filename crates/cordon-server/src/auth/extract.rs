@@ -52,6 +52,28 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// A signed-in user with the `admin` flag, read from the store on every
+/// request (so `cordon admin revoke` takes effect at once); anyone else
+/// gets `403 admin_only`.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub AuthUser);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        let stored = state.store.get_user(&user.user_id).await?;
+        match stored {
+            Some(stored) if stored.admin => Ok(AdminUser(user)),
+            _ => Err(ApiError::AdminOnly),
+        }
+    }
+}
+
 fn bearer_token(parts: &Parts) -> Option<String> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;

@@ -10,7 +10,7 @@ pub mod signup;
 pub mod throttle;
 
 pub use address::ClientAddress;
-pub use extract::AuthUser;
+pub use extract::{AdminUser, AuthUser};
 pub use jwt::{TokenError, TokenKeys};
 pub use password::PasswordHasher;
 pub use revocation::TokenGenerations;

@@ -242,7 +242,6 @@ async fn insert_calls(
     if calls.is_empty() {
         return Ok(());
     }
-    let now = to_micros(cordon_core::now());
     let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     sqlx::query(
         "INSERT INTO llm_calls (user_id, run_id, model, input_tokens, output_tokens, cost_usd, created_at) \
@@ -255,7 +254,7 @@ async fn insert_calls(
     .bind(calls.iter().map(|(_, c)| tokens(c.input_tokens)).collect::<Vec<_>>())
     .bind(calls.iter().map(|(_, c)| tokens(c.output_tokens)).collect::<Vec<_>>())
     .bind(calls.iter().map(|(_, c)| c.cost_usd).collect::<Vec<_>>())
-    .bind(vec![now; calls.len()])
+    .bind(calls.iter().map(|(_, c)| to_micros(c.at)).collect::<Vec<_>>())
     .execute(conn)
     .await
     .map(drop)

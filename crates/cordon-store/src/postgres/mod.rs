@@ -159,6 +159,11 @@ fn over_budget(error: &sqlx::Error) -> bool {
 /// PostgreSQL's text of the shared queries. `position` stands in for
 /// SQLite's rowid; sums of `BIGINT` are `NUMERIC` here, so they are cast back.
 const POSTGRES: Sql = Sql {
+    budget_override: "SELECT daily_usd, monthly_usd, daily_tokens, monthly_tokens FROM user_budgets \
+                      WHERE user_id = $1",
+    spend_since: "SELECT COALESCE(SUM(input_tokens + output_tokens), 0)::BIGINT AS tokens, \
+                  COALESCE(SUM(cost_usd), 0.0)::FLOAT8 AS cost_usd FROM llm_calls \
+                  WHERE user_id = $1 AND created_at >= $2",
     pause: "SELECT run_id, thread_id, state, expires_at FROM run_pauses \
             WHERE user_id = $1 AND run_id = $2",
     pauses: "SELECT run_id, thread_id, state, expires_at FROM run_pauses WHERE user_id = $1 \
@@ -166,9 +171,9 @@ const POSTGRES: Sql = Sql {
     expired_pauses: "SELECT user_id, run_id FROM run_pauses WHERE expires_at < $1",
     secret: "SELECT sealed FROM user_secrets WHERE user_id = $1 AND name = $2",
     secret_names: "SELECT name, updated_at FROM user_secrets WHERE user_id = $1 ORDER BY name",
-    find_user_by_name: "SELECT id, username, password_hash, created_at, token_generation FROM users \
+    find_user_by_name: "SELECT id, username, password_hash, created_at, token_generation, admin FROM users \
                         WHERE lower(username) = lower($1)",
-    get_user: "SELECT id, username, password_hash, created_at, token_generation FROM users WHERE id = $1",
+    get_user: "SELECT id, username, password_hash, created_at, token_generation, admin FROM users WHERE id = $1",
     find_thread: "SELECT id, user_id, title, created_at, updated_at FROM threads WHERE id = $1 AND user_id = $2",
     thread_messages: "SELECT m.id, m.thread_id, m.role, m.content, m.run_id, m.created_at \
          FROM threads t LEFT JOIN LATERAL ( \

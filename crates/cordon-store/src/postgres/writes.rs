@@ -147,6 +147,17 @@ async fn apply_alone(conn: &mut PgConnection, op: &WriteOp) -> Applied {
         .execute(conn)
         .await?
         .rows_affected()),
+        WriteOp::SetAdmin { user_id, admin, .. } => {
+            ok(sqlx::query("UPDATE users SET admin = $2 WHERE id = $1")
+                .bind(user_id)
+                .bind(i64::from(*admin))
+                .execute(conn)
+                .await?
+                .rows_affected())
+        }
+        WriteOp::PutBudget {
+            user_id, limits, ..
+        } => put_budget(conn, user_id, limits.as_ref()).await,
         WriteOp::PutPause { user_id, pause, .. } => put_pause(conn, user_id, pause).await,
         WriteOp::TakePause {
             user_id, run_id, ..
@@ -255,4 +266,35 @@ async fn probe_write(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     .execute(conn)
     .await
     .map(drop)
+}
+
+async fn put_budget(
+    conn: &mut PgConnection,
+    user_id: &str,
+    limits: Option<&cordon_core::BudgetLimits>,
+) -> Applied {
+    let Some(limits) = limits else {
+        return ok(sqlx::query("DELETE FROM user_budgets WHERE user_id = $1")
+            .bind(user_id)
+            .execute(conn)
+            .await?
+            .rows_affected());
+    };
+    let tokens = |limit: Option<u64>| limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    ok(sqlx::query(
+        "INSERT INTO user_budgets (user_id, daily_usd, monthly_usd, daily_tokens, monthly_tokens, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id) DO UPDATE SET \
+         daily_usd = excluded.daily_usd, monthly_usd = excluded.monthly_usd, \
+         daily_tokens = excluded.daily_tokens, monthly_tokens = excluded.monthly_tokens, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(user_id)
+    .bind(limits.daily_usd)
+    .bind(limits.monthly_usd)
+    .bind(tokens(limits.daily_tokens))
+    .bind(tokens(limits.monthly_tokens))
+    .bind(to_micros(cordon_core::now()))
+    .execute(conn)
+    .await?
+    .rows_affected())
 }

@@ -99,6 +99,11 @@ impl SqliteStore {
 /// read scanned all of the user's messages and runs slowed down as users
 /// wrote more (docs/performance.md).
 const SQLITE: Sql = Sql {
+    budget_override: "SELECT daily_usd, monthly_usd, daily_tokens, monthly_tokens FROM user_budgets \
+                      WHERE user_id = ?",
+    spend_since: "SELECT COALESCE(SUM(input_tokens + output_tokens), 0) AS tokens, \
+                  COALESCE(SUM(cost_usd), 0.0) AS cost_usd FROM llm_calls \
+                  WHERE user_id = ? AND created_at >= ?",
     pause: "SELECT run_id, thread_id, state, expires_at FROM run_pauses \
             WHERE user_id = ? AND run_id = ?",
     pauses: "SELECT run_id, thread_id, state, expires_at FROM run_pauses WHERE user_id = ? \
@@ -106,9 +111,9 @@ const SQLITE: Sql = Sql {
     expired_pauses: "SELECT user_id, run_id FROM run_pauses WHERE expires_at < ?",
     secret: "SELECT sealed FROM user_secrets WHERE user_id = ? AND name = ?",
     secret_names: "SELECT name, updated_at FROM user_secrets WHERE user_id = ? ORDER BY name",
-    find_user_by_name: "SELECT id, username, password_hash, created_at, token_generation FROM users \
+    find_user_by_name: "SELECT id, username, password_hash, created_at, token_generation, admin FROM users \
                         WHERE username = ?",
-    get_user: "SELECT id, username, password_hash, created_at, token_generation FROM users WHERE id = ?",
+    get_user: "SELECT id, username, password_hash, created_at, token_generation, admin FROM users WHERE id = ?",
     find_thread: "SELECT id, user_id, title, created_at, updated_at FROM threads WHERE id = ? AND user_id = ?",
     thread_messages: "SELECT m.id, m.thread_id, m.role, m.content, m.run_id, m.created_at \
          FROM threads t LEFT JOIN messages m INDEXED BY messages_by_thread \

@@ -96,6 +96,13 @@ fn apply(conn: &Connection, op: &WriteOp) -> rusqlite::Result<Result<u64, StoreE
             .prepare_cached("DELETE FROM user_secrets WHERE user_id = ?1 AND name = ?2")?
             .execute(params![user_id, name])
             .map(drop),
+        WriteOp::SetAdmin { user_id, admin, .. } => conn
+            .prepare_cached("UPDATE users SET admin = ?2 WHERE id = ?1")?
+            .execute(params![user_id, i64::from(*admin)])
+            .map(drop),
+        WriteOp::PutBudget {
+            user_id, limits, ..
+        } => put_budget(conn, user_id, limits.as_ref()),
         WriteOp::PutPause { user_id, pause, .. } => put_pause(conn, user_id, pause),
         WriteOp::TakePause {
             user_id, run_id, ..
@@ -226,6 +233,36 @@ fn revoke_tokens(conn: &Connection, user_id: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE users SET token_generation = token_generation + 1 WHERE id = ?1")?
         .execute(params![user_id])
         .map(drop)
+}
+
+fn put_budget(
+    conn: &Connection,
+    user_id: &str,
+    limits: Option<&cordon_core::BudgetLimits>,
+) -> rusqlite::Result<()> {
+    let Some(limits) = limits else {
+        return conn
+            .prepare_cached("DELETE FROM user_budgets WHERE user_id = ?1")?
+            .execute(params![user_id])
+            .map(drop);
+    };
+    let tokens = |limit: Option<u64>| limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    conn.prepare_cached(
+        "INSERT INTO user_budgets (user_id, daily_usd, monthly_usd, daily_tokens, monthly_tokens, \
+         updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (user_id) DO UPDATE SET \
+         daily_usd = excluded.daily_usd, monthly_usd = excluded.monthly_usd, \
+         daily_tokens = excluded.daily_tokens, monthly_tokens = excluded.monthly_tokens, \
+         updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        user_id,
+        limits.daily_usd,
+        limits.monthly_usd,
+        tokens(limits.daily_tokens),
+        tokens(limits.monthly_tokens),
+        to_micros(cordon_core::now())
+    ])
+    .map(drop)
 }
 
 fn put_secret(conn: &Connection, user_id: &str, name: &str, sealed: &[u8]) -> rusqlite::Result<()> {
@@ -374,7 +411,7 @@ fn insert_llm_call(conn: &Connection, user_id: &str, call: &LlmCallRecord) -> ru
         i64::try_from(call.input_tokens).unwrap_or(i64::MAX),
         i64::try_from(call.output_tokens).unwrap_or(i64::MAX),
         call.cost_usd,
-        to_micros(cordon_core::now())
+        to_micros(call.at)
     ])
     .map(drop)
 }
