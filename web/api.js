@@ -81,6 +81,9 @@ export async function authenticate(kind, username, password) {
   };
 }
 
+/** `GET /api/me/budget`: this user's model use per day and month, their limits and what is left. */
+export const getBudget = (token) => request("GET", "/api/me/budget", { token });
+
 export const listThreads = (token) => request("GET", "/api/threads", { token });
 
 /** `POST /api/auth/logout`: ends this token and every other one of the user, on every device. */

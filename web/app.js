@@ -5,6 +5,7 @@ import {
   SESSION_KEY,
   authenticate,
   clearSession,
+  getBudget,
   listMessages,
   listRunEvents,
   listThreads,
@@ -42,6 +43,7 @@ const ui = {
   send: $("send"),
   stop: $("stop"),
   multitask: $("multitask"),
+  budget: $("budget"),
 };
 
 const EXPIRED = "Your session expired. Please sign in again.";
@@ -216,6 +218,7 @@ function enterChat(session) {
     },
   });
   state.socket.start();
+  refreshBudget();
   refreshThreads().then(() => {
     if (wanted && !state.currentThreadId && state.threads.some((t) => t.id === wanted)) selectThread(wanted);
   });
@@ -242,6 +245,37 @@ function setConnectionState(connection) {
 async function resync() {
   await refreshThreads();
   if (state.currentThreadId) await loadThread(state.currentThreadId);
+}
+
+// ---------- usage and budget ----------
+
+const PERIOD_NAMES = { day: "Today", month: "This month" };
+
+/** Reloads the sidebar's usage panel: per period, tokens and dollars used, the limits and what is left. */
+async function refreshBudget() {
+  if (!state.session) return;
+  let budget;
+  try {
+    budget = await getBudget(state.session.token);
+  } catch {
+    return; // The panel keeps its last figures; the chat itself reports failures.
+  }
+  ui.budget.replaceChildren(el("h3.budget-title", {}, "Usage"));
+  for (const period of budget.periods) ui.budget.append(budgetLine(period));
+}
+
+function budgetLine(period) {
+  const used = `${period.used_tokens.toLocaleString()} tokens · $${period.used_usd.toFixed(4)}`;
+  const limits = [];
+  if (period.limit_tokens !== null) limits.push(`${period.remaining_tokens.toLocaleString()} of ${period.limit_tokens.toLocaleString()} tokens left`);
+  if (period.limit_usd !== null) limits.push(`$${period.remaining_usd.toFixed(2)} of $${period.limit_usd.toFixed(2)} left`);
+  const left = limits.length ? `${limits.join(", ")}; resets ${new Date(period.resets_at).toLocaleString()}` : "no limit";
+  return el(
+    "p.budget-line",
+    { "data-period": period.period },
+    el("strong", {}, `${PERIOD_NAMES[period.period] || period.period}: `),
+    `${used} (${left})`,
+  );
 }
 
 // ---------- threads ----------
@@ -397,6 +431,7 @@ function applyEvent(run, event) {
 }
 
 function onRunEvent(frame) {
+  if (frame.type === "agent_completed" || frame.type === "agent_error") refreshBudget();
   const isCurrent = frame.thread_id === state.currentThreadId;
   let run = state.runs.get(frame.run_id);
   if (!run) {

@@ -688,3 +688,39 @@ async fn a_call_that_needs_approval_shows_its_arguments_and_runs_when_approved()
     );
     page.close().await;
 }
+
+#[tokio::test]
+async fn the_sidebar_shows_the_users_usage_and_what_is_left_of_the_budget() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = TestServer::start_with(|config| {
+        config.engine.budget.daily_tokens = Some(100_000);
+        config.engine.budget.monthly_usd = Some(5.0);
+    })
+    .await;
+    let page = browser.session().await;
+    open_as(&page, &server, "alice", "#sign-up").await;
+    page.wait_until(
+        "the usage panel",
+        WAIT,
+        "const day = document.querySelector('#budget [data-period=day]');
+         return !!day && day.textContent.includes('0 tokens');",
+    )
+    .await;
+    send(&page, "hello there").await;
+    wait_turns(&page, "completed", 1).await;
+    // The panel reloads when the run ends: some tokens used, the rest left of 100,000.
+    page.wait_until(
+        "the usage after the run",
+        WAIT,
+        "const day = document.querySelector('#budget [data-period=day]').textContent;
+         return !day.startsWith('Today: 0 tokens') && day.includes('of 100,000 tokens left');",
+    )
+    .await;
+    let month = text_of(&page, "#budget [data-period=month]").await;
+    assert!(month.contains("of $5.00 left"), "{month}");
+    let day = text_of(&page, "#budget [data-period=day]").await;
+    assert!(day.contains("resets"), "{day}");
+    page.close().await;
+}
