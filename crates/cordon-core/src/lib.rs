@@ -9,6 +9,7 @@
 //! WebSocket frames or SQL (its one system call
 //! sets a background thread's own scheduling class, [`background`]).
 
+pub mod analytics;
 pub mod background;
 pub mod budget;
 pub mod context;
@@ -23,6 +24,7 @@ pub mod text;
 pub mod tool;
 pub mod user_store;
 
+pub use analytics::{AnalyticsSink, FinishedRun, ModelCall, NoAnalytics};
 pub use budget::{BudgetKind, BudgetLimits, BudgetPeriod, Clock, PeriodLimits, Spend, SystemClock};
 pub use context::{ContextError, UserExecutionContext};
 pub use event::{Decision, ErrorCode, RunEvent, RunEventKind};

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use cordon_core::{
-    ErrorCode, Message, MessageId, Multitask, Role, RunEventKind, RunId, RunOutcome, RunStatus,
-    StoreError, ThreadId, UserExecutionContext, UserId, UserStore,
+    ErrorCode, FinishedRun, Message, MessageId, Multitask, Role, RunEventKind, RunId, RunOutcome,
+    RunStatus, StoreError, ThreadId, UserExecutionContext, UserId, UserStore,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -445,6 +445,22 @@ impl UserExecutionEngine {
         state.retired
     }
 
+    /// Tells analytics how the run ended.
+    fn report_finish(&self, ctx: &UserExecutionContext, outcome: &RunOutcome, duration: Duration) {
+        let finished_at = self.deps.clock.now();
+        self.deps.analytics.run_finished(FinishedRun {
+            user_id: ctx.user_id().clone(),
+            thread_id: ctx.thread_id().clone(),
+            run_id: ctx.run_id().clone(),
+            agent: SUPERVISOR.to_owned(),
+            model: self.deps.llm.model().to_owned(),
+            status: outcome.status,
+            error_code: outcome.error_code.clone(),
+            started_at: finished_at - duration,
+            finished_at,
+        });
+    }
+
     pub(crate) fn cancel_all(&self) {
         for stop in self.lock().running.values() {
             stop.stop(ErrorCode::Cancelled);
@@ -535,13 +551,13 @@ impl UserExecutionEngine {
             Err(failure) => failure_event(&failure),
         };
         let Err(error) = self.log.end(ctx, terminal, &outcome).await else {
-            self.record_finish(ctx, outcome.status, started.elapsed());
+            self.record_finish(ctx, &outcome, started.elapsed());
             return outcome.status;
         };
         tracing::error!(%error, run_id = %ctx.run_id(), "could not store the run's end");
         let failure = writes_lost();
         let outcome = outcome_of(ctx, &Err(failure.clone()), "");
-        self.record_finish(ctx, outcome.status, started.elapsed());
+        self.record_finish(ctx, &outcome, started.elapsed());
         self.end_once_writable(ctx, &outcome, failure_event(&failure))
             .await;
         outcome.status
@@ -630,7 +646,9 @@ impl UserExecutionEngine {
         })
     }
 
-    fn record_finish(&self, ctx: &UserExecutionContext, status: RunStatus, duration: Duration) {
+    fn record_finish(&self, ctx: &UserExecutionContext, outcome: &RunOutcome, duration: Duration) {
+        let status = outcome.status;
+        self.report_finish(ctx, outcome, duration);
         let mut state = self.lock();
         record_metrics(status);
         let stats = &mut state.stats;

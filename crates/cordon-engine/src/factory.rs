@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use cordon_core::{
-    Clock, EventEncoder, EventSinks, LlmProvider, RunId, Store, StoreError, UserExecutionContext,
-    UserId, UserStore,
+    AnalyticsSink, Clock, EventEncoder, EventSinks, LlmProvider, RunId, Store, StoreError,
+    UserExecutionContext, UserId, UserStore,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -53,6 +53,8 @@ pub struct EngineDeps {
     pub encoder: Arc<dyn EventEncoder>,
     /// What budgets (and model calls' times) count by.
     pub clock: Arc<dyn Clock>,
+    /// Where each finished run and model call is reported (`NoAnalytics` without one).
+    pub analytics: Arc<dyn AnalyticsSink>,
 }
 
 #[derive(Debug, thiserror::Error)]

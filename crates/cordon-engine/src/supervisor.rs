@@ -58,10 +58,12 @@ pub(crate) async fn run_pipeline(
         deps.llm.clone(),
         store.clone(),
         Arc::clone(budget),
-        ctx.root_run_id().clone(),
+        Arc::clone(&deps.analytics),
+        ctx,
     );
     let mut conclusion = String::new();
     for agent in deps.registry.pipeline().iter().skip(skip) {
+        llm.calls_for(agent.name());
         let child = ctx
             .child(RunId::generate())
             .map_err(|error| RunFailure::new(ErrorCode::Internal, error.to_string()))?;

@@ -1,12 +1,14 @@
-//! `MeteredLlm`: the provider as one run sees it; each call is admitted by the user's budget first, and its tokens and cost are recorded in the store and counted against the budget.
+//! `MeteredLlm`: the provider as one run sees it; each call is admitted by the user's budget first, and its tokens and cost are recorded in the store, counted against the budget and reported to analytics.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use cordon_core::{
-    LlmCallRecord, LlmError, LlmObserver, LlmProvider, LlmRequest, LlmResponse, RunId, Spend,
-    Usage, UserStore,
+    AnalyticsSink, ErrorCode, LlmCallRecord, LlmError, LlmObserver, LlmProvider, LlmRequest,
+    LlmResponse, ModelCall, Spend, Usage, UserExecutionContext, UserStore,
 };
+use time::OffsetDateTime;
 
 use crate::budget::{BudgetLedger, BudgetPermit};
 
@@ -16,7 +18,11 @@ pub(crate) struct MeteredLlm {
     inner: Arc<dyn LlmProvider>,
     store: UserStore,
     budget: Arc<BudgetLedger>,
-    run_id: RunId,
+    analytics: Arc<dyn AnalyticsSink>,
+    /// The run's root context: calls are recorded for its run and thread.
+    ctx: UserExecutionContext,
+    /// The pipeline agent whose calls these are now (agents run one after another).
+    agent: Mutex<String>,
 }
 
 impl MeteredLlm {
@@ -24,14 +30,22 @@ impl MeteredLlm {
         inner: Arc<dyn LlmProvider>,
         store: UserStore,
         budget: Arc<BudgetLedger>,
-        run_id: RunId,
+        analytics: Arc<dyn AnalyticsSink>,
+        ctx: &UserExecutionContext,
     ) -> Self {
         Self {
             inner,
             store,
             budget,
-            run_id,
+            analytics,
+            ctx: ctx.clone(),
+            agent: Mutex::default(),
         }
+    }
+
+    /// The next calls are `agent`'s.
+    pub(crate) fn calls_for(&self, agent: &str) {
+        *self.agent.lock().unwrap_or_else(PoisonError::into_inner) = agent.to_owned();
     }
 }
 
@@ -63,10 +77,15 @@ impl LlmProvider for MeteredLlm {
             seen: Mutex::new(None),
             permit: Mutex::new(Some(permit)),
             observer,
+            started_at: self.budget.now(),
+            started: Instant::now(),
         };
-        let response = self.inner.complete(request, &meter).await?;
-        meter.settle(Some(response.usage));
-        Ok(response)
+        let result = self.inner.complete(request, &meter).await;
+        match &result {
+            Ok(response) => meter.settle(Some(response.usage), None),
+            Err(error) => meter.settle(None, Some(error.code())),
+        }
+        result
     }
 }
 
@@ -75,7 +94,7 @@ impl MeteredLlm {
     fn record(&self, usage: Usage) -> Spend {
         let cost_usd = self.inner.cost_usd(usage);
         tracing::debug!(
-            run_id = %self.run_id,
+            run_id = %self.ctx.root_run_id(),
             provider = self.inner.name(),
             model = self.inner.model(),
             input_tokens = usage.input_tokens,
@@ -84,7 +103,7 @@ impl MeteredLlm {
             "model call"
         );
         self.store.record_llm_call(&LlmCallRecord {
-            run_id: self.run_id.clone(),
+            run_id: self.ctx.root_run_id().clone(),
             model: self.inner.model().to_owned(),
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
@@ -96,6 +115,26 @@ impl MeteredLlm {
             cost_usd,
         }
     }
+
+    fn report(&self, call: &CallMeter<'_>, usage: Usage, error: Option<ErrorCode>) {
+        self.analytics.model_called(ModelCall {
+            user_id: self.ctx.user_id().clone(),
+            thread_id: self.ctx.thread_id().clone(),
+            run_id: self.ctx.root_run_id().clone(),
+            agent: self
+                .agent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            model: self.inner.model().to_owned(),
+            error_code: error.map(|code| code.as_str().to_owned()),
+            started_at: call.started_at,
+            duration_ms: u64::try_from(call.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost_usd: self.inner.cost_usd(usage),
+        });
+    }
 }
 
 /// One call in flight: passes the stream on to the run's observer and keeps
@@ -104,31 +143,36 @@ struct CallMeter<'a> {
     llm: &'a MeteredLlm,
     /// `Some` until recorded: the usage reported so far.
     seen: Mutex<Option<Usage>>,
-    /// The call's place in the budget, given back when it settles.
+    /// The call's place in the budget; `Some` until the call settles.
     permit: Mutex<Option<BudgetPermit<'a>>>,
     observer: &'a dyn LlmObserver,
+    started_at: OffsetDateTime,
+    started: Instant,
 }
 
 impl CallMeter<'_> {
-    /// Records `usage` (or what was seen, if `None`), once: a call that
-    /// failed after the provider reported usage was still billed.
-    fn settle(&self, usage: Option<Usage>) {
+    /// Settles the call once: records `usage` (or what was seen, if `None`;
+    /// a call that failed after the provider reported usage was still
+    /// billed), gives its place in the budget back and reports it.
+    fn settle(&self, usage: Option<Usage>, error: Option<ErrorCode>) {
+        let Some(permit) = self
+            .permit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
         let seen = self
             .seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let permit = self
-            .permit
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(usage) = usage.or(seen) {
-            let spent = self.llm.record(usage);
-            if let Some(permit) = permit {
-                permit.settle(spent);
-            }
+        let usage = usage.or(seen);
+        if let Some(usage) = usage {
+            permit.settle(self.llm.record(usage));
         }
+        self.llm.report(self, usage.unwrap_or_default(), error);
     }
 }
 
@@ -148,8 +192,9 @@ impl LlmObserver for CallMeter<'_> {
 }
 
 impl Drop for CallMeter<'_> {
-    /// A call dropped before it returned: the usage reported so far is still spent.
+    /// A call dropped before it returned (its run was stopped): the usage
+    /// reported so far is still spent.
     fn drop(&mut self) {
-        self.settle(None);
+        self.settle(None, Some(ErrorCode::Cancelled));
     }
 }

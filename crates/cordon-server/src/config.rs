@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub mcp_servers: Vec<cordon_mcp::McpServer>,
     /// What budgets reset by and model calls are stamped with; tests move it.
     pub clock: Arc<dyn Clock>,
+    /// Where each finished run and model call is written for analytics (`--clickhouse-url`).
+    pub clickhouse: Option<cordon_analytics::ClickHouseConfig>,
 }
 
 impl ServerConfig {
@@ -101,6 +103,7 @@ impl ServerConfig {
             engine: EngineConfig::default(),
             mcp_servers: Vec::new(),
             clock: Arc::new(SystemClock),
+            clickhouse: None,
         }
     }
 }

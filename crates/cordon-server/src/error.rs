@@ -48,6 +48,9 @@ pub enum ApiError {
     CursorExpired { oldest_seq: u64 },
     #[error("the database is not reachable")]
     Unavailable(String),
+    /// No ClickHouse is configured, or it did not answer.
+    #[error("analytics are unavailable: {0}")]
+    AnalyticsUnavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -81,6 +84,9 @@ impl ApiError {
             ApiError::Service(error) => (service_status(error), error.code()),
             ApiError::CursorExpired { .. } => (StatusCode::GONE, "cursor_expired"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            ApiError::AnalyticsUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "analytics_unavailable")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -7,8 +7,9 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::routing::{get, post, put};
+use cordon_analytics::{ClickHouseAnalytics, Warehouse};
 use cordon_cluster::{Cluster, ClusterError, OnSignOut};
-use cordon_core::{EventSinks, LlmProvider, Store, StoreError};
+use cordon_core::{AnalyticsSink, EventSinks, LlmProvider, NoAnalytics, Store, StoreError};
 use cordon_engine::{
     AgentRegistry, EngineDeps, ExecutionEngineFactory, RunService, ToolDispatcher,
     end_abandoned_runs,
@@ -81,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/usage", get(usage::get_usage))
         .route("/me/budget", get(budget::my_budget))
+        .route("/admin/usage", get(usage::admin_usage))
         .route(
             "/admin/users/{username}/budget",
             get(budget::user_budget)
@@ -144,7 +146,18 @@ impl Server {
         let stop_tool_servers = CancellationToken::new();
         let mcp_servers = self.config.mcp_servers.clone();
         let tool_servers = McpServers::start(mcp_servers, &tools, &stop_tool_servers).await;
-        let state = self.build_state(lapsed.clone(), tools).await?;
+        let stop_analytics = CancellationToken::new();
+        let analytics = self.config.clickhouse.clone().map(|config| {
+            let warehouse = Warehouse::new(config.clone());
+            let (sink, flusher) =
+                ClickHouseAnalytics::start(warehouse.clone(), &config, stop_analytics.clone());
+            (warehouse, sink, flusher)
+        });
+        let reporting = analytics.as_ref().map(|(warehouse, sink, _)| {
+            let sink: Arc<dyn AnalyticsSink> = sink.clone();
+            (warehouse.clone(), sink)
+        });
+        let state = self.build_state(lapsed.clone(), tools, reporting).await?;
         let stop_cleanup = CancellationToken::new();
         let cleanup = state.runs.factory().spawn_cleanup(stop_cleanup.clone());
         let expiry = (state.runs.factory()).spawn_approval_expiry(stop_cleanup.clone());
@@ -192,6 +205,10 @@ impl Server {
         let _ = retention.await;
         let _ = http.await;
         state.store.close().await;
+        stop_analytics.cancel();
+        if let Some((_, _, flusher)) = analytics {
+            let _ = flusher.await;
+        }
         stop_tool_servers.cancel();
         tool_servers.join().await;
         tracing::info!("shutdown complete");
@@ -202,6 +219,7 @@ impl Server {
         self,
         lapsed: CancellationToken,
         tools: Arc<ToolDispatcher>,
+        analytics: Option<(Warehouse, Arc<dyn AnalyticsSink>)>,
     ) -> Result<AppState, ServeError> {
         let config = self.config;
         std::fs::create_dir_all(&config.data_dir).map_err(ServeError::DataDir)?;
@@ -226,6 +244,9 @@ impl Server {
             store: Arc::clone(&store),
             encoder: Arc::new(FrameEncoder),
             clock: Arc::clone(&config.clock),
+            analytics: analytics
+                .as_ref()
+                .map_or_else(|| Arc::new(NoAnalytics) as _, |(_, sink)| Arc::clone(sink)),
         };
         let sinks: Arc<dyn EventSinks> = match &cluster {
             Some(cluster) => cluster.sinks(),
@@ -261,6 +282,7 @@ impl Server {
             sessions: TaskTracker::new(),
             close_sessions: CancellationToken::new(),
             cluster: cluster.map(Arc::new),
+            analytics: analytics.map(|(warehouse, _)| warehouse),
         })
     }
 }

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use cordon_analytics::Warehouse;
+
 use cordon_cluster::Cluster;
 use cordon_core::Store;
 use cordon_engine::RunService;
@@ -31,4 +33,6 @@ pub struct AppState {
     pub close_sessions: CancellationToken,
     /// Several instances: this one's part in the cluster.
     pub cluster: Option<Arc<Cluster>>,
+    /// ClickHouse (`--clickhouse-url`), which `GET /api/admin/usage` reads.
+    pub analytics: Option<Warehouse>,
 }

@@ -12,6 +12,7 @@
 
 mod browser;
 pub mod child;
+pub mod clickhouse;
 pub mod cluster;
 pub mod fake_llm;
 pub mod mcp;

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use cordon_analytics::ClickHouseConfig;
+use time::OffsetDateTime;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,11 +21,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (HTTP API and WebSocket stream).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Audit a repository for single-source-of-truth compliance.
     Audit(cordon_audit::AuditArgs),
     /// Load-test a running server and verify isolation while measuring.
     Bench(cordon_bench::BenchArgs),
+    /// Print usage from ClickHouse: runs, tokens and cost per user and model,
+    /// errors by code, run durations (what `GET /api/admin/usage` answers).
+    Analytics(AnalyticsArgs),
     /// Grant or revoke the admin role (budgets and analytics routes), on the
     /// data dir or database a server uses.
     Admin(AdminArgs),
@@ -41,6 +46,22 @@ pub struct HealthcheckArgs {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 3.0)]
     pub timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyticsArgs {
+    /// The ClickHouse a server writes to (`http://user:password@host:8123/database`).
+    #[arg(long, env = "CORDON_CLICKHOUSE_URL", hide_env_values = true, value_parser = clickhouse_url)]
+    pub clickhouse_url: ClickHouseConfig,
+    /// Start of the range (RFC 3339) [default: 24 hours before --to].
+    #[arg(long, value_parser = rfc3339)]
+    pub from: Option<OffsetDateTime>,
+    /// End of the range, exclusive (RFC 3339) [default: now].
+    #[arg(long, value_parser = rfc3339)]
+    pub to: Option<OffsetDateTime>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +184,14 @@ pub struct ServeArgs {
     /// Every user's limit of model tokens (input and output) per UTC calendar month.
     #[arg(long, env = "CORDON_BUDGET_MONTHLY_TOKENS")]
     pub budget_monthly_tokens: Option<u64>,
+    /// ClickHouse to write one row per finished run and per model call to, for analytics
+    /// (`http://user:password@host:8123/database`; tables are created on start).
+    #[arg(long, env = "CORDON_CLICKHOUSE_URL", hide_env_values = true, value_parser = clickhouse_url)]
+    pub clickhouse_url: Option<ClickHouseConfig>,
+    /// Analytics rows held while ClickHouse is slow or away; past it new rows are dropped
+    /// (counted in /metrics as cordon_analytics_rows_dropped_total).
+    #[arg(long, env = "CORDON_ANALYTICS_BUFFER_ROWS", default_value_t = cordon_analytics::DEFAULT_BUFFER_ROWS)]
+    pub analytics_buffer_rows: usize,
     /// Runs the whole server may have in flight.
     #[arg(long, env = "CORDON_MAX_RUNS_GLOBAL", default_value_t = 1024)]
     pub max_runs_global: usize,
@@ -225,6 +254,15 @@ pub struct ServeArgs {
     /// Send the API key over plain http:// to a host that is not loopback (refused by default).
     #[arg(long, env = "CORDON_LLM_ALLOW_INSECURE_HTTP")]
     pub llm_allow_insecure_http: bool,
+}
+
+fn clickhouse_url(raw: &str) -> Result<ClickHouseConfig, String> {
+    ClickHouseConfig::from_url(raw).map_err(|error| error.to_string())
+}
+
+fn rfc3339(raw: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|error| format!("not an RFC 3339 time: {error}"))
 }
 
 /// A trusted proxy: an address (`10.0.0.7`) or a network (`10.0.0.0/8`).

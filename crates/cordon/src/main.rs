@@ -1,6 +1,7 @@
 //! The `cordon` binary: parse arguments, install logging, run the chosen subcommand.
 
 mod admin;
+mod analytics;
 mod cli;
 mod config_file;
 mod healthcheck;
@@ -19,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Serve(args) => {
             raise_open_files_limit();
-            serve::run(args)
+            serve::run(*args)
         }
         cli::Command::Audit(args) => std::process::exit(cordon_audit::run(args)),
         cli::Command::Bench(args) => {
@@ -27,6 +28,7 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(cordon_bench::main(args))
         }
         cli::Command::Admin(args) => admin::run(args),
+        cli::Command::Analytics(args) => analytics::run(args),
         cli::Command::Healthcheck(args) => std::process::exit(healthcheck::run(&args)),
     }
 }

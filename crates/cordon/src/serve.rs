@@ -60,6 +60,10 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
         bail!("--max-sockets-per-user and --messages-per-minute must be at least 1");
     }
     let budget = budget_from(&args)?;
+    let clickhouse = args.clickhouse_url.map(|mut clickhouse| {
+        clickhouse.buffer_rows = args.analytics_buffer_rows.max(1);
+        clickhouse
+    });
     let mut config = ServerConfig::new(args.data_dir);
     config.database_url = args.database_url;
     config.broker_url = args.broker_url;
@@ -87,6 +91,7 @@ fn config_from(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     config.quiet_signup = args.quiet_signup;
     config.max_pending_hashes = args.max_pending_hashes.max(1);
     config.allowed_origins = args.allowed_origins;
+    config.clickhouse = clickhouse;
     config.engine = EngineConfig {
         max_runs_per_user: args.max_runs_per_user,
         max_runs_global: args.max_runs_global,
