@@ -26,7 +26,7 @@ pub struct ClickHouseAnalytics {
 }
 
 struct Shared {
-    pending: Mutex<Pending>,
+    buffered: Mutex<Buffered>,
     capacity: usize,
     batch_rows: usize,
     /// Rung when a batch is ready, so it is written before the interval ends.
@@ -36,12 +36,12 @@ struct Shared {
 }
 
 #[derive(Default)]
-struct Pending {
+struct Buffered {
     runs: VecDeque<RunRow>,
     calls: VecDeque<CallRow>,
 }
 
-impl Pending {
+impl Buffered {
     fn len(&self) -> usize {
         self.runs.len() + self.calls.len()
     }
@@ -56,7 +56,7 @@ impl ClickHouseAnalytics {
         stop: CancellationToken,
     ) -> (Arc<Self>, JoinHandle<()>) {
         let shared = Arc::new(Shared {
-            pending: Mutex::default(),
+            buffered: Mutex::default(),
             capacity: config.buffer_rows.max(1),
             batch_rows: config.batch_rows.max(1),
             batch_ready: Notify::new(),
@@ -78,16 +78,16 @@ impl ClickHouseAnalytics {
         self.shared.lock().len()
     }
 
-    fn push(&self, push: impl FnOnce(&mut Pending)) {
-        let mut pending = self.shared.lock();
-        if pending.len() >= self.shared.capacity {
-            drop(pending);
+    fn push(&self, push: impl FnOnce(&mut Buffered)) {
+        let mut buffered = self.shared.lock();
+        if buffered.len() >= self.shared.capacity {
+            drop(buffered);
             self.shared.dropped();
             return;
         }
-        push(&mut pending);
-        let len = pending.len();
-        drop(pending);
+        push(&mut buffered);
+        let len = buffered.len();
+        drop(buffered);
         metrics::gauge!("cordon_analytics_buffered_rows").set(len as f64);
         if len.is_multiple_of(self.shared.batch_rows) {
             self.shared.batch_ready.notify_one();
@@ -97,17 +97,17 @@ impl ClickHouseAnalytics {
 
 impl AnalyticsSink for ClickHouseAnalytics {
     fn run_finished(&self, run: FinishedRun) {
-        self.push(|pending| pending.runs.push_back(run.into()));
+        self.push(|buffered| buffered.runs.push_back(run.into()));
     }
 
     fn model_called(&self, call: ModelCall) {
-        self.push(|pending| pending.calls.push_back(call.into()));
+        self.push(|buffered| buffered.calls.push_back(call.into()));
     }
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Buffered> {
+        self.buffered.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Counts a row dropped because the buffer is full, and says so at most once a minute.

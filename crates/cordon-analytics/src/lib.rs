@@ -15,7 +15,7 @@ mod warehouse;
 
 pub use buffer::ClickHouseAnalytics;
 pub use config::{ClickHouseConfig, DEFAULT_BUFFER_ROWS};
-pub use report::{Durations, ErrorCount, ModelUsage, UsageRange, UsageReport, UserUsage};
+pub use report::{Durations, ErrorCount, UsageByModel, UsageByUser, UsageRange, UsageReport};
 pub use warehouse::Warehouse;
 
 /// Why ClickHouse could not be used.

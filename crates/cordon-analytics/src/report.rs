@@ -12,7 +12,7 @@ pub struct UsageRange {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct UserUsage {
+pub struct UsageByUser {
     pub user_id: String,
     pub runs: u64,
     /// Runs that did not complete.
@@ -24,7 +24,7 @@ pub struct UserUsage {
 }
 
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
-pub struct ModelUsage {
+pub struct UsageByModel {
     pub model: String,
     pub calls: u64,
     pub failed_calls: u64,
@@ -59,16 +59,16 @@ pub struct UsageReport {
     /// All runs: how many, and their p50/p99 durations.
     pub runs: Durations,
     /// Most expensive first.
-    pub by_user: Vec<UserUsage>,
-    pub by_model: Vec<ModelUsage>,
+    pub by_user: Vec<UsageByUser>,
+    pub by_model: Vec<UsageByModel>,
     pub errors: Vec<ErrorCount>,
 }
 
 impl UsageReport {
     pub(crate) fn new(
         range: UsageRange,
-        mut by_user: Vec<UserUsage>,
-        by_model: Vec<ModelUsage>,
+        mut by_user: Vec<UsageByUser>,
+        by_model: Vec<UsageByModel>,
         mut errors: Vec<ErrorCount>,
         runs: Durations,
     ) -> Self {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use clickhouse::Row;
 use serde::Deserialize;
 
-use crate::report::{Durations, ErrorCount, ModelUsage, UsageRange, UsageReport, UserUsage};
+use crate::report::{Durations, ErrorCount, UsageByModel, UsageByUser, UsageRange, UsageReport};
 use crate::rows::{CallRow, RunRow, seconds};
 use crate::{AnalyticsError, ClickHouseConfig};
 
@@ -78,7 +78,7 @@ impl Warehouse {
         ))
     }
 
-    async fn users(&self, range: UsageRange) -> Result<Vec<UserUsage>, AnalyticsError> {
+    async fn users(&self, range: UsageRange) -> Result<Vec<UsageByUser>, AnalyticsError> {
         #[derive(Row, Deserialize)]
         struct Runs {
             user_id: String,
@@ -110,10 +110,10 @@ impl Warehouse {
             )
             .fetch_all()
             .await?;
-        let mut users = BTreeMap::<String, UserUsage>::new();
-        let named = |id: &str| UserUsage {
+        let mut users = BTreeMap::<String, UsageByUser>::new();
+        let named = |id: &str| UsageByUser {
             user_id: id.to_owned(),
-            ..UserUsage::default()
+            ..UsageByUser::default()
         };
         for r in runs {
             let user = users
@@ -134,7 +134,7 @@ impl Warehouse {
         Ok(users.into_values().collect())
     }
 
-    async fn models(&self, range: UsageRange) -> Result<Vec<ModelUsage>, AnalyticsError> {
+    async fn models(&self, range: UsageRange) -> Result<Vec<UsageByModel>, AnalyticsError> {
         Ok(self
             .ranged(
                 "SELECT model, count(), countIf(error_code != ''), sum(input_tokens), \

@@ -6,7 +6,8 @@ use cordon_core::Store;
 use cordon_store::{DATABASE_FILE, PgStore, SqliteStore, StoreOptions};
 use secrecy::ExposeSecret;
 
-use crate::{ServeError, ServerConfig};
+use crate::config::ServerConfig;
+use crate::server::ServeError;
 
 /// Sets or clears the `admin` flag of the user named `username` in the
 /// database `config` names; answers whether there is such a user.

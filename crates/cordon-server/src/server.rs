@@ -147,12 +147,7 @@ impl Server {
         let mcp_servers = self.config.mcp_servers.clone();
         let tool_servers = McpServers::start(mcp_servers, &tools, &stop_tool_servers).await;
         let stop_analytics = CancellationToken::new();
-        let analytics = self.config.clickhouse.clone().map(|config| {
-            let warehouse = Warehouse::new(config.clone());
-            let (sink, flusher) =
-                ClickHouseAnalytics::start(warehouse.clone(), &config, stop_analytics.clone());
-            (warehouse, sink, flusher)
-        });
+        let analytics = start_analytics(&self.config, &stop_analytics);
         let reporting = analytics.as_ref().map(|(warehouse, sink, _)| {
             let sink: Arc<dyn AnalyticsSink> = sink.clone();
             (warehouse.clone(), sink)
@@ -301,6 +296,21 @@ async fn join_cluster(
     let (database, broker) = (database.expose_secret(), broker.expose_secret());
     let cluster = Cluster::join(database, broker, Arc::clone(store), hub.clone()).await?;
     Ok(Some(cluster))
+}
+
+/// ClickHouse's client and the analytics sink with its flusher task, when `--clickhouse-url` is set.
+fn start_analytics(
+    config: &ServerConfig,
+    stop: &CancellationToken,
+) -> Option<(
+    Warehouse,
+    Arc<ClickHouseAnalytics>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let config = config.clickhouse.clone()?;
+    let warehouse = Warehouse::new(config.clone());
+    let (sink, flusher) = ClickHouseAnalytics::start(warehouse.clone(), &config, stop.clone());
+    Some((warehouse, sink, flusher))
 }
 
 /// With several instances, how long a sign-out elsewhere may take to reach
