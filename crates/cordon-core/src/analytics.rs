@@ -47,12 +47,3 @@ pub trait AnalyticsSink: Send + Sync {
     fn run_finished(&self, run: FinishedRun);
     fn model_called(&self, call: ModelCall);
 }
-
-/// No analytics configured: rows are dropped.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoAnalytics;
-
-impl AnalyticsSink for NoAnalytics {
-    fn run_finished(&self, _run: FinishedRun) {}
-    fn model_called(&self, _call: ModelCall) {}
-}

@@ -24,7 +24,7 @@ pub mod text;
 pub mod tool;
 pub mod user_store;
 
-pub use analytics::{AnalyticsSink, FinishedRun, ModelCall, NoAnalytics};
+pub use analytics::{AnalyticsSink, FinishedRun, ModelCall};
 pub use budget::{BudgetKind, BudgetLimits, BudgetPeriod, Clock, PeriodLimits, Spend, SystemClock};
 pub use context::{ContextError, UserExecutionContext};
 pub use event::{Decision, ErrorCode, RunEvent, RunEventKind};

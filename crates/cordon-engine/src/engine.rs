@@ -447,8 +447,11 @@ impl UserExecutionEngine {
 
     /// Tells analytics how the run ended.
     fn report_finish(&self, ctx: &UserExecutionContext, outcome: &RunOutcome, duration: Duration) {
+        let Some(analytics) = &self.deps.analytics else {
+            return;
+        };
         let finished_at = self.deps.clock.now();
-        self.deps.analytics.run_finished(FinishedRun {
+        analytics.run_finished(FinishedRun {
             user_id: ctx.user_id().clone(),
             thread_id: ctx.thread_id().clone(),
             run_id: ctx.run_id().clone(),

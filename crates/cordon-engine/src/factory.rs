@@ -53,8 +53,9 @@ pub struct EngineDeps {
     pub encoder: Arc<dyn EventEncoder>,
     /// What budgets (and model calls' times) count by.
     pub clock: Arc<dyn Clock>,
-    /// Where each finished run and model call is reported (`NoAnalytics` without one).
-    pub analytics: Arc<dyn AnalyticsSink>,
+    /// Where each finished run and model call is reported (`--clickhouse-url`);
+    /// without one no record is even built.
+    pub analytics: Option<Arc<dyn AnalyticsSink>>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -58,7 +58,7 @@ pub(crate) async fn run_pipeline(
         deps.llm.clone(),
         store.clone(),
         Arc::clone(budget),
-        Arc::clone(&deps.analytics),
+        deps.analytics.clone(),
         ctx,
     );
     let mut conclusion = String::new();

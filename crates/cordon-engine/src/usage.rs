@@ -18,7 +18,7 @@ pub(crate) struct MeteredLlm {
     inner: Arc<dyn LlmProvider>,
     store: UserStore,
     budget: Arc<BudgetLedger>,
-    analytics: Arc<dyn AnalyticsSink>,
+    analytics: Option<Arc<dyn AnalyticsSink>>,
     /// The run's root context: calls are recorded for its run and thread.
     ctx: UserExecutionContext,
     /// The pipeline agent whose calls these are now (agents run one after another).
@@ -30,7 +30,7 @@ impl MeteredLlm {
         inner: Arc<dyn LlmProvider>,
         store: UserStore,
         budget: Arc<BudgetLedger>,
-        analytics: Arc<dyn AnalyticsSink>,
+        analytics: Option<Arc<dyn AnalyticsSink>>,
         ctx: &UserExecutionContext,
     ) -> Self {
         Self {
@@ -117,7 +117,10 @@ impl MeteredLlm {
     }
 
     fn report(&self, call: &CallMeter<'_>, usage: Usage, error: Option<ErrorCode>) {
-        self.analytics.model_called(ModelCall {
+        let Some(analytics) = &self.analytics else {
+            return;
+        };
+        analytics.model_called(ModelCall {
             user_id: self.ctx.user_id().clone(),
             thread_id: self.ctx.thread_id().clone(),
             run_id: self.ctx.root_run_id().clone(),

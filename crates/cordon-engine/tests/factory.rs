@@ -157,7 +157,7 @@ async fn placed_fixture(
         store: Arc::clone(&store),
         encoder: Arc::new(TestEncoder),
         clock: Arc::new(cordon_core::SystemClock),
-        analytics: Arc::new(cordon_core::NoAnalytics),
+        analytics: None,
     };
     let factory = Arc::new(
         ExecutionEngineFactory::new(deps, Arc::new(SinksHandle(sinks.clone())), config)

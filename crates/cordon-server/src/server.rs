@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, header};
 use axum::routing::{get, post, put};
 use cordon_analytics::{ClickHouseAnalytics, Warehouse};
 use cordon_cluster::{Cluster, ClusterError, OnSignOut};
-use cordon_core::{AnalyticsSink, EventSinks, LlmProvider, NoAnalytics, Store, StoreError};
+use cordon_core::{AnalyticsSink, EventSinks, LlmProvider, Store, StoreError};
 use cordon_engine::{
     AgentRegistry, EngineDeps, ExecutionEngineFactory, RunService, ToolDispatcher,
     end_abandoned_runs,
@@ -239,9 +239,7 @@ impl Server {
             store: Arc::clone(&store),
             encoder: Arc::new(FrameEncoder),
             clock: Arc::clone(&config.clock),
-            analytics: analytics
-                .as_ref()
-                .map_or_else(|| Arc::new(NoAnalytics) as _, |(_, sink)| Arc::clone(sink)),
+            analytics: analytics.as_ref().map(|(_, sink)| Arc::clone(sink)),
         };
         let sinks: Arc<dyn EventSinks> = match &cluster {
             Some(cluster) => cluster.sinks(),
