@@ -51,7 +51,12 @@ pub async fn run_pipeline(
     start: Start,
 ) -> Result<Finish, RunFailure> {
     let (mut input, mut resume, skip) = starting_point(deps, start)?;
-    let llm = MeteredLlm::new(deps.llm.clone(), store.clone(), ctx.root_run_id().clone());
+    let llm = MeteredLlm::new(
+        deps.llm.clone(),
+        store.clone(),
+        ctx.root_run_id().clone(),
+        ctx.thread_id().clone(),
+    );
     let mut conclusion = String::new();
     for agent in deps.registry.pipeline().iter().skip(skip) {
         let child = ctx

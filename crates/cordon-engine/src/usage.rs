@@ -4,9 +4,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use cordon_core::{
-    LlmCallRecord, LlmError, LlmObserver, LlmProvider, LlmRequest, LlmResponse, RunId, Usage,
-    UserStore,
+    LlmCallRecord, LlmError, LlmObserver, LlmProvider, LlmRequest, LlmResponse, RunId, ThreadId,
+    Usage, UserStore,
 };
+use tracing::Instrument;
 
 /// Wraps the shared provider for one run of one user. Usage is queued to the
 /// store as each call returns, so it is committed before the run's outcome.
@@ -14,14 +15,22 @@ pub(crate) struct MeteredLlm {
     inner: Arc<dyn LlmProvider>,
     store: UserStore,
     run_id: RunId,
+    /// For the `chat` spans' `cordon.thread_id`.
+    thread_id: ThreadId,
 }
 
 impl MeteredLlm {
-    pub(crate) fn new(inner: Arc<dyn LlmProvider>, store: UserStore, run_id: RunId) -> Self {
+    pub(crate) fn new(
+        inner: Arc<dyn LlmProvider>,
+        store: UserStore,
+        run_id: RunId,
+        thread_id: ThreadId,
+    ) -> Self {
         Self {
             inner,
             store,
             run_id,
+            thread_id,
         }
     }
 }
@@ -53,7 +62,20 @@ impl LlmProvider for MeteredLlm {
             seen: Mutex::new(None),
             observer,
         };
-        let response = self.inner.complete(request, &meter).await?;
+        let span = crate::trace::chat(
+            self.inner.name(),
+            self.inner.model(),
+            self.store.user_id(),
+            &self.thread_id,
+            &self.run_id,
+        );
+        let result = self
+            .inner
+            .complete(request, &meter)
+            .instrument(span.clone())
+            .await;
+        crate::trace::record_chat(&span, request, &result);
+        let response = result?;
         meter.settle(Some(response.usage));
         Ok(response)
     }
