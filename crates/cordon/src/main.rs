@@ -3,6 +3,7 @@
 mod cli;
 mod config_file;
 mod healthcheck;
+mod otel;
 mod serve;
 
 use clap::Parser;
