@@ -125,8 +125,18 @@ fn hashed(user_id: &str) -> String {
     hex(&Sha256::digest(user_id.as_bytes())[..8])
 }
 
-/// `cordon serve` with the fake provider as its model and `extra` flags.
+/// `cordon serve` with the fake provider as its model and `extra` flags,
+/// exporting every 100 ms rather than the SDK's 5 s, so the tests are quick.
 async fn serve(data: &tempfile::TempDir, fake: Option<&FakeLlm>, extra: &[&str]) -> ChildServer {
+    serve_exporting_every(data, fake, extra, "100").await
+}
+
+async fn serve_exporting_every(
+    data: &tempfile::TempDir,
+    fake: Option<&FakeLlm>,
+    extra: &[&str],
+    delay_ms: &str,
+) -> ChildServer {
     let mut args: Vec<OsString> = vec![
         "--data-dir".into(),
         data.path().into(),
@@ -395,4 +405,54 @@ async fn a_failed_run_and_its_failed_call_carry_error_status_and_code() {
     // Unconnected sockets start traces of their own.
     assert_ne!(hex(&run.trace_id), TRACE_ID);
     assert!(run.parent_span_id.is_empty());
+}
+
+#[tokio::test]
+async fn a_standard_stream_requests_traceparent_parents_its_run() {
+    let (collector, endpoint) = Collector::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let server = serve(&data, None, &["--otlp-endpoint", &endpoint]).await;
+    let erin = server.register("erin").await;
+    let ask = json!({"messages": [{"role": "user", "parts": [{"type": "text", "text": "What is 1 + 1?"}]}]});
+    let response = reqwest::Client::new()
+        .post(server.url("/api/chat"))
+        .bearer_auth(&erin.token)
+        .header("traceparent", traceparent())
+        .json(&ask)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    // The stream ends with its run.
+    let stream = response.text().await.unwrap();
+    assert!(stream.contains("finish"), "{stream}");
+
+    let spans = collector.runs(1).await;
+    let run = named(&spans, "invoke_agent supervisor")[0];
+    assert_eq!(hex(&run.trace_id), TRACE_ID);
+    assert_eq!(hex(&run.parent_span_id), PARENT_SPAN);
+    let chat = named(&spans, "chat offline")[0];
+    assert_eq!(chat.parent_span_id, run.span_id);
+    assert_eq!(attributes(chat)["gen_ai.provider.name"], "offline");
+}
+
+#[tokio::test]
+async fn a_graceful_stop_flushes_the_spans_still_queued() {
+    let (collector, endpoint) = Collector::start().await;
+    let data = tempfile::tempdir().unwrap();
+    // A batch would wait ten minutes: only the shutdown's flush can send it.
+    let flags = ["--otlp-endpoint", &endpoint];
+    let server = serve_exporting_every(&data, None, &flags, "600000").await;
+    let fay = server.register("fay").await;
+    let mut ws = WsClient::connect(&server.ws_url(), &fay.token).await;
+    let frames = ws.ask("Hello?").await;
+    assert_eq!(frames.last().unwrap()["type"], "agent_completed");
+    assert!(collector.spans.lock().unwrap().is_empty());
+    drop(ws);
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let spans = collector.runs(1).await;
+    assert_eq!(named(&spans, "invoke_agent supervisor").len(), 1);
 }
