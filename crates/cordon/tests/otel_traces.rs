@@ -153,10 +153,9 @@ async fn serve_exporting_every(
         args.push("CORDON_TEST_LLM_KEY".into());
     }
     args.extend(extra.iter().map(OsString::from));
-    // Export every 100 ms rather than the SDK's 5 s, so the test is quick.
     let envs = [
         ("CORDON_TEST_LLM_KEY", KEY),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_BSP_SCHEDULE_DELAY", delay_ms),
     ];
     ChildServer::start(env!("CARGO_BIN_EXE_cordon"), free_port(), &args, &envs).await
 }
@@ -173,6 +172,20 @@ async fn socket_with_traceparent(server: &ChildServer, account: &Account) -> WsC
     );
     let (stream, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     WsClient::from_stream(stream).await
+}
+
+/// `POST path` of a message with a `traceparent`; the `202`'s body.
+async fn post_with_traceparent(server: &ChildServer, account: &Account, path: &str) -> Value {
+    let response = reqwest::Client::new()
+        .post(server.url(path))
+        .bearer_auth(&account.token)
+        .header("traceparent", traceparent())
+        .json(&json!({ "content": QUESTION }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    response.json().await.unwrap()
 }
 
 fn named<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
@@ -197,16 +210,7 @@ async fn a_tool_calling_run_is_one_span_tree_under_the_rest_requests_traceparent
     let alice = server.register("alice").await;
     let mut ws = WsClient::connect(&server.ws_url(), &alice.token).await;
 
-    let response = reqwest::Client::new()
-        .post(server.url("/api/messages"))
-        .bearer_auth(&alice.token)
-        .header("traceparent", traceparent())
-        .json(&json!({ "content": QUESTION }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
-    let accepted: Value = response.json().await.unwrap();
+    let accepted = post_with_traceparent(&server, &alice, "/api/messages").await;
     let frames = ws.collect_until(is_terminal).await;
     assert_eq!(
         frames.last().unwrap()["type"],
@@ -247,25 +251,36 @@ async fn a_tool_calling_run_is_one_span_tree_under_the_rest_requests_traceparent
         "cordon.run_id": accepted["run_id"],
     });
     for span in [run, chats[0], tools[0], chats[1]] {
-        let attrs = attributes(span);
-        for (key, value) in ids.as_object().unwrap() {
-            assert_eq!(&attrs[key], value, "{key} on {}", span.name);
-        }
-        assert!(!attrs.contains_key("otel.status_code"), "{attrs:#?}");
-        let everything = format!("{attrs:?}");
-        assert!(
-            !everything.contains("private"),
-            "content is off by default: {everything}"
-        );
-        assert!(
-            !everything.contains(&alice.user_id),
-            "the user id is hashed"
-        );
+        assert_ids_and_no_content(span, &ids, &alice.user_id);
     }
     let run_attrs = attributes(run);
     assert_eq!(run_attrs["gen_ai.operation.name"], "invoke_agent");
     assert_eq!(run_attrs["gen_ai.agent.name"], "supervisor");
+    assert_chats(&chats);
+    let tool = attributes(tools[0]);
+    assert_eq!(tool["gen_ai.operation.name"], "execute_tool");
+    assert_eq!(tool["gen_ai.tool.name"], "calculator");
+    assert_eq!(tool["gen_ai.tool.call.id"], "call-1");
+    assert!(!tool.contains_key("gen_ai.tool.call.arguments"));
+}
 
+/// cordon's ids on `span`, the user's hashed, and none of the message's words.
+fn assert_ids_and_no_content(span: &Span, ids: &Value, user_id: &str) {
+    let attrs = attributes(span);
+    for (key, value) in ids.as_object().unwrap() {
+        assert_eq!(&attrs[key], value, "{key} on {}", span.name);
+    }
+    assert!(!attrs.contains_key("otel.status_code"), "{attrs:#?}");
+    let everything = format!("{attrs:?}");
+    assert!(
+        !everything.contains("private"),
+        "content is off by default: {everything}"
+    );
+    assert!(!everything.contains(user_id), "the user id is hashed");
+}
+
+/// The two model calls of the tool-calling run: a tool call, then the answer.
+fn assert_chats(chats: &[&Span]) {
     let first = attributes(chats[0]);
     assert_eq!(first["gen_ai.operation.name"], "chat");
     assert_eq!(first["gen_ai.provider.name"], "openai");
@@ -281,12 +296,6 @@ async fn a_tool_calling_run_is_one_span_tree_under_the_rest_requests_traceparent
     let second = attributes(chats[1]);
     assert_eq!(second["gen_ai.usage.input_tokens"], 13);
     assert_eq!(second["gen_ai.response.finish_reasons"], json!(["stop"]));
-
-    let tool = attributes(tools[0]);
-    assert_eq!(tool["gen_ai.operation.name"], "execute_tool");
-    assert_eq!(tool["gen_ai.tool.name"], "calculator");
-    assert_eq!(tool["gen_ai.tool.call.id"], "call-1");
-    assert!(!tool.contains_key("gen_ai.tool.call.arguments"));
 }
 
 #[tokio::test]
@@ -337,9 +346,7 @@ async fn every_run_of_a_socket_is_a_child_of_its_upgrades_traceparent() {
 
 /// The value of `name` in a `/metrics` text, 0 when absent.
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    cordon_bench::parse_gauge(text, name).unwrap_or(0.0)
 }
 
 #[tokio::test]
@@ -447,6 +454,8 @@ async fn a_graceful_stop_flushes_the_spans_still_queued() {
     let mut ws = WsClient::connect(&server.ws_url(), &fay.token).await;
     let frames = ws.ask("Hello?").await;
     assert_eq!(frames.last().unwrap()["type"], "agent_completed");
+    // Not sent before the stop (given time to be, had the batch not waited).
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(collector.spans.lock().unwrap().is_empty());
     drop(ws);
     let status = tokio::task::spawn_blocking(move || server.terminate())
