@@ -12,13 +12,13 @@ use crate::api::auth::invalid_body;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::trace_context::Traceparent;
+use crate::trace_context::TraceparentHeader;
 
 /// A message to the thread in `thread_id`, or to a new thread without one.
 pub async fn post_new_thread(
     State(state): State<AppState>,
     user: AuthUser,
-    Traceparent(trace_parent): Traceparent,
+    TraceparentHeader(trace_parent): TraceparentHeader,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
     let Json(body) = body.map_err(invalid_body)?;
@@ -30,7 +30,7 @@ pub async fn post_new_thread(
 pub async fn post_to_thread(
     State(state): State<AppState>,
     user: AuthUser,
-    Traceparent(trace_parent): Traceparent,
+    TraceparentHeader(trace_parent): TraceparentHeader,
     Path(thread_id): Path<String>,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {

@@ -24,7 +24,7 @@ use crate::api::auth::invalid_body;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::trace_context::Traceparent;
+use crate::trace_context::TraceparentHeader;
 
 /// The parts of AG-UI's `RunAgentInput` cordon uses.
 #[derive(Debug, Deserialize)]
@@ -54,7 +54,7 @@ struct Resume {
 pub async fn post_agui(
     State(state): State<AppState>,
     user: AuthUser,
-    Traceparent(trace_parent): Traceparent,
+    TraceparentHeader(trace_parent): TraceparentHeader,
     body: Result<Json<RunAgentInput>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(input) = body.map_err(invalid_body)?;

@@ -23,7 +23,7 @@ use crate::api::auth::invalid_body;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::trace_context::Traceparent;
+use crate::trace_context::TraceparentHeader;
 
 /// What `useChat`'s `DefaultChatTransport` posts.
 #[derive(Debug, Deserialize)]
@@ -53,7 +53,7 @@ struct UiMessage {
 pub async fn post_chat(
     State(state): State<AppState>,
     user: AuthUser,
-    Traceparent(trace_parent): Traceparent,
+    TraceparentHeader(trace_parent): TraceparentHeader,
     body: Result<Json<ChatRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(invalid_body)?;

@@ -12,7 +12,7 @@ use cordon_protocol::ws::MAX_CLIENT_FRAME_BYTES;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::trace_context::Traceparent;
+use crate::trace_context::TraceparentHeader;
 use crate::ws::hub::SocketSlot;
 use crate::ws::session::{Session, run_session};
 
@@ -44,7 +44,7 @@ pub struct UpgradeQuery {
 pub async fn ws_handler(
     State(state): State<AppState>,
     user: AuthUser,
-    Traceparent(trace_parent): Traceparent,
+    TraceparentHeader(trace_parent): TraceparentHeader,
     headers: HeaderMap,
     query: Result<Query<UpgradeQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
