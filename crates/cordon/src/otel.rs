@@ -129,6 +129,20 @@ pub fn traces_url(endpoint: &str) -> String {
     }
 }
 
+/// The endpoint for the log: scheme, host, port and path only, since a URL
+/// may carry credentials.
+pub fn redacted(endpoint: &str) -> String {
+    match reqwest::Url::parse(endpoint) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            traces_url(url.as_str())
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
 /// Lets a span into the batch queue only while fewer than `capacity` are
 /// waiting or being exported, so every drop is seen and counted here (the
 /// SDK's own queue, of the same size, never overflows).
@@ -243,5 +257,11 @@ mod tests {
             traces_url("http://c:4318/v1/traces"),
             "http://c:4318/v1/traces"
         );
+    }
+
+    #[test]
+    fn the_logged_endpoint_keeps_no_credentials() {
+        let logged = redacted("http://user:secret@c:4318/?token=abc");
+        assert_eq!(logged, "http://c:4318/v1/traces");
     }
 }

@@ -203,7 +203,7 @@ fn install_tracing(
         .with(logs.with_filter(filter))
         .with(spans.layer())
         .init();
-    tracing::info!(endpoint = %otel::traces_url(&settings.endpoint), "exporting traces");
+    tracing::info!(endpoint = %otel::redacted(&settings.endpoint), "exporting traces");
     Ok(Some(exporter))
 }
 
