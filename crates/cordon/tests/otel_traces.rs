@@ -415,7 +415,7 @@ async fn a_failed_run_and_its_failed_call_carry_error_status_and_code() {
 }
 
 #[tokio::test]
-async fn a_standard_stream_requests_traceparent_parents_its_run() {
+async fn the_traceparent_of_a_standard_stream_and_of_a_thread_message_parents_their_runs() {
     let (collector, endpoint) = Collector::start().await;
     let data = tempfile::tempdir().unwrap();
     let server = serve(&data, None, &["--otlp-endpoint", &endpoint]).await;
@@ -441,6 +441,18 @@ async fn a_standard_stream_requests_traceparent_parents_its_run() {
     let chat = named(&spans, "chat offline")[0];
     assert_eq!(chat.parent_span_id, run.span_id);
     assert_eq!(attributes(chat)["gen_ai.provider.name"], "offline");
+
+    // And a message to that thread over REST.
+    let thread = attributes(run)["cordon.thread_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/threads/{thread}/messages");
+    let accepted = post_with_traceparent(&server, &erin, &path).await;
+    let spans = collector.runs(2).await;
+    let second = named(&spans, "invoke_agent supervisor")[1];
+    assert_eq!(attributes(second)["cordon.run_id"], accepted["run_id"]);
+    assert_eq!(hex(&second.parent_span_id), PARENT_SPAN);
 }
 
 #[tokio::test]
