@@ -477,3 +477,41 @@ async fn a_graceful_stop_flushes_the_spans_still_queued() {
     let spans = collector.runs(1).await;
     assert_eq!(named(&spans, "invoke_agent supervisor").len(), 1);
 }
+
+#[tokio::test]
+async fn a_collector_that_never_answers_fills_the_bounded_queue_and_the_rest_is_dropped() {
+    // Takes connections and never answers: each export waits out its timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let data = tempfile::tempdir().unwrap();
+    let flags = ["--otlp-endpoint", &silent, "--otlp-queue-size", "2"];
+    let server = serve(&data, None, &flags).await;
+    let gus = server.register("gus").await;
+    let mut ws = WsClient::connect(&server.ws_url(), &gus.token).await;
+    let started = Instant::now();
+    for n in 0..4 {
+        let frames = ws.ask(&format!("question {n}")).await;
+        assert_eq!(frames.last().unwrap()["type"], "agent_completed");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "runs waited on export"
+    );
+    // At most two spans wait on the silent collector; the rest were refused at once.
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric(&text, "cordon_otel_spans_dropped_total") >= 6.0,
+        "{text}"
+    );
+}
