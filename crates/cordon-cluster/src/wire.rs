@@ -2,7 +2,7 @@
 
 use cordon_core::{
     ConnectionId, Decision, ErrorCode, Multitask, RequestId, RunId, StoreError, ThreadId,
-    UserExecutionContext, UserId,
+    TraceParent, UserExecutionContext, UserId,
 };
 use cordon_engine::{
     Accepted, ApprovalAnswer, ApprovalError, CancelOutcome, Resolved, RunRequest, SubmitError,
@@ -73,6 +73,9 @@ pub struct WireRequest {
     new_thread_title: Option<String>,
     client_request_id: Option<String>,
     multitask: Multitask,
+    /// A forwarded run's span keeps its caller's parent.
+    #[serde(default)]
+    trace_parent: Option<TraceParent>,
 }
 
 impl From<RunRequest> for WireRequest {
@@ -88,6 +91,7 @@ impl From<RunRequest> for WireRequest {
             new_thread_title: request.new_thread_title,
             client_request_id: request.client_request_id,
             multitask: request.multitask,
+            trace_parent: ctx.trace_parent().cloned(),
         }
     }
 }
@@ -101,7 +105,8 @@ impl From<WireRequest> for RunRequest {
                 wire.run_id,
                 wire.request_id,
                 wire.connection_id,
-            ),
+            )
+            .with_trace_parent(wire.trace_parent),
             content: wire.content,
             new_thread_title: wire.new_thread_title,
             client_request_id: wire.client_request_id,

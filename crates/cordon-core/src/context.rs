@@ -1,6 +1,7 @@
 //! `UserExecutionContext`: the immutable, validated identity every unit of work runs under.
 
 use crate::ids::{ConnectionId, IdError, RequestId, RunId, ThreadId, UserId};
+use crate::trace::TraceParent;
 
 /// Why a context could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +27,9 @@ pub struct UserExecutionContext {
     connection_id: Option<ConnectionId>,
     parent_run_id: Option<RunId>,
     root_run_id: RunId,
+    /// The caller's trace context (W3C `traceparent` of the request or of
+    /// its socket's upgrade): the parent of the run's span when traces are exported.
+    trace_parent: Option<TraceParent>,
 }
 
 impl UserExecutionContext {
@@ -45,7 +49,15 @@ impl UserExecutionContext {
             request_id,
             connection_id,
             parent_run_id: None,
+            trace_parent: None,
         }
+    }
+
+    /// The same context, its run's span a child of the caller's `parent`.
+    #[must_use]
+    pub fn with_trace_parent(mut self, parent: Option<TraceParent>) -> Self {
+        self.trace_parent = parent;
+        self
     }
 
     /// A root context from raw strings, validating each id (empty and
@@ -96,6 +108,9 @@ impl UserExecutionContext {
     }
     pub fn parent_run_id(&self) -> Option<&RunId> {
         self.parent_run_id.as_ref()
+    }
+    pub fn trace_parent(&self) -> Option<&TraceParent> {
+        self.trace_parent.as_ref()
     }
     /// The run the user asked for; events of sub-agents are reported under it.
     pub fn root_run_id(&self) -> &RunId {

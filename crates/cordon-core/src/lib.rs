@@ -22,6 +22,7 @@ pub mod sink;
 pub mod store;
 pub mod text;
 pub mod tool;
+pub mod trace;
 pub mod user_store;
 
 pub use analytics::{AnalyticsSink, FinishedRun, ModelCall};
@@ -41,6 +42,7 @@ pub use store::{
     Store, StoreError, StoredEvent, UsageTotals,
 };
 pub use tool::{Tool, ToolContext, ToolError, UserTools};
+pub use trace::{TraceParent, TraceParentError};
 pub use user_store::UserStore;
 
 /// Largest message `content` a user may send, in bytes.

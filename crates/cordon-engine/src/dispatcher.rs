@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use cordon_core::{RunEventKind, Tool, ToolCall, ToolContext, ToolError, ToolSpec, UserTools};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::log::RunEvents;
 
@@ -161,7 +162,8 @@ impl ToolDispatcher {
             },
         );
         let started = Instant::now();
-        let outcome = match self.run(cx, call).await {
+        let span = crate::trace::execute_tool(&cx.ctx, call);
+        let outcome = match self.run(cx, call).instrument(span.clone()).await {
             Ok(result) => ToolOutcome {
                 result,
                 is_error: false,
@@ -171,6 +173,7 @@ impl ToolDispatcher {
                 is_error: true,
             },
         };
+        crate::trace::record_tool(&span, &outcome.result, outcome.is_error);
         events.emit(
             &cx.ctx,
             RunEventKind::ToolCompleted {

@@ -13,6 +13,7 @@ use cordon_core::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::budget::BudgetLedger;
 use crate::config::EngineConfig;
@@ -488,14 +489,19 @@ impl UserExecutionEngine {
         // for every earlier pipeline.
         tokio::task::yield_now().await;
         let events = RunEvents::new(Arc::clone(&self.log), run.stop.clone());
+        let span = crate::trace::invoke_agent(&run.ctx, SUPERVISOR);
         let result = match run.preset {
             Some(failure) => Err(failure),
             None => tokio::select! {
                 biased;
                 failure = run.stop.stopped() => Err(failure),
-                result = run_pipeline(&self.deps, &self.store, &events, &self.config, &self.budget, &run.ctx, run.start) => result,
+                result = run_pipeline(&self.deps, &self.store, &events, &self.config, &self.budget, &run.ctx, run.start)
+                    .instrument(span.clone()) => result,
             },
         };
+        if let Err(failure) = &result {
+            crate::trace::record_error(&span, failure.code);
+        }
         let result = match result {
             Ok(Finish::Answer(answer)) => Ok(answer),
             Ok(Finish::Paused {

@@ -31,6 +31,7 @@ pub mod service;
 mod stop;
 pub mod supervisor;
 pub mod tools;
+pub mod trace;
 mod usage;
 
 pub use config::EngineConfig;

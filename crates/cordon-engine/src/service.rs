@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use cordon_core::{
     ConnectionId, ErrorCode, MAX_MESSAGE_BYTES, Multitask, RequestId, RunId, Store, StoreError,
-    ThreadId, UserExecutionContext, UserId, UserStore,
+    ThreadId, TraceParent, UserExecutionContext, UserId, UserStore,
 };
 
 use crate::engine::{
@@ -34,6 +34,8 @@ pub struct NewMessage {
     pub client_request_id: Option<String>,
     pub multitask: Multitask,
     pub connection_id: Option<ConnectionId>,
+    /// The request's (or its socket's) `traceparent`: the parent of the run's span.
+    pub trace_parent: Option<TraceParent>,
 }
 
 /// Why a message or a cancel was refused; `code` is the protocol's error code.
@@ -137,7 +139,8 @@ impl RunService {
             RunId::generate(),
             RequestId::generate(),
             message.connection_id,
-        );
+        )
+        .with_trace_parent(message.trace_parent);
         let request = RunRequest {
             ctx,
             content: message.content,

@@ -9,6 +9,7 @@ use cordon_core::{
     LlmResponse, ModelCall, Spend, Usage, UserExecutionContext, UserStore,
 };
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::budget::{BudgetLedger, BudgetPermit};
 
@@ -80,7 +81,19 @@ impl LlmProvider for MeteredLlm {
             started_at: self.budget.now(),
             started: Instant::now(),
         };
-        let result = self.inner.complete(request, &meter).await;
+        let span = crate::trace::chat(
+            self.inner.name(),
+            self.inner.model(),
+            self.ctx.user_id(),
+            self.ctx.thread_id(),
+            self.ctx.root_run_id(),
+        );
+        let result = self
+            .inner
+            .complete(request, &meter)
+            .instrument(span.clone())
+            .await;
+        crate::trace::record_chat(&span, request, &result);
         match &result {
             Ok(response) => meter.settle(Some(response.usage), None),
             Err(error) => meter.settle(None, Some(error.code())),

@@ -37,6 +37,14 @@ pub struct McpServers {
     supervisors: JoinSet<()>,
 }
 
+/// Installs ring as the process's rustls provider, once. rmcp's HTTP client
+/// (and the trace exporter's, the same reqwest) takes the process's provider
+/// and panics without one; another part of the process may have installed
+/// it already, which is as good.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl McpServers {
     /// Starts a supervisor per server and waits (at most [`STARTUP_WAIT`])
     /// until each has listed its tools or failed its first try, so a server
@@ -46,9 +54,7 @@ impl McpServers {
         tools: &Arc<ToolDispatcher>,
         stop: &CancellationToken,
     ) -> Self {
-        // rmcp's HTTP client takes the process's rustls provider; another
-        // part of the process may have installed it already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         let mut supervisors = JoinSet::new();
         let mut first_tries = Vec::new();
         for server in servers {

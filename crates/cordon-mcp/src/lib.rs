@@ -15,4 +15,4 @@ mod template;
 mod tool;
 
 pub use config::{McpConfigError, McpServer, McpServerConfig, McpTransport};
-pub use connection::McpServers;
+pub use connection::{McpServers, install_tls_provider};

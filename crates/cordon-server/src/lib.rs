@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod streams;
+pub mod trace_context;
 pub mod web;
 pub mod ws;
 

@@ -23,6 +23,13 @@ const EVENT_SEND_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
+/// Spans the OpenTelemetry exporter could not deliver: refused when its
+/// queue was full, or lost with a batch the collector did not take.
+pub const OTEL_SPANS_DROPPED: &str = "cordon_otel_spans_dropped_total";
+
+/// Spans the collector accepted.
+pub const OTEL_SPANS_EXPORTED: &str = "cordon_otel_spans_exported_total";
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// The standard Prometheus process metrics (`cordon_process_resident_memory_bytes`,
@@ -91,6 +98,11 @@ fn describe() {
         "Per-user engines built (on a user's first socket or message)."
     );
     metrics::describe_counter!("cordon_engines_cleaned_total", "Idle engines dropped.");
+    metrics::describe_counter!(
+        OTEL_SPANS_DROPPED,
+        "Trace spans dropped: the export queue was full or the collector refused or missed a batch."
+    );
+    metrics::describe_counter!(OTEL_SPANS_EXPORTED, "Trace spans the collector accepted.");
     metrics::describe_histogram!(EVENT_SEND_SECONDS, "Event publish-to-socket-write latency.");
     PROCESS.describe();
 }

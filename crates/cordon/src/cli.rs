@@ -100,6 +100,15 @@ pub enum LlmChoice {
     Anthropic,
 }
 
+/// `--otlp-user-ids`: what `cordon.user_id` on exported spans is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OtlpUserIds {
+    /// The first 16 hex digits of the id's SHA-256.
+    Hashed,
+    /// The user id itself.
+    Plain,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -229,6 +238,21 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+    /// Export OpenTelemetry traces (OTLP over HTTP/protobuf) to this collector, e.g.
+    /// http://127.0.0.1:4318 (`/v1/traces` is added). Without it no exporter runs.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// `cordon.user_id` on exported spans: `hashed` (SHA-256, first 16 hex digits) or `plain`.
+    #[arg(long, env = "CORDON_OTLP_USER_IDS", value_enum, default_value_t = OtlpUserIds::Hashed)]
+    pub otlp_user_ids: OtlpUserIds,
+    /// Put message contents on exported spans: prompts, answers, tool arguments and results
+    /// (off by default: they are users' data).
+    #[arg(long, env = "CORDON_OTLP_CONTENT")]
+    pub otlp_content: bool,
+    /// Spans waiting for export at most; past it new spans are dropped and counted
+    /// (`cordon_otel_spans_dropped_total`).
+    #[arg(long, env = "CORDON_OTLP_QUEUE_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub otlp_queue_size: u64,
     /// Log format.
     #[arg(long, env = "CORDON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -5,6 +5,7 @@ mod analytics;
 mod cli;
 mod config_file;
 mod healthcheck;
+mod otel;
 mod serve;
 
 use clap::Parser;

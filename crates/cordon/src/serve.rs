@@ -11,10 +11,17 @@ use cordon_llm::{LlmConfig, ProviderKind};
 use cordon_server::{Server, ServerConfig};
 use tokio::net::TcpListener;
 
-use crate::cli::{LlmChoice, LogFormat, ServeArgs};
+use cordon_engine::trace::{TARGET, TraceOptions};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::Directive;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::cli::{LlmChoice, LogFormat, OtlpUserIds, ServeArgs};
+use crate::otel::{self, OtlpSettings};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    install_tracing(args.log_format);
+    let exporter = install_tracing(args.log_format, otlp_settings(&args).as_ref())?;
     let addr = listen_addr(&args);
     let (llm, max_steps) = llm_from(&args)?;
     let file = match &args.config {
@@ -30,7 +37,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.engine.max_steps = max_steps;
     }
     let runtime = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("could not listen on {addr}"))?;
@@ -41,6 +48,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         server.run(listener, shutdown_signal()).await?;
         Ok(())
+    });
+    // Outside the runtime: the exporter's blocking client flushes what is queued.
+    drop(runtime);
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
+    }
+    served
+}
+
+/// `--otlp-*`: the exporter's settings, or `None` without an endpoint.
+fn otlp_settings(args: &ServeArgs) -> Option<OtlpSettings> {
+    let endpoint = args.otlp_endpoint.clone().filter(|url| !url.is_empty())?;
+    Some(OtlpSettings {
+        endpoint,
+        queue_size: usize::try_from(args.otlp_queue_size).unwrap_or(usize::MAX),
+        options: TraceOptions {
+            plain_user_ids: args.otlp_user_ids == OtlpUserIds::Plain,
+            content: args.otlp_content,
+        },
     })
 }
 
@@ -165,17 +191,45 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
         .with_context(|| format!("{flag} must be a positive number of seconds"))
 }
 
-fn install_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+/// Logs to stdout; with an OTLP endpoint, also the run spans to the
+/// exporter. Without one no OpenTelemetry layer exists, so the run spans'
+/// callsites stay disabled and cost nothing.
+fn install_tracing(
+    format: LogFormat,
+    otlp: Option<&OtlpSettings>,
+) -> anyhow::Result<Option<otel::Exporter>> {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // rmcp logs every MCP handshake's full server description at info.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    // The run spans are for the exporter, not the log lines.
+    if let Ok(off) = format!("{TARGET}=off").parse::<Directive>() {
+        filter = filter.add_directive(off);
     }
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let Some(settings) = otlp else {
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi);
+        match format {
+            LogFormat::Text => builder.init(),
+            LogFormat::Json => builder.json().init(),
+        }
+        return Ok(None);
+    };
+    let (exporter, spans) = otel::Exporter::start(settings)?;
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_ansi(ansi)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(spans.layer())
+        .init();
+    tracing::info!(endpoint = %otel::redacted(&settings.endpoint), "exporting traces");
+    Ok(Some(exporter))
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use cordon_core::{Multitask, StoreError};
+use cordon_core::{Multitask, StoreError, TraceParent};
 use cordon_engine::{Accepted, NewMessage, ServiceError};
 use cordon_protocol::rest::{AcceptedView, PostMessage};
 
@@ -12,22 +12,25 @@ use crate::api::auth::invalid_body;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::trace_context::TraceparentHeader;
 
 /// A message to the thread in `thread_id`, or to a new thread without one.
 pub async fn post_new_thread(
     State(state): State<AppState>,
     user: AuthUser,
+    TraceparentHeader(trace_parent): TraceparentHeader,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
     let Json(body) = body.map_err(invalid_body)?;
     let thread_id = body.thread_id.clone();
-    submit(&state, &user, thread_id, body).await
+    submit(&state, &user, thread_id, body, trace_parent).await
 }
 
 /// A message to the thread in the path.
 pub async fn post_to_thread(
     State(state): State<AppState>,
     user: AuthUser,
+    TraceparentHeader(trace_parent): TraceparentHeader,
     Path(thread_id): Path<String>,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
@@ -38,7 +41,7 @@ pub async fn post_to_thread(
             "`thread_id` in the body differs from the path",
         ));
     }
-    submit(&state, &user, Some(thread_id), body).await
+    submit(&state, &user, Some(thread_id), body, trace_parent).await
 }
 
 /// Answers `202` only once the message and the run's first event are
@@ -49,6 +52,7 @@ async fn submit(
     user: &AuthUser,
     thread_id: Option<String>,
     body: PostMessage,
+    trace_parent: Option<TraceParent>,
 ) -> Result<(StatusCode, Json<AcceptedView>), ApiError> {
     let message = NewMessage {
         thread_id,
@@ -56,6 +60,7 @@ async fn submit(
         client_request_id: body.client_request_id,
         multitask: body.multitask.unwrap_or(Multitask::Reject),
         connection_id: None,
+        trace_parent,
     };
     let epoch = state.store.failure_epoch();
     let accepted = state.runs.submit_message(&user.user_id, message).await?;

@@ -24,6 +24,7 @@ use crate::api::auth::invalid_body;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::trace_context::TraceparentHeader;
 
 /// The parts of AG-UI's `RunAgentInput` cordon uses.
 #[derive(Debug, Deserialize)]
@@ -53,6 +54,7 @@ struct Resume {
 pub async fn post_agui(
     State(state): State<AppState>,
     user: AuthUser,
+    TraceparentHeader(trace_parent): TraceparentHeader,
     body: Result<Json<RunAgentInput>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(input) = body.map_err(invalid_body)?;
@@ -73,6 +75,7 @@ pub async fn post_agui(
         thread_id: thread_id.map(|id| id.to_string()),
         content,
         multitask: Multitask::Reject,
+        trace_parent,
         ..NewMessage::default()
     };
     super::stream_new_run(&state, &user, message, stream, HeaderMap::new()).await

@@ -23,6 +23,7 @@ use crate::api::auth::invalid_body;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::trace_context::TraceparentHeader;
 
 /// What `useChat`'s `DefaultChatTransport` posts.
 #[derive(Debug, Deserialize)]
@@ -52,6 +53,7 @@ struct UiMessage {
 pub async fn post_chat(
     State(state): State<AppState>,
     user: AuthUser,
+    TraceparentHeader(trace_parent): TraceparentHeader,
     body: Result<Json<ChatRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(invalid_body)?;
@@ -67,6 +69,7 @@ pub async fn post_chat(
         thread_id: thread_id.map(|id| id.to_string()),
         content,
         multitask: Multitask::Reject,
+        trace_parent,
         ..NewMessage::default()
     };
     super::stream_new_run(&state, &user, message, UiMessageStream::new(), headers()).await

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use cordon_cluster::Follow;
-use cordon_core::{ConnectionId, ErrorCode, Multitask, RunId, StoreError, UserId};
+use cordon_core::{ConnectionId, ErrorCode, Multitask, RunId, StoreError, TraceParent, UserId};
 use cordon_engine::{NewMessage, ServiceError};
 use cordon_protocol::{ClientFrame, RunEnvelope, ServerFrame};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -34,6 +34,8 @@ pub struct Session {
     connection_id: ConnectionId,
     /// `?after_seq=` of the upgrade: resume before going live.
     resume_from: Option<u64>,
+    /// The upgrade's `traceparent`: the parent of every run this socket starts.
+    trace_parent: Option<TraceParent>,
     /// Held for the session's life: its place in the user's socket limit.
     _slot: SocketSlot,
 }
@@ -89,8 +91,15 @@ impl Session {
             user,
             connection_id,
             resume_from,
+            trace_parent: None,
             _slot: slot,
         }
+    }
+
+    #[must_use]
+    pub fn with_trace_parent(mut self, parent: Option<TraceParent>) -> Self {
+        self.trace_parent = parent;
+        self
     }
 }
 
@@ -401,6 +410,7 @@ impl Session {
                     client_request_id,
                     multitask: multitask.unwrap_or(Multitask::Reject),
                     connection_id: Some(self.connection_id.clone()),
+                    trace_parent: self.trace_parent.clone(),
                 };
                 self.on_user_message(message).await
             }

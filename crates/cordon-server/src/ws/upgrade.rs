@@ -12,6 +12,7 @@ use cordon_protocol::ws::MAX_CLIENT_FRAME_BYTES;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::trace_context::TraceparentHeader;
 use crate::ws::hub::SocketSlot;
 use crate::ws::session::{Session, run_session};
 
@@ -43,6 +44,7 @@ pub struct UpgradeQuery {
 pub async fn ws_handler(
     State(state): State<AppState>,
     user: AuthUser,
+    TraceparentHeader(trace_parent): TraceparentHeader,
     headers: HeaderMap,
     query: Result<Query<UpgradeQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
@@ -52,7 +54,8 @@ pub async fn ws_handler(
     let Query(query) = query?;
     let connection_id = ConnectionId::generate();
     let slot = claim_socket(&state, &user, &connection_id).await?;
-    let session = Session::new(state.clone(), user, connection_id, query.after_seq, slot);
+    let session = Session::new(state.clone(), user, connection_id, query.after_seq, slot)
+        .with_trace_parent(trace_parent);
     let sessions = state.sessions.clone();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
