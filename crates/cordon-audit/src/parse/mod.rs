@@ -89,7 +89,7 @@ pub fn is_package_init(rel: &str) -> bool {
 fn mark_declared_reexports(facts: &mut FileFacts) {
     let public = &facts.declared_public;
     for import in &mut facts.imports {
-        import.reexport |= public.contains(&import.symbol);
+        import.reexport |= public.contains(&import.local);
     }
 }
 
@@ -98,6 +98,8 @@ fn mark_declared_reexports(facts: &mut FileFacts) {
 pub struct Import {
     pub symbol: String,
     pub module: String,
+    /// The name the import binds here: `symbol`, or its alias (`A as B`).
+    pub local: String,
     pub line: usize,
     /// Passes the name on rather than using it: TypeScript `export … from`,
     /// Rust `pub use`, every import of a Python package's `__init__.py`, and
@@ -118,14 +120,33 @@ pub(crate) enum NodeRole {
     Function {
         name: String,
     },
-    /// `(module, symbol)` pairs; the subtree is not descended.
-    Imports(Vec<(String, String)>),
-    /// `(module, symbol)` pairs passed on (`export { X } from "./x"`; `*` for all).
-    Reexports(Vec<(String, String)>),
+    /// Names imported; the subtree is not descended.
+    Imports(Vec<Binding>),
+    /// Names passed on (`export { X } from "./x"`; symbol `*` for all).
+    Reexports(Vec<Binding>),
     /// Python `__all__`: the names the module declares public.
     DeclaredPublic(Vec<String>),
     TestScope,
     Other,
+}
+
+/// One name an import statement brings in: `symbol` from `module`, bound
+/// here as `local` (the alias of `A as B`, else `symbol`).
+pub(crate) struct Binding {
+    pub module: String,
+    pub symbol: String,
+    pub local: String,
+}
+
+impl Binding {
+    pub fn new(module: String, symbol: String, alias: Option<String>) -> Self {
+        let local = alias.unwrap_or_else(|| symbol.clone());
+        Self {
+            module,
+            symbol,
+            local,
+        }
+    }
 }
 
 /// Per-file inputs for the language classifiers.
@@ -348,14 +369,13 @@ fn push_imports(facts: &mut FileFacts, role: NodeRole, line: usize) {
         }
         _ => return,
     };
-    facts
-        .imports
-        .extend(pairs.into_iter().map(|(module, symbol)| Import {
-            symbol,
-            module,
-            line,
-            reexport,
-        }));
+    facts.imports.extend(pairs.into_iter().map(|b| Import {
+        symbol: b.symbol,
+        module: b.module,
+        local: b.local,
+        line,
+        reexport,
+    }));
 }
 
 fn unit(
