@@ -45,12 +45,13 @@ pub(super) fn classify(node: Node, ctx: &Ctx) -> NodeRole {
 
 /// A module-level `__all__ = ["A", "B"]` (a list or tuple of string literals).
 fn declared_public(node: Node, ctx: &Ctx) -> Option<Vec<String>> {
-    if node.parent()?.kind() != "module" {
-        return None;
-    }
     let assignment = node.named_child(0).filter(|n| n.kind() == "assignment")?;
     let left = assignment.child_by_field_name("left")?;
-    if left.kind() != "identifier" || ctx.text(left) != "__all__" {
+    // The parent last: tree-sitter finds it by walking down from the root.
+    if left.kind() != "identifier"
+        || ctx.text(left) != "__all__"
+        || node.parent()?.kind() != "module"
+    {
         return None;
     }
     let right = assignment.child_by_field_name("right")?;
