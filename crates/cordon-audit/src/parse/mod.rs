@@ -39,6 +39,9 @@ pub struct TypeDef {
     pub in_test: bool,
     /// Defined inside another type or a function (Django's `class Meta`).
     pub nested: bool,
+    /// The base classes as written (`Field`, `models.Model`; TypeScript's
+    /// `extends`); empty for Rust.
+    pub bases: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -244,6 +247,22 @@ fn classify(lang: Lang, node: Node, ctx: &Ctx) -> NodeRole {
     }
 }
 
+fn bases(lang: Lang, node: Node, ctx: &Ctx) -> Vec<String> {
+    let list = match lang {
+        Lang::Python => node.child_by_field_name("superclasses"),
+        Lang::TypeScript | Lang::Tsx => typescript::extends_clause(node),
+        Lang::Rust => None,
+    };
+    let Some(list) = list else {
+        return Vec::new();
+    };
+    let mut cursor = list.walk();
+    list.named_children(&mut cursor)
+        .filter(|n| matches!(n.kind(), "identifier" | "attribute" | "member_expression"))
+        .map(|n| ctx.text(n).to_string())
+        .collect()
+}
+
 /// Whether definitions or imports can occur below a node of this kind; pruning
 /// expressions roughly halves the walk, which dominates after parsing.
 fn may_contain_facts(lang: Lang, kind: &str) -> bool {
@@ -343,6 +362,7 @@ fn record(
                 end_line: node.end_position().row + 1,
                 in_test,
                 nested: frame.scope.is_some(),
+                bases: bases(lang, node, ctx),
             });
             Some((Some(qualified), in_test))
         }

@@ -50,6 +50,18 @@ pub(super) fn classify(node: Node, ctx: &Ctx) -> NodeRole {
     }
 }
 
+/// A class's `extends …` clause.
+pub(super) fn extends_clause(class: Node) -> Option<Node> {
+    let mut cursor = class.walk();
+    let heritage = class
+        .named_children(&mut cursor)
+        .find(|c| c.kind() == "class_heritage")?;
+    let mut inner = heritage.walk();
+    heritage
+        .named_children(&mut inner)
+        .find(|c| c.kind() == "extends_clause")
+}
+
 /// The statement's `from "…"` module, resolved.
 fn source_module(node: Node, ctx: &Ctx) -> Option<String> {
     let source = node.child_by_field_name("source")?;

@@ -107,13 +107,53 @@ fn resolved_fragmentation(
     }
     imported
         .into_values()
+        .flat_map(|i| match lang {
+            Lang::Rust => vec![i],
+            _ => split_inside_package(i, lang, cfg),
+        })
         .filter(|i| i.sites_by_path.len() > 1)
         .map(|i| fragmented_definition(&i, cfg))
         .collect()
 }
 
+/// Python and TypeScript sites inside the package whose re-export is
+/// canonical are judged apart, as Rust's inside a crate are: an
+/// `__init__.py` or a barrel is the package's face to other code, and its
+/// own modules import from where a name is defined (through the package
+/// they risk an import cycle: Django's `django/apps/registry.py` takes
+/// `AppConfig` from `django.apps.config`, as it must).
+fn split_inside_package<'a>(mut i: Imported<'a>, lang: Lang, cfg: &Imports) -> Vec<Imported<'a>> {
+    let package = canonical(&i, cfg).module;
+    if package == i.definition.module {
+        return vec![i];
+    }
+    let sep = if lang == Lang::Python { "." } else { "/" };
+    let is_inside = |file: &str| {
+        let module = module_of(lang, file);
+        module
+            .strip_prefix(package.as_str())
+            .is_some_and(|rest| rest.starts_with(sep))
+    };
+    let mut inside = Imported {
+        definition: i.definition.clone(),
+        inside: true,
+        sites_by_path: BTreeMap::new(),
+        reexporters: BTreeSet::new(),
+    };
+    for (path, sites) in &mut i.sites_by_path {
+        let (mine, theirs): (Vec<Site>, Vec<Site>) =
+            sites.drain(..).partition(|(file, _)| is_inside(file));
+        *sites = theirs;
+        if !mine.is_empty() {
+            inside.sites_by_path.insert(path.clone(), mine);
+        }
+    }
+    i.sites_by_path.retain(|_, sites| !sites.is_empty());
+    vec![i, inside]
+}
+
 /// Rust sites inside the item's own crate are judged apart from the other
-/// crates' sites: a crate's re-exports are its face to other crates, and
+/// crates' sites (Python's and TypeScript's inside a package likewise): a crate's re-exports are its face to other crates, and
 /// inside it the canonical path is the module that defines the item
 /// (`crate::model::User` in cordon-core, `cordon_core::User` elsewhere).
 fn same_crate(here: &str, module: &str) -> bool {
@@ -155,10 +195,10 @@ fn fragmented_definition(i: &Imported, cfg: &Imports) -> Violation {
             format!("`{}` from `{}`", p.name, p.module)
         }
     };
-    let (scope, key_suffix) = if i.inside {
-        (" inside its crate", ":inside")
-    } else {
-        ("", "")
+    let (scope, key_suffix) = match (i.inside, d.module.contains("::")) {
+        (true, true) => (" inside its crate", ":inside"),
+        (true, false) => (" inside its package", ":inside"),
+        (false, _) => ("", ""),
     };
     let paths: Vec<String> = i
         .sites_by_path
@@ -324,6 +364,42 @@ mod tests {
             found[0].message
         );
         assert_eq!(sites(&found[0]), ["app/y.py"]);
+    }
+
+    #[test]
+    fn sites_inside_the_reexporting_package_take_the_defining_module() {
+        let tree = |outside: &[(&'static str, &'static str)]| {
+            let mut files = vec![
+                (
+                    "pkg/__init__.py",
+                    "from .core import Thing\nfrom . import registry\n",
+                ),
+                ("pkg/core.py", "class Thing:\n    pass\n"),
+                ("pkg/registry.py", "from pkg.core import Thing\n"),
+            ];
+            files.extend_from_slice(outside);
+            python(&files)
+        };
+        // Inside `pkg` the module is the path (through `pkg` is a cycle), so
+        // one outside site through the package is no second path.
+        let found = fragmentation(
+            &tree(&[("app/a.py", "from pkg import Thing\n")]),
+            &Imports::default(),
+        );
+        assert_eq!(found.len(), 0, "{found:?}");
+        // Outside, the package's face and the module are two paths.
+        let files = tree(&[
+            ("app/a.py", "from pkg import Thing\n"),
+            ("app/b.py", "from pkg.core import Thing\n"),
+        ]);
+        let found = fragmentation(&files, &Imports::default());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(sites(&found[0]), ["app/b.py"]);
+        assert_eq!(
+            found[0].message,
+            "`Thing` (defined in `pkg.core`) is imported through 2 paths: \
+             `pkg` (1 site(s)), `pkg.core` (1 site(s)); use `pkg`"
+        );
     }
 
     #[test]
