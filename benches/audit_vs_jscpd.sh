@@ -2,8 +2,9 @@
 #! `cordon audit` against jscpd 5.3.3 (default detection mode: exact token clones), side by side
 #! in one run, on two trees: the generated one (benches/gen_python_tree.py) and Django's source
 #! distribution from PyPI (pinned, checksum from PyPI's JSON API). Each tool runs RUNS times per
-#! tree, alternating; prints the median wall time as Python files/s and the largest max RSS
-#! (`/usr/bin/time -v`). Also leaves cordon's JSON findings on Django for the precision sample.
+#! tree, alternating; prints the median wall time as Python files/s, the largest max RSS
+#! (`/usr/bin/time -v`) and the median CPU seconds (user + system: on a shared machine the
+#! wall time depends on what else runs). Also leaves cordon's JSON findings on Django for the precision sample.
 #!   benches/audit_vs_jscpd.sh [work-dir]
 #! Env: RUNS (3), FILES (5000, generated tree), CORDON (the release binary; default
 #!   ${CARGO_TARGET_DIR:-target}/release/cordon, built first with `cargo build -p cordon --release`).
@@ -44,7 +45,7 @@ with tarfile.open(path) as tar:
 EOF
 fi
 
-# One timed run: prints "seconds max_rss_kb".
+# One timed run: prints "seconds max_rss_kb cpu_seconds" (cpu: user + system).
 timed() {
   local log
   log=$(mktemp)
@@ -52,7 +53,8 @@ timed() {
   awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0;
                  for (i = 1; i <= n; i++) s = s * 60 + t[i] }
                /Maximum resident set size/ { rss = $2 }
-               END { printf "%.3f %d\n", s, rss }' "$log"
+               /User time|System time/ { cpu += $2 }
+               END { printf "%.3f %d %.2f\n", s, rss, cpu }' "$log"
   rm -f "$log"
 }
 
@@ -71,12 +73,26 @@ for tree in generated "django-$django_version"; do
   for tool in cordon jscpd; do
     secs=$(cut -d' ' -f1 "$work/$tool.times" | median)
     rss=$(cut -d' ' -f2 "$work/$tool.times" | sort -n | tail -1)
-    report+=("$(printf '%-14s %-7s %6d py files  %7.3f s  %6.0f files/s  %6.0f MB peak' \
+    cpu=$(cut -d' ' -f3 "$work/$tool.times" | median)
+    report+=("$(printf '%-14s %-7s %6d py files  %7.3f s  %6.0f files/s  %6.0f MB peak  %6.2f cpu-s' \
       "$tree" "$tool" "$py_files" "$secs" "$(echo "$py_files / $secs" | bc -l)" \
-      "$(echo "$rss / 1024" | bc -l)")")
+      "$(echo "$rss / 1024" | bc -l)" "$cpu")")
   done
 done
-"$cordon" audit "$django" --format json > "$work/django-findings.json" || true
+"$cordon" audit "$django" --format json > "$work/django-findings.json" 2> /dev/null || true
+# The precision sample of docs/audit.md: of the N findings in output order (file, line,
+# rule), the one at index floor(i * N / 30) for i = 0..29.
+python3 - "$work/django-findings.json" > "$work/django-sample.txt" <<'EOF'
+import json, sys
+found = json.load(open(sys.argv[1]))["violations"]
+print(f"{len(found)} findings; sample:")
+for i in range(30):
+    v = found[i * len(found) // 30]
+    print(f"{i + 1}. {v['file']}:{v['line']} [{v['rule']}] {v['message']}")
+    for r in v["related"]:
+        print(f"     also {r['file']}:{r['line']}: {r['label']}")
+EOF
+echo "precision sample of the Django findings: $work/django-sample.txt"
 echo "cordon audit vs jscpd $jscpd_version (default mode, --format python), median of $runs runs," \
   "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg):"
 printf '%s\n' "${report[@]}"
