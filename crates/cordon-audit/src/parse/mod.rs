@@ -281,6 +281,12 @@ struct Frame<'t> {
 
 // Iterative (explicit stack) so deeply nested generated code cannot overflow a thread stack.
 fn walk(root: Node, ctx: &Ctx, facts: &mut FileFacts, min_lines: usize) {
+    let mut bodies = Bodies {
+        lang: facts.lang,
+        source: ctx.src,
+        min_lines,
+        tape: normalize::Tape::default(),
+    };
     let mut stack = vec![Frame {
         node: root,
         in_test: facts.is_test,
@@ -289,7 +295,7 @@ fn walk(root: Node, ctx: &Ctx, facts: &mut FileFacts, min_lines: usize) {
     let mut cursor = root.walk();
     while let Some(frame) = stack.pop() {
         let node = frame.node;
-        let Some((scope, in_test)) = record(&frame, ctx, facts, min_lines) else {
+        let Some((scope, in_test)) = record(&frame, ctx, facts, &mut bodies) else {
             continue;
         };
         if !may_contain_facts(facts.lang, node.kind()) {
@@ -313,7 +319,7 @@ fn record(
     frame: &Frame,
     ctx: &Ctx,
     facts: &mut FileFacts,
-    min_lines: usize,
+    bodies: &mut Bodies,
 ) -> Option<(Option<Rc<str>>, bool)> {
     let (node, in_test) = (frame.node, frame.in_test);
     let sep = if facts.lang == Lang::Rust { "::" } else { "." };
@@ -324,11 +330,7 @@ fn record(
         }
     };
     let lang = facts.lang;
-    let mut push_unit = |kind, name: &str| {
-        facts
-            .units
-            .push(unit(lang, node, kind, name, in_test, min_lines, ctx.src))
-    };
+    let mut push_unit = |kind, name: &str| facts.units.push(bodies.unit(node, kind, name, in_test));
     match classify(lang, node, ctx) {
         NodeRole::Other => Some((frame.scope.clone(), in_test)),
         role @ (NodeRole::Imports(_) | NodeRole::Reexports(_)) => {
@@ -398,33 +400,37 @@ fn push_imports(facts: &mut FileFacts, role: NodeRole, line: usize) {
     }));
 }
 
-fn unit(
+/// What computing a unit needs besides its node: the file, the size bound
+/// for fingerprints, and the tokens of the body normalized last.
+struct Bodies<'s> {
     lang: Lang,
-    node: Node,
-    kind: UnitKind,
-    name: &str,
-    in_test: bool,
+    source: &'s [u8],
     min_lines: usize,
-    source: &[u8],
-) -> Unit {
-    let start_line = node.start_position().row + 1;
-    let end_line = node.end_position().row + 1;
-    let long_enough = end_line + 1 - start_line >= min_lines;
-    let lines_of = (kind == UnitKind::Function).then_some(source);
-    let normalized = (!in_test && long_enough).then(|| normalize::normalize(lang, node, lines_of));
-    let (body, lines) = match normalized {
-        Some(n) => (Some(n.fingerprint), n.lines),
-        None => (None, Vec::new()),
-    };
-    Unit {
-        kind,
-        name: name.to_string(),
-        start_line,
-        end_line,
-        start_byte: node.start_byte(),
-        end_byte: node.end_byte(),
-        in_test,
-        body,
-        lines,
+    tape: normalize::Tape,
+}
+
+impl Bodies<'_> {
+    fn unit(&mut self, node: Node, kind: UnitKind, name: &str, in_test: bool) -> Unit {
+        let start_line = node.start_position().row + 1;
+        let end_line = node.end_position().row + 1;
+        let long_enough = end_line + 1 - start_line >= self.min_lines;
+        let lines_of = (kind == UnitKind::Function).then_some(self.source);
+        let normalized =
+            (!in_test && long_enough).then(|| self.tape.normalize(self.lang, node, lines_of));
+        let (body, lines) = match normalized {
+            Some(n) => (Some(n.fingerprint), n.lines),
+            None => (None, Vec::new()),
+        };
+        Unit {
+            kind,
+            name: name.to_string(),
+            start_line,
+            end_line,
+            start_byte: node.start_byte(),
+            end_byte: node.end_byte(),
+            in_test,
+            body,
+            lines,
+        }
     }
 }
