@@ -303,11 +303,11 @@ fn rust_aliased_pub_use_leads_to_the_item_it_stands_for() {
         groups(&outcome),
         [
             (
-                ("crates/k/src/user.rs", 1, 3),
-                vec![("crates/app/src/b.rs", 1, 1)]
+                ("crates/k/src/user.rs", 2, 4),
+                vec![("crates/app/src/b.rs", 2, 2)]
             ),
             (
-                ("crates/k/src/user.rs", 1, 3),
+                ("crates/k/src/user.rs", 2, 4),
                 vec![("crates/k/src/session.rs", 2, 2)]
             ),
         ]
