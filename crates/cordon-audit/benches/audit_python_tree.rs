@@ -1,5 +1,6 @@
 //! Benchmark: audit a generated 5,000-file Python tree (benches/gen_python_tree.py at the
-//! repo root), check the planted findings, print files/s and jscpd's time on the same tree.
+//! repo root), check the findings are exactly the planted ones, print files/s and jscpd's
+//! time on the same tree (benches/audit_vs_jscpd.sh adds peak memory and a real tree).
 //!
 //! Run: `cargo bench -p cordon-audit --bench audit_python_tree`
 //! Env: AUDIT_BENCH_FILES (5000), AUDIT_BENCH_RUNS (5), JSCPD (path to a jscpd binary).
@@ -60,6 +61,11 @@ fn verify(outcome: &AuditOutcome, planted: &serde_json::Value) -> bool {
             "duplicate_bodies",
         ),
         (
+            "near-miss copies",
+            count(outcome, Rule::DuplicateImplementation, "near:"),
+            "near_miss_copies",
+        ),
+        (
             "duplicate names",
             count(outcome, Rule::DuplicateImplementation, "name:"),
             "duplicate_names",
@@ -69,7 +75,13 @@ fn verify(outcome: &AuditOutcome, planted: &serde_json::Value) -> bool {
             count(outcome, Rule::ImportFragmentation, "fragment:"),
             "fragmented_imports",
         ),
+        (
+            "oversized files",
+            count(outcome, Rule::FileSize, ""),
+            "oversized_files",
+        ),
     ];
+    // No finding beyond the planted ones (the traps included).
     let mut ok = outcome.violations.len() as u64 == checks.iter().map(|c| c.1).sum::<u64>();
     let sites: u64 = outcome
         .violations
@@ -171,6 +183,11 @@ fn main() {
     let rate = outcome.compliance.files_checked as f64 / audit_time.as_secs_f64();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("cordon audit: {files} Python files, {threads} threads, median of {runs} runs");
+    let lines = &planted["lines"];
+    println!(
+        "  tree: {} lines, median {} per file, max {}, {} files over 1,000 lines",
+        lines["total"], lines["median"], lines["max"], lines["over_1000"]
+    );
     let ok = verify(&outcome, &planted);
     println!(
         "  full audit           {:.3} s  = {rate:.0} files/s (target >= 2000: {})",

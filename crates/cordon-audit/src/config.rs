@@ -184,15 +184,45 @@ impl Default for Duplicates {
             allowed_names: Vec::new(),
             strip_suffixes: vec!["impl".to_string()],
             ignore_nested: true,
-            convention_names: vec![
-                ConventionName::new("Migration", &["**/migrations/**"]),
-                ConventionName::new("Meta", &[]),
-                ConventionName::new("Media", &[]),
-                ConventionName::new("Config", &[]),
-            ],
+            convention_names: default_conventions(),
             near_miss: NearMiss::default(),
         }
     }
+}
+
+/// Names a framework gives to many types, or looks classes up by in a
+/// module it is pointed at (Django's management commands, database, session
+/// and mail backends, template loaders, serializers).
+fn default_conventions() -> Vec<ConventionName> {
+    let backends = &["**/backends/**"][..];
+    let mut out = vec![
+        ConventionName::new("Migration", &["**/migrations/**"]),
+        ConventionName::new("Meta", &[]),
+        ConventionName::new("Media", &[]),
+        ConventionName::new("Config", &[]),
+        ConventionName::new("Command", &["**/management/commands/**"]),
+        ConventionName::new("SessionStore", backends),
+        ConventionName::new("EmailBackend", backends),
+        ConventionName::new("Loader", &["**/loaders/**"]),
+        ConventionName::new("Serializer", &["**/serializers/**"]),
+        ConventionName::new("Deserializer", &["**/serializers/**"]),
+    ];
+    let database = [
+        "Wrapper",
+        "Features",
+        "Operations",
+        "Client",
+        "Creation",
+        "Introspection",
+        "SchemaEditor",
+        "Validation",
+    ];
+    out.extend(
+        database
+            .iter()
+            .map(|part| ConventionName::new(&format!("Database{part}"), backends)),
+    );
+    out
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -117,47 +117,95 @@ fn is_literal(kind: &str) -> bool {
         )
 }
 
-/// Normalizes the subtree rooted at `node` in one cursor pass; given the file's
-/// source it also hashes each source line (a token belongs to the line it starts on).
-pub fn normalize(lang: Lang, node: Node, source_for_lines: Option<&[u8]>) -> NormalizedBody {
-    let classes = table(lang);
-    let mut hasher = DefaultHasher::new();
-    let mut tokens: u32 = 0;
-    let mut lines = source_for_lines.map(|source| LineSplitter::new(source, node));
-    let mut cursor = node.walk();
-    loop {
-        let n = cursor.node();
-        let kind = classes.get(usize::from(n.kind_id())).copied();
-        let class = kind.map_or(Class::Plain, |k| k.class);
-        let token = match class {
-            Class::Skip => None,
-            Class::Identifier => Some(ID),
-            Class::Literal => Some(LIT),
-            Class::Plain if n.child_count() == 0 => {
-                Some(kind.map_or(OWN_KIND + u32::from(n.kind_id()), |k| k.token))
-            }
-            Class::Plain => None,
-        };
-        if let Some(t) = token {
-            t.hash(&mut hasher);
+/// One token of a walked body: what it hashes to, its bytes and its row.
+#[derive(Clone, Copy)]
+struct Token {
+    token: u32,
+    start: usize,
+    end: usize,
+    row: usize,
+}
+
+/// The tokens of the body walked last, in source order. A function or class
+/// nested in it is normalized from them instead of walking its subtree again
+/// (each method would otherwise be walked twice: with its class, and alone).
+#[derive(Default)]
+pub struct Tape {
+    start: usize,
+    end: usize,
+    tokens: Vec<Token>,
+}
+
+impl Tape {
+    /// Normalizes the subtree rooted at `node`: from the tape when the body
+    /// walked last encloses it, else by walking it in one cursor pass (and
+    /// keeping its tokens). Given the file's source it also hashes each
+    /// source line (a token belongs to the line it starts on).
+    pub fn normalize(
+        &mut self,
+        lang: Lang,
+        node: Node,
+        source_for_lines: Option<&[u8]>,
+    ) -> NormalizedBody {
+        let (start, end) = (node.start_byte(), node.end_byte());
+        if self.tokens.is_empty() || start < self.start || end > self.end {
+            self.record(lang, node);
+        }
+        let first = self.tokens.partition_point(|t| t.start < start);
+        let body = self.tokens[first..].iter().take_while(|t| t.start < end);
+        let mut hasher = DefaultHasher::new();
+        let mut tokens: u32 = 0;
+        let mut lines = source_for_lines.map(|source| LineSplitter::new(source, node));
+        for t in body {
+            t.token.hash(&mut hasher);
             tokens += 1;
             if let Some(lines) = lines.as_mut() {
-                lines.push(n, t);
+                lines.push(t);
             }
         }
-        let descend = token.is_none() && class != Class::Skip;
-        // Descend when the node has tokens below it, otherwise move on.
-        let moved = (descend && cursor.goto_first_child()) || advance(&mut cursor);
-        if !moved {
-            break;
+        NormalizedBody {
+            fingerprint: BodyFingerprint {
+                hash: hasher.finish(),
+                tokens,
+            },
+            lines: lines.map(LineSplitter::finish).unwrap_or_default(),
         }
     }
-    NormalizedBody {
-        fingerprint: BodyFingerprint {
-            hash: hasher.finish(),
-            tokens,
-        },
-        lines: lines.map(LineSplitter::finish).unwrap_or_default(),
+
+    /// Walks `node`'s subtree and keeps its tokens.
+    fn record(&mut self, lang: Lang, node: Node) {
+        let classes = table(lang);
+        self.tokens.clear();
+        (self.start, self.end) = (node.start_byte(), node.end_byte());
+        let mut cursor = node.walk();
+        loop {
+            let n = cursor.node();
+            let kind = classes.get(usize::from(n.kind_id())).copied();
+            let class = kind.map_or(Class::Plain, |k| k.class);
+            let token = match class {
+                Class::Skip => None,
+                Class::Identifier => Some(ID),
+                Class::Literal => Some(LIT),
+                Class::Plain if n.child_count() == 0 => {
+                    Some(kind.map_or(OWN_KIND + u32::from(n.kind_id()), |k| k.token))
+                }
+                Class::Plain => None,
+            };
+            if let Some(token) = token {
+                self.tokens.push(Token {
+                    token,
+                    start: n.start_byte(),
+                    end: n.end_byte(),
+                    row: n.start_position().row,
+                });
+            }
+            let descend = token.is_none() && class != Class::Skip;
+            // Descend when the node has tokens below it, otherwise move on.
+            let moved = (descend && cursor.goto_first_child()) || advance(&mut cursor);
+            if !moved {
+                break;
+            }
+        }
     }
 }
 
@@ -206,14 +254,14 @@ impl<'s> LineSplitter<'s> {
         }
     }
 
-    fn push(&mut self, node: Node, token: u32) {
-        let row = node.start_position().row;
-        if self.row != Some(row) {
+    fn push(&mut self, t: &Token) {
+        if self.row != Some(t.row) {
             self.close_line();
-            self.row = Some(row);
+            self.row = Some(t.row);
         }
+        let token = t.token;
         self.hash = mix(self.hash, u64::from(token));
-        let span = (node.start_byte(), node.end_byte());
+        let span = (t.start, t.end);
         if token == ID && self.own_name != Some(span) {
             let name = self.source.get(span.0..span.1).unwrap_or_default();
             self.hash = mix_bytes(self.hash, name);

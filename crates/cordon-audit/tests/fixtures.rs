@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{audit_fixture, found, groups, triples};
+use std::path::Path;
+
+use common::{CRATE_FIXTURES, audit_at, audit_fixture, found, groups, triples};
 
 fn assert_compliance(
     outcome: &cordon_audit::AuditOutcome,
@@ -218,6 +220,105 @@ fn framework_conventions_and_nested_classes_are_not_duplicates() {
         [
             (("blog/models.py", 14, 17), vec![("shop/models.py", 4, 11)]),
             (("tools/migrate.py", 4, 5), vec![("tools/upgrade.py", 4, 5)]),
+        ]
+    );
+}
+
+/// An alias fixture (this crate's `tests/fixtures/aliases`), audited without warnings.
+fn aliased(lang: &str) -> cordon_audit::AuditOutcome {
+    let outcome = audit_at(&Path::new(CRATE_FIXTURES).join("aliases").join(lang));
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    outcome
+}
+
+fn messages(outcome: &cordon_audit::AuditOutcome) -> Vec<&str> {
+    outcome
+        .violations
+        .iter()
+        .map(|v| v.message.as_str())
+        .collect()
+}
+
+#[test]
+fn python_aliased_reexports_lead_to_the_definition_they_stand_for() {
+    // `app.models` passes `User` on as `Account`, `app` that on as `Member`;
+    // `Account` from `app.auth` is another class (c.py: no site of `User`).
+    // app/models/audit.py, inside the package, rightly takes `User` from its
+    // module: no site of this finding, and alone inside, no finding of its own.
+    let outcome = aliased("python");
+    assert_eq!(
+        found(&outcome),
+        triples(&[("import-fragmentation", "app/models/user.py", 4)])
+    );
+    assert_eq!(
+        groups(&outcome),
+        [(
+            ("app/models/user.py", 4, 6),
+            vec![
+                ("views/a.py", 1, 1),
+                ("views/b.py", 1, 1),
+                ("views/e.py", 2, 2)
+            ]
+        )]
+    );
+    assert_eq!(
+        messages(&outcome),
+        [
+            "`User` (defined in `app.models.user`) is imported through 3 paths: \
+             `Member` from `app` (1 site(s)), `Account` from `app.models` (1 site(s)), \
+             `app.models.user` (2 site(s)); use `Member` from `app`"
+        ]
+    );
+}
+
+#[test]
+fn typescript_aliased_reexports_lead_to_the_definition_they_stand_for() {
+    // The barrel's `export { User as Account }`; `Account` from `src/auth` is
+    // another class, and `User as Person` (d.ts) imports `User` from its module.
+    let outcome = aliased("typescript");
+    assert_eq!(
+        groups(&outcome),
+        [(
+            ("src/models/user.ts", 2, 4),
+            vec![("src/views/b.ts", 1, 1), ("src/views/d.ts", 2, 2)]
+        )]
+    );
+    assert_eq!(
+        messages(&outcome),
+        [
+            "`User` (defined in `src/models/user`) is imported through 2 paths: \
+             `Account` from `src/models` (1 site(s)), `src/models/user` (2 site(s)); \
+             use `Account` from `src/models`"
+        ]
+    );
+}
+
+#[test]
+fn rust_aliased_pub_use_leads_to_the_item_it_stands_for() {
+    // `pub use user::User as Account` in crate `k`; `k::auth::Account` is
+    // another struct. Other crates are judged by the public path (`Account`
+    // from `k`), `k` itself by the defining module.
+    let outcome = aliased("rust");
+    assert_eq!(
+        groups(&outcome),
+        [
+            (
+                ("crates/k/src/user.rs", 2, 4),
+                vec![("crates/app/src/b.rs", 2, 2)]
+            ),
+            (
+                ("crates/k/src/user.rs", 2, 4),
+                vec![("crates/k/src/session.rs", 2, 2)]
+            ),
+        ]
+    );
+    assert_eq!(
+        messages(&outcome),
+        [
+            "`User` (defined in `k::user`) is imported through 2 paths: \
+             `Account` from `k` (1 site(s)), `k::user` (1 site(s)); use `Account` from `k`",
+            "`User` (defined in `k::user`) is imported inside its crate through 2 paths: \
+             `Account` from `k` (1 site(s)), `k::user` (1 site(s)); use `k::user`"
         ]
     );
 }

@@ -39,6 +39,9 @@ pub struct TypeDef {
     pub in_test: bool,
     /// Defined inside another type or a function (Django's `class Meta`).
     pub nested: bool,
+    /// The base classes as written (`Field`, `models.Model`; TypeScript's
+    /// `extends`); empty for Rust.
+    pub bases: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -89,7 +92,7 @@ pub fn is_package_init(rel: &str) -> bool {
 fn mark_declared_reexports(facts: &mut FileFacts) {
     let public = &facts.declared_public;
     for import in &mut facts.imports {
-        import.reexport |= public.contains(&import.symbol);
+        import.reexport |= public.contains(&import.local);
     }
 }
 
@@ -98,6 +101,8 @@ fn mark_declared_reexports(facts: &mut FileFacts) {
 pub struct Import {
     pub symbol: String,
     pub module: String,
+    /// The name the import binds here: `symbol`, or its alias (`A as B`).
+    pub local: String,
     pub line: usize,
     /// Passes the name on rather than using it: TypeScript `export … from`,
     /// Rust `pub use`, every import of a Python package's `__init__.py`, and
@@ -118,14 +123,33 @@ pub(crate) enum NodeRole {
     Function {
         name: String,
     },
-    /// `(module, symbol)` pairs; the subtree is not descended.
-    Imports(Vec<(String, String)>),
-    /// `(module, symbol)` pairs passed on (`export { X } from "./x"`; `*` for all).
-    Reexports(Vec<(String, String)>),
+    /// Names imported; the subtree is not descended.
+    Imports(Vec<Binding>),
+    /// Names passed on (`export { X } from "./x"`; symbol `*` for all).
+    Reexports(Vec<Binding>),
     /// Python `__all__`: the names the module declares public.
     DeclaredPublic(Vec<String>),
     TestScope,
     Other,
+}
+
+/// One name an import statement brings in: `symbol` from `module`, bound
+/// here as `local` (the alias of `A as B`, else `symbol`).
+pub(crate) struct Binding {
+    pub module: String,
+    pub symbol: String,
+    pub local: String,
+}
+
+impl Binding {
+    pub fn new(module: String, symbol: String, alias: Option<String>) -> Self {
+        let local = alias.unwrap_or_else(|| symbol.clone());
+        Self {
+            module,
+            symbol,
+            local,
+        }
+    }
 }
 
 /// Per-file inputs for the language classifiers.
@@ -223,6 +247,22 @@ fn classify(lang: Lang, node: Node, ctx: &Ctx) -> NodeRole {
     }
 }
 
+fn bases(lang: Lang, node: Node, ctx: &Ctx) -> Vec<String> {
+    let list = match lang {
+        Lang::Python => node.child_by_field_name("superclasses"),
+        Lang::TypeScript | Lang::Tsx => typescript::extends_clause(node),
+        Lang::Rust => None,
+    };
+    let Some(list) = list else {
+        return Vec::new();
+    };
+    let mut cursor = list.walk();
+    list.named_children(&mut cursor)
+        .filter(|n| matches!(n.kind(), "identifier" | "attribute" | "member_expression"))
+        .map(|n| ctx.text(n).to_string())
+        .collect()
+}
+
 /// Whether definitions or imports can occur below a node of this kind; pruning
 /// expressions roughly halves the walk, which dominates after parsing.
 fn may_contain_facts(lang: Lang, kind: &str) -> bool {
@@ -241,6 +281,12 @@ struct Frame<'t> {
 
 // Iterative (explicit stack) so deeply nested generated code cannot overflow a thread stack.
 fn walk(root: Node, ctx: &Ctx, facts: &mut FileFacts, min_lines: usize) {
+    let mut bodies = Bodies {
+        lang: facts.lang,
+        source: ctx.src,
+        min_lines,
+        tape: normalize::Tape::default(),
+    };
     let mut stack = vec![Frame {
         node: root,
         in_test: facts.is_test,
@@ -249,7 +295,7 @@ fn walk(root: Node, ctx: &Ctx, facts: &mut FileFacts, min_lines: usize) {
     let mut cursor = root.walk();
     while let Some(frame) = stack.pop() {
         let node = frame.node;
-        let Some((scope, in_test)) = record(&frame, ctx, facts, min_lines) else {
+        let Some((scope, in_test)) = record(&frame, ctx, facts, &mut bodies) else {
             continue;
         };
         if !may_contain_facts(facts.lang, node.kind()) {
@@ -273,7 +319,7 @@ fn record(
     frame: &Frame,
     ctx: &Ctx,
     facts: &mut FileFacts,
-    min_lines: usize,
+    bodies: &mut Bodies,
 ) -> Option<(Option<Rc<str>>, bool)> {
     let (node, in_test) = (frame.node, frame.in_test);
     let sep = if facts.lang == Lang::Rust { "::" } else { "." };
@@ -284,11 +330,7 @@ fn record(
         }
     };
     let lang = facts.lang;
-    let mut push_unit = |kind, name: &str| {
-        facts
-            .units
-            .push(unit(lang, node, kind, name, in_test, min_lines, ctx.src))
-    };
+    let mut push_unit = |kind, name: &str| facts.units.push(bodies.unit(node, kind, name, in_test));
     match classify(lang, node, ctx) {
         NodeRole::Other => Some((frame.scope.clone(), in_test)),
         role @ (NodeRole::Imports(_) | NodeRole::Reexports(_)) => {
@@ -322,6 +364,7 @@ fn record(
                 end_line: node.end_position().row + 1,
                 in_test,
                 nested: frame.scope.is_some(),
+                bases: bases(lang, node, ctx),
             });
             Some((Some(qualified), in_test))
         }
@@ -348,43 +391,46 @@ fn push_imports(facts: &mut FileFacts, role: NodeRole, line: usize) {
         }
         _ => return,
     };
-    facts
-        .imports
-        .extend(pairs.into_iter().map(|(module, symbol)| Import {
-            symbol,
-            module,
-            line,
-            reexport,
-        }));
+    facts.imports.extend(pairs.into_iter().map(|b| Import {
+        symbol: b.symbol,
+        module: b.module,
+        local: b.local,
+        line,
+        reexport,
+    }));
 }
 
-fn unit(
+/// What computing a unit needs besides its node: the file, the size bound
+/// for fingerprints, and the tokens of the body normalized last.
+struct Bodies<'s> {
     lang: Lang,
-    node: Node,
-    kind: UnitKind,
-    name: &str,
-    in_test: bool,
+    source: &'s [u8],
     min_lines: usize,
-    source: &[u8],
-) -> Unit {
-    let start_line = node.start_position().row + 1;
-    let end_line = node.end_position().row + 1;
-    let long_enough = end_line + 1 - start_line >= min_lines;
-    let lines_of = (kind == UnitKind::Function).then_some(source);
-    let normalized = (!in_test && long_enough).then(|| normalize::normalize(lang, node, lines_of));
-    let (body, lines) = match normalized {
-        Some(n) => (Some(n.fingerprint), n.lines),
-        None => (None, Vec::new()),
-    };
-    Unit {
-        kind,
-        name: name.to_string(),
-        start_line,
-        end_line,
-        start_byte: node.start_byte(),
-        end_byte: node.end_byte(),
-        in_test,
-        body,
-        lines,
+    tape: normalize::Tape,
+}
+
+impl Bodies<'_> {
+    fn unit(&mut self, node: Node, kind: UnitKind, name: &str, in_test: bool) -> Unit {
+        let start_line = node.start_position().row + 1;
+        let end_line = node.end_position().row + 1;
+        let long_enough = end_line + 1 - start_line >= self.min_lines;
+        let lines_of = (kind == UnitKind::Function).then_some(self.source);
+        let normalized =
+            (!in_test && long_enough).then(|| self.tape.normalize(self.lang, node, lines_of));
+        let (body, lines) = match normalized {
+            Some(n) => (Some(n.fingerprint), n.lines),
+            None => (None, Vec::new()),
+        };
+        Unit {
+            kind,
+            name: name.to_string(),
+            start_line,
+            end_line,
+            start_byte: node.start_byte(),
+            end_byte: node.end_byte(),
+            in_test,
+            body,
+            lines,
+        }
     }
 }

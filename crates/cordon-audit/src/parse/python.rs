@@ -2,7 +2,7 @@
 
 use tree_sitter::Node;
 
-use super::{Ctx, NodeRole};
+use super::{Binding, Ctx, NodeRole};
 
 /// Python definitions and imports are statements, so only statement containers are walked.
 pub(super) const CONTAINERS: &[&str] = &[
@@ -45,12 +45,13 @@ pub(super) fn classify(node: Node, ctx: &Ctx) -> NodeRole {
 
 /// A module-level `__all__ = ["A", "B"]` (a list or tuple of string literals).
 fn declared_public(node: Node, ctx: &Ctx) -> Option<Vec<String>> {
-    if node.parent()?.kind() != "module" {
-        return None;
-    }
     let assignment = node.named_child(0).filter(|n| n.kind() == "assignment")?;
     let left = assignment.child_by_field_name("left")?;
-    if left.kind() != "identifier" || ctx.text(left) != "__all__" {
+    // The parent last: tree-sitter finds it by walking down from the root.
+    if left.kind() != "identifier"
+        || ctx.text(left) != "__all__"
+        || node.parent()?.kind() != "module"
+    {
         return None;
     }
     let right = assignment.child_by_field_name("right")?;
@@ -71,19 +72,19 @@ fn declared_public(node: Node, ctx: &Ctx) -> Option<Vec<String>> {
 }
 
 /// `import a.b.c` brings in `c` from `a.b` (the same pair `from a.b import c` yields).
-fn plain_import(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
+fn plain_import(node: Node, ctx: &Ctx) -> Vec<Binding> {
     let mut cursor = node.walk();
     node.children_by_field_name("name", &mut cursor)
-        .filter_map(|n| dotted_of(n, ctx))
-        .map(|dotted| match dotted.rsplit_once('.') {
-            Some((module, symbol)) => (module.to_string(), symbol.to_string()),
-            None => (String::new(), dotted),
+        .filter_map(|n| named(n, ctx))
+        .map(|(dotted, alias)| match dotted.rsplit_once('.') {
+            Some((module, symbol)) => Binding::new(module.to_string(), symbol.to_string(), alias),
+            None => Binding::new(String::new(), dotted, alias),
         })
         .collect()
 }
 
 /// `from a.b import X, Y as Z` (relative modules resolved against the file's package).
-fn from_import(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
+fn from_import(node: Node, ctx: &Ctx) -> Vec<Binding> {
     let Some(module_node) = node.child_by_field_name("module_name") else {
         return Vec::new();
     };
@@ -94,19 +95,19 @@ fn from_import(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
     };
     let mut cursor = node.walk();
     node.children_by_field_name("name", &mut cursor)
-        .filter_map(|n| dotted_of(n, ctx))
-        .map(|symbol| (module.clone(), symbol))
+        .filter_map(|n| named(n, ctx))
+        .map(|(symbol, alias)| Binding::new(module.clone(), symbol, alias))
         .collect()
 }
 
-// An import list entry is a dotted_name or `dotted_name as alias`; the original name counts.
-fn dotted_of(node: Node, ctx: &Ctx) -> Option<String> {
-    let target = if node.kind() == "aliased_import" {
-        node.child_by_field_name("name")?
-    } else {
-        node
-    };
-    Some(ctx.text(target).to_string())
+/// An import list entry is a dotted_name or `dotted_name as alias`: the
+/// original name and the alias, if any.
+fn named(node: Node, ctx: &Ctx) -> Option<(String, Option<String>)> {
+    if node.kind() != "aliased_import" {
+        return Some((ctx.text(node).to_string(), None));
+    }
+    let name = ctx.field(node, "name")?;
+    Some((name, ctx.field(node, "alias")))
 }
 
 /// `..db.client` imported from `app/services/x.py` is `app.db.client`.

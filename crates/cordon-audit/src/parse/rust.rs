@@ -2,7 +2,7 @@
 
 use tree_sitter::Node;
 
-use super::{Ctx, NodeRole};
+use super::{Binding, Ctx, NodeRole};
 
 /// Items and `use` declarations live in modules, impl/trait bodies and function blocks.
 pub(super) const CONTAINERS: &[&str] = &[
@@ -74,25 +74,27 @@ fn squash(text: &str) -> String {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Use {
     Import,
-    /// A glob passes on every name (symbol `*`); an alias passes on a name
-    /// the path does not show, so it is left out.
+    /// A glob passes on every name (symbol `*`).
     Reexport,
 }
 
-/// Flattens a `use` tree into `(module, symbol)` pairs, with `crate::`,
+/// Flattens a `use` tree into bindings (`a::B as C` is `B` from `a`, bound
+/// as `C`), with `crate::`,
 /// `self::` and `super::` made absolute from the file's module path. A path
 /// that starts with a plain name stays as written: it may name a child
 /// module or another crate, which the resolver (`rules::symbols`) tells apart.
-fn uses(node: Node, ctx: &Ctx, read: Use) -> Vec<(String, String)> {
+fn uses(node: Node, ctx: &Ctx, read: Use) -> Vec<Binding> {
     let mut paths = Vec::new();
     if let Some(arg) = node.child_by_field_name("argument") {
         flatten(arg, "", ctx, read, &mut paths);
     }
     let here = module_path(ctx.rel);
     paths
-        .iter()
-        .filter_map(|p| absolute(p, &here))
-        .filter_map(|p| split_path(&p))
+        .into_iter()
+        .filter_map(|(path, alias)| {
+            let (module, symbol) = split_path(&absolute(&path, &here)?)?;
+            Some(Binding::new(module, symbol, alias))
+        })
         .collect()
 }
 
@@ -171,7 +173,10 @@ pub(super) fn crate_name(rel: &str) -> String {
     dir.map_or_else(|| "crate".to_string(), |d| d.replace('-', "_"))
 }
 
-fn flatten(node: Node, prefix: &str, ctx: &Ctx, read: Use, out: &mut Vec<String>) {
+/// A path of the tree, with its alias (`as C`) if it has one.
+type UsePath = (String, Option<String>);
+
+fn flatten(node: Node, prefix: &str, ctx: &Ctx, read: Use, out: &mut Vec<UsePath>) {
     let join = |tail: &str| {
         if prefix.is_empty() {
             tail.to_string()
@@ -180,10 +185,9 @@ fn flatten(node: Node, prefix: &str, ctx: &Ctx, read: Use, out: &mut Vec<String>
         }
     };
     match node.kind() {
-        "use_as_clause" if read == Use::Reexport => {}
         "use_as_clause" => {
             if let Some(path) = node.child_by_field_name("path") {
-                flatten(path, prefix, ctx, read, out);
+                out.push((join(&squash(ctx.text(path))), ctx.field(node, "alias")));
             }
         }
         "scoped_use_list" => {
@@ -200,10 +204,10 @@ fn flatten(node: Node, prefix: &str, ctx: &Ctx, read: Use, out: &mut Vec<String>
                 flatten(child, prefix, ctx, read, out);
             }
         }
-        "use_wildcard" if read == Use::Reexport => out.push(join(&squash(ctx.text(node)))),
+        "use_wildcard" if read == Use::Reexport => out.push((join(&squash(ctx.text(node))), None)),
         "use_wildcard" => {}
         _ if node.kind().contains("comment") => {}
-        _ => out.push(join(&squash(ctx.text(node)))),
+        _ => out.push((join(&squash(ctx.text(node))), None)),
     }
 }
 

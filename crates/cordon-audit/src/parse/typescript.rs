@@ -2,7 +2,7 @@
 
 use tree_sitter::Node;
 
-use super::{Ctx, NodeRole};
+use super::{Binding, Ctx, NodeRole};
 
 /// Subtrees that never hold a named function, class or import (arrow functions can
 /// sit in almost any expression, so TypeScript prunes by exclusion).
@@ -50,6 +50,18 @@ pub(super) fn classify(node: Node, ctx: &Ctx) -> NodeRole {
     }
 }
 
+/// A class's `extends …` clause.
+pub(super) fn extends_clause(class: Node) -> Option<Node> {
+    let mut cursor = class.walk();
+    let heritage = class
+        .named_children(&mut cursor)
+        .find(|c| c.kind() == "class_heritage")?;
+    let mut inner = heritage.walk();
+    heritage
+        .named_children(&mut inner)
+        .find(|c| c.kind() == "extends_clause")
+}
+
 /// The statement's `from "…"` module, resolved.
 fn source_module(node: Node, ctx: &Ctx) -> Option<String> {
     let source = node.child_by_field_name("source")?;
@@ -59,8 +71,9 @@ fn source_module(node: Node, ctx: &Ctx) -> Option<String> {
     Some(resolve(raw, ctx.rel))
 }
 
-/// `export { A, B as C } from "./x"` passes on `A` and `B`; `export * from "./x"` all (`*`).
-fn reexports(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
+/// `export { A, B as C } from "./x"` passes on `A` and `B` (as `C`);
+/// `export * from "./x"` all (`*`).
+fn reexports(node: Node, ctx: &Ctx) -> Vec<Binding> {
     let Some(module) = source_module(node, ctx) else {
         return Vec::new();
     };
@@ -73,7 +86,7 @@ fn reexports(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
             .filter_map(|i| node.child(i))
             .any(|c| c.kind() == "*");
         return if star {
-            vec![(module, "*".to_string())]
+            vec![Binding::new(module, "*".to_string(), None)]
         } else {
             Vec::new()
         };
@@ -82,13 +95,12 @@ fn reexports(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
     clause
         .named_children(&mut inner)
         .filter(|spec| spec.kind() == "export_specifier")
-        .filter_map(|spec| ctx.field(spec, "name"))
-        .map(|name| (module.clone(), name))
+        .filter_map(|spec| specifier(spec, ctx, &module))
         .collect()
 }
 
 /// Named and default imports; namespace (`* as x`) and side-effect imports carry no symbol.
-fn imports(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
+fn imports(node: Node, ctx: &Ctx) -> Vec<Binding> {
     let Some(module) = source_module(node, ctx) else {
         return Vec::new();
     };
@@ -102,7 +114,10 @@ fn imports(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
         let mut inner = clause.walk();
         for part in clause.named_children(&mut inner) {
             match part.kind() {
-                "identifier" => out.push((module.clone(), ctx.text(part).to_string())),
+                "identifier" => {
+                    let name = ctx.text(part).to_string();
+                    out.push(Binding::new(module.clone(), name, None));
+                }
                 "named_imports" => named(part, ctx, &module, &mut out),
                 _ => {}
             }
@@ -111,16 +126,22 @@ fn imports(node: Node, ctx: &Ctx) -> Vec<(String, String)> {
     out
 }
 
-fn named(list: Node, ctx: &Ctx, module: &str, out: &mut Vec<(String, String)>) {
+fn named(list: Node, ctx: &Ctx, module: &str, out: &mut Vec<Binding>) {
     let mut cursor = list.walk();
-    for spec in list.named_children(&mut cursor) {
-        if spec.kind() != "import_specifier" {
-            continue;
-        }
-        if let Some(name) = ctx.field(spec, "name") {
-            out.push((module.to_string(), name));
-        }
-    }
+    let specs = list
+        .named_children(&mut cursor)
+        .filter(|spec| spec.kind() == "import_specifier");
+    out.extend(specs.filter_map(|spec| specifier(spec, ctx, module)));
+}
+
+/// `A` or `A as B` in an import or export list.
+fn specifier(spec: Node, ctx: &Ctx, module: &str) -> Option<Binding> {
+    let name = ctx.field(spec, "name")?;
+    Some(Binding::new(
+        module.to_string(),
+        name,
+        ctx.field(spec, "alias"),
+    ))
 }
 
 /// Relative specifiers are resolved against the importing file's directory, so

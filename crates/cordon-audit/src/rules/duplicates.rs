@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use globset::GlobSet;
 
 use crate::config::{Duplicates, glob_set};
+use crate::lang::Lang;
 use crate::model::{Related, Rule, Violation};
 use crate::normalize::BodyFingerprint;
-use crate::parse::{FileFacts, TypeDef, Unit};
+use crate::parse::{FileFacts, TypeDef, Unit, UnitKind};
+use crate::rules::symbols::{Modules, module_of};
 
 /// Lowercase, drop `_`/`-`, then strip the first matching configured suffix (e.g. `impl`).
 pub fn normalize_name(name: &str, suffixes: &[String]) -> String {
@@ -50,6 +52,11 @@ fn is_convention(conventions: &[(String, Option<GlobSet>)], norm: &str, file: &s
     })
 }
 
+/// Same-named types in different modules: one finding per name group whose
+/// members share their lineage (bases resolved to their definitions). Types
+/// that specialize different bases are parallel hierarchies (Django's form
+/// `CharField(Field)` and model `CharField(Field)`, each `Field` its own
+/// module's), not one concept defined twice.
 pub fn by_name(files: &[FileFacts], cfg: &Duplicates) -> Vec<Violation> {
     let allowed: BTreeSet<String> = cfg
         .allowed_names
@@ -57,68 +64,123 @@ pub fn by_name(files: &[FileFacts], cfg: &Duplicates) -> Vec<Violation> {
         .map(|n| normalize_name(n, &cfg.strip_suffixes))
         .collect();
     let conventions = conventions(cfg);
-    let mut groups: BTreeMap<(&str, String), Vec<(&str, &TypeDef)>> = BTreeMap::new();
+    let modules: HashMap<&str, Modules> = [Lang::Python, Lang::TypeScript, Lang::Rust]
+        .into_iter()
+        .map(|lang| (lang.family(), Modules::new(files, lang)))
+        .collect();
+    type Group<'a> = Vec<(&'a str, &'a TypeDef)>;
+    let mut groups: BTreeMap<(&str, String, Vec<String>), Group> = BTreeMap::new();
     for f in files.iter().filter(|f| !f.is_test) {
         let considered = |t: &&TypeDef| !(t.in_test || (cfg.ignore_nested && t.nested));
         for t in f.types.iter().filter(considered) {
             let norm = normalize_name(&t.name, &cfg.strip_suffixes);
             if !allowed.contains(&norm) && !is_convention(&conventions, &norm, &f.rel) {
+                let family = f.lang.family();
+                let lineage = modules.get(family).map(|m| lineage(f, t, m));
                 groups
-                    .entry((f.lang.family(), norm))
+                    .entry((family, norm, lineage.unwrap_or_default()))
                     .or_default()
                     .push((&f.rel, t));
             }
         }
     }
-    let mut out = Vec::new();
-    for ((_, norm), mut members) in groups {
-        let files: BTreeSet<&str> = members.iter().map(|m| m.0).collect();
-        if files.len() < 2 {
-            continue;
-        }
-        members.sort_by_key(|(file, def)| (*file, def.line));
-        let (file, def) = members[0];
-        let related = members[1..]
-            .iter()
-            .map(|(file, other)| Related {
-                file: file.to_string(),
-                line: other.line,
-                end_line: other.end_line,
-                key: format!("name:{norm}"),
-                label: format!("{} `{}`", other.kind, other.name),
-            })
-            .collect();
-        out.push(
-            Violation::new(
-                Rule::DuplicateImplementation,
-                file,
-                def.line,
-                format!(
-                    "{} `{}` (normalized `{norm}`) is defined in {} places",
-                    def.kind,
-                    def.name,
-                    members.len()
-                ),
-                format!("name:{norm}"),
-            )
-            .spanning(def.end_line)
-            .with_related(related),
-        );
-    }
+    groups
+        .into_iter()
+        .filter_map(|((_, norm, _), members)| name_violation(&norm, members))
+        .collect()
+}
+
+/// A type's bases, each named by where it is defined: in the file, at its
+/// definition through the file's imports, else as written.
+fn lineage(f: &FileFacts, t: &TypeDef, modules: &Modules) -> Vec<String> {
+    let here = module_of(f.lang, &f.rel);
+    let mut out: Vec<String> = t
+        .bases
+        .iter()
+        .map(|base| {
+            let (head, rest) = base.split_once('.').unwrap_or((base, ""));
+            let local = rest.is_empty() && f.types.iter().any(|o| !o.nested && o.name == *base);
+            if local {
+                return format!("{}:{base}", f.rel);
+            }
+            match f.imports.iter().find(|i| i.local == head) {
+                Some(i) if rest.is_empty() => {
+                    modules.definition(&here, &i.module, &i.symbol).map_or_else(
+                        || format!("{}.{}", i.module, i.symbol),
+                        |d| format!("{}:{}", d.file, d.line),
+                    )
+                }
+                Some(i) => format!("{}.{}.{rest}", i.module, i.symbol),
+                None => base.clone(),
+            }
+        })
+        .collect();
+    out.sort();
     out
+}
+
+fn name_violation(norm: &str, mut members: Vec<(&str, &TypeDef)>) -> Option<Violation> {
+    let files: BTreeSet<&str> = members.iter().map(|m| m.0).collect();
+    if files.len() < 2 {
+        return None;
+    }
+    members.sort_by_key(|(file, def)| (*file, def.line));
+    let (file, def) = members[0];
+    let related = members[1..]
+        .iter()
+        .map(|(file, other)| Related {
+            file: file.to_string(),
+            line: other.line,
+            end_line: other.end_line,
+            key: format!("name:{norm}"),
+            label: format!("{} `{}`", other.kind, other.name),
+        })
+        .collect();
+    Some(
+        Violation::new(
+            Rule::DuplicateImplementation,
+            file,
+            def.line,
+            format!(
+                "{} `{}` (normalized `{norm}`) is defined in {} places",
+                def.kind,
+                def.name,
+                members.len()
+            ),
+            format!("name:{norm}"),
+        )
+        .spanning(def.end_line)
+        .with_related(related),
+    )
 }
 
 type Member<'a> = (&'a str, &'a Unit);
 
+/// Whether a class is a framework convention where it is (a Django
+/// `Migration` in `migrations/`): generated or boilerplate, its copies are
+/// no duplicated implementation either.
+fn conventional_class(
+    conventions: &[(String, Option<GlobSet>)],
+    u: &Unit,
+    file: &str,
+    cfg: &Duplicates,
+) -> bool {
+    let short = u.name.rsplit(['.', ':']).next().unwrap_or(&u.name);
+    let norm = normalize_name(short, &cfg.strip_suffixes);
+    u.kind == UnitKind::Class && is_convention(conventions, &norm, file)
+}
+
 pub fn by_body(files: &[FileFacts], cfg: &Duplicates) -> Vec<Violation> {
     // Hash buckets keep this linear in the number of units (no pairwise comparison).
     let mut buckets: HashMap<(&str, BodyFingerprint), Vec<Member>> = HashMap::new();
+    let conventions = conventions(cfg);
     for f in files.iter().filter(|f| !f.is_test) {
         for u in &f.units {
             let Some(fp) = u.body.filter(|fp| fp.tokens as usize >= cfg.min_tokens) else {
                 continue;
             };
-            if !u.in_test && u.lines() >= cfg.min_lines {
+            let conventional = conventional_class(&conventions, u, &f.rel, cfg);
+            if !u.in_test && u.lines() >= cfg.min_lines && !conventional {
                 buckets
                     .entry((f.lang.family(), fp))
                     .or_default()
@@ -204,7 +266,98 @@ fn body_violation(group: &[Member], tokens: u32) -> Violation {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_name;
+    use super::*;
+    use crate::parse::extract;
+
+    fn python(files: &[(&str, &str)]) -> Vec<FileFacts> {
+        files
+            .iter()
+            .map(|(rel, src)| extract(rel, Lang::Python, src, false, 1).expect("parses"))
+            .collect()
+    }
+
+    /// (primary file, related files) of each finding.
+    fn places(found: &[Violation]) -> Vec<(&str, Vec<&str>)> {
+        found
+            .iter()
+            .map(|v| {
+                let related = v.related.iter().map(|r| r.file.as_str()).collect();
+                (v.file.as_str(), related)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_named_types_of_different_lineages_are_parallel_hierarchies() {
+        let files = python(&[
+            (
+                "forms/fields.py",
+                "class Field:\n    pass\n\nclass CharField(Field):\n    pass\n",
+            ),
+            (
+                "models/fields.py",
+                "class Field:\n    pass\n\nclass CharField(Field):\n    pass\n",
+            ),
+            ("base.py", "class BaseWrapper:\n    pass\n"),
+            (
+                "x/wrap.py",
+                "from base import BaseWrapper\n\nclass Wrapper(BaseWrapper):\n    pass\n",
+            ),
+            (
+                "y/wrap.py",
+                "from base import BaseWrapper\n\nclass Wrapper(BaseWrapper):\n    pass\n",
+            ),
+        ]);
+        // Each `CharField` specializes its own module's `Field`: not reported.
+        // Both `Wrapper`s specialize the one `BaseWrapper`: one concept twice.
+        let found = by_name(&files, &Duplicates::default());
+        assert_eq!(
+            places(&found),
+            [
+                ("forms/fields.py", vec!["models/fields.py"]),
+                ("x/wrap.py", vec!["y/wrap.py"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn framework_plugin_names_and_migration_bodies_are_conventions() {
+        let migration = "class Migration:\n    dependencies = [('app', '0001')]\n    \
+                         operations = [\n        alter('user', 'email', 254),\n        \
+                         alter('user', 'name', 150),\n    ]\n";
+        let files = python(&[
+            (
+                "app/management/commands/load.py",
+                "class Command:\n    pass\n",
+            ),
+            (
+                "app/management/commands/dump.py",
+                "class Command:\n    pass\n",
+            ),
+            (
+                "app/backends/mysql/base.py",
+                "class DatabaseWrapper:\n    pass\n",
+            ),
+            (
+                "app/backends/sqlite/base.py",
+                "class DatabaseWrapper:\n    pass\n",
+            ),
+            ("app/migrations/0002_a.py", migration),
+            ("app/migrations/0003_b.py", migration),
+        ]);
+        let cfg = Duplicates {
+            min_tokens: 10,
+            ..Duplicates::default()
+        };
+        assert_eq!(places(&by_name(&files, &cfg)), []);
+        assert_eq!(places(&by_body(&files, &cfg)), []);
+        // Outside its convention's paths a copied class is a copy.
+        let copied = python(&[("tools/a.py", migration), ("tools/b.py", migration)]);
+        assert_eq!(
+            places(&by_body(&copied, &cfg)),
+            [("tools/a.py", vec!["tools/b.py"])]
+        );
+    }
 
     #[test]
     fn names_normalize_case_separators_and_suffixes() {

@@ -6,7 +6,7 @@ use crate::config::{DeprecatedPath, Imports};
 use crate::lang::Lang;
 use crate::model::{Related, Rule, Violation};
 use crate::parse::FileFacts;
-use crate::rules::symbols::{Definition, Modules, module_of};
+use crate::rules::symbols::{Definition, Modules, PublicName, module_of};
 
 type Site<'a> = (&'a str, usize);
 
@@ -37,15 +37,15 @@ pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
     out
 }
 
-/// A definition, the paths its importing sites take to it, and the public
-/// modules that re-export it.
+/// A definition, the paths its importing sites take to it (a module and
+/// the name imported from it, an alias of a re-export included), and the
+/// public modules that re-export it.
 struct Imported<'a> {
     definition: Definition<'a>,
-    symbol: &'a str,
     /// Rust sites inside the defining crate, which are judged apart.
     inside: bool,
-    sites_by_path: BTreeMap<String, Vec<Site<'a>>>,
-    reexporters: BTreeSet<String>,
+    sites_by_path: BTreeMap<PublicName, Vec<Site<'a>>>,
+    reexporters: BTreeSet<PublicName>,
 }
 
 /// One finding per *definition* imported through more than one path, at
@@ -75,12 +75,11 @@ fn resolved_fragmentation(
             };
             let inside = lang == Lang::Rust && same_crate(&here, &definition.module);
             let reexported_by = definition.reexported_by.clone();
-            let path = definition.via.clone();
+            let path = PublicName::new(&definition.via, &imp.symbol);
             let entry = imported
                 .entry((definition.file, definition.line, inside))
                 .or_insert_with(|| Imported {
                     definition,
-                    symbol: &imp.symbol,
                     inside,
                     sites_by_path: BTreeMap::new(),
                     reexporters: BTreeSet::new(),
@@ -99,7 +98,7 @@ fn resolved_fragmentation(
     for f in family {
         let module = module_of(lang, &f.rel);
         for imp in f.imports.iter().filter(|i| i.reexport) {
-            if let Some(d) = modules.definition(&module, &module, &imp.symbol)
+            if let Some(d) = modules.definition(&module, &module, &imp.local)
                 && let Some(entry) = imported.get_mut(&(d.file, d.line, false))
             {
                 entry.reexporters.extend(d.reexported_by);
@@ -108,13 +107,53 @@ fn resolved_fragmentation(
     }
     imported
         .into_values()
+        .flat_map(|i| match lang {
+            Lang::Rust => vec![i],
+            _ => split_inside_package(i, lang, cfg),
+        })
         .filter(|i| i.sites_by_path.len() > 1)
         .map(|i| fragmented_definition(&i, cfg))
         .collect()
 }
 
+/// Python and TypeScript sites inside the package whose re-export is
+/// canonical are judged apart, as Rust's inside a crate are: an
+/// `__init__.py` or a barrel is the package's face to other code, and its
+/// own modules import from where a name is defined (through the package
+/// they risk an import cycle: Django's `django/apps/registry.py` takes
+/// `AppConfig` from `django.apps.config`, as it must).
+fn split_inside_package<'a>(mut i: Imported<'a>, lang: Lang, cfg: &Imports) -> Vec<Imported<'a>> {
+    let package = canonical(&i, cfg).module;
+    if package == i.definition.module {
+        return vec![i];
+    }
+    let sep = if lang == Lang::Python { "." } else { "/" };
+    let is_inside = |file: &str| {
+        let module = module_of(lang, file);
+        module
+            .strip_prefix(package.as_str())
+            .is_some_and(|rest| rest.starts_with(sep))
+    };
+    let mut inside = Imported {
+        definition: i.definition.clone(),
+        inside: true,
+        sites_by_path: BTreeMap::new(),
+        reexporters: BTreeSet::new(),
+    };
+    for (path, sites) in &mut i.sites_by_path {
+        let (mine, theirs): (Vec<Site>, Vec<Site>) =
+            sites.drain(..).partition(|(file, _)| is_inside(file));
+        *sites = theirs;
+        if !mine.is_empty() {
+            inside.sites_by_path.insert(path.clone(), mine);
+        }
+    }
+    i.sites_by_path.retain(|_, sites| !sites.is_empty());
+    vec![i, inside]
+}
+
 /// Rust sites inside the item's own crate are judged apart from the other
-/// crates' sites: a crate's re-exports are its face to other crates, and
+/// crates' sites (Python's and TypeScript's inside a package likewise): a crate's re-exports are its face to other crates, and
 /// inside it the canonical path is the module that defines the item
 /// (`crate::model::User` in cordon-core, `cordon_core::User` elsewhere).
 fn same_crate(here: &str, module: &str) -> bool {
@@ -123,45 +162,60 @@ fn same_crate(here: &str, module: &str) -> bool {
 }
 
 /// The canonical path is the configured one (`imports.canonical`) when it
-/// reaches the definition, else the shortest public re-export, else (and
-/// always for Rust sites inside the defining crate) the definition's module.
+/// reaches the definition, else the shortest public re-export (under the
+/// name it passes the definition on as), else (and always for Rust sites
+/// inside the defining crate) the definition's module.
+fn canonical(i: &Imported, cfg: &Imports) -> PublicName {
+    let d = &i.definition;
+    let home = PublicName::new(&d.module, &d.name);
+    let configured = cfg.canonical.get(&d.name).filter(|_| !i.inside);
+    let reaching = configured.and_then(|path| {
+        std::iter::once(&home)
+            .chain(&i.reexporters)
+            .chain(i.sites_by_path.keys())
+            .find(|p| &p.module == path)
+    });
+    let shortest = || {
+        i.reexporters.iter().min_by_key(|p| {
+            let m = &p.module;
+            (m.split(['.', '/', ':']).count(), m.len(), m.as_str())
+        })
+    };
+    reaching.or_else(shortest).cloned().unwrap_or(home)
+}
+
 fn fragmented_definition(i: &Imported, cfg: &Imports) -> Violation {
     let d = &i.definition;
-    let reaches = |path: &str| {
-        path == d.module || i.reexporters.contains(path) || i.sites_by_path.contains_key(path)
+    let canonical = canonical(i, cfg);
+    // A path is its module, and the name too where it is an alias.
+    let show = |p: &PublicName| {
+        if p.name == d.name {
+            format!("`{}`", p.module)
+        } else {
+            format!("`{}` from `{}`", p.name, p.module)
+        }
     };
-    let configured = cfg
-        .canonical
-        .get(i.symbol)
-        .map(String::as_str)
-        .filter(|path| !i.inside && reaches(path));
-    let canonical = configured.unwrap_or_else(|| {
-        i.reexporters
-            .iter()
-            .min_by_key(|m| (m.split(['.', '/', ':']).count(), m.len(), m.as_str()))
-            .map_or(d.module.as_str(), String::as_str)
-    });
-    let (scope, key_suffix) = if i.inside {
-        (" inside its crate", ":inside")
-    } else {
-        ("", "")
+    let (scope, key_suffix) = match (i.inside, d.module.contains("::")) {
+        (true, true) => (" inside its crate", ":inside"),
+        (true, false) => (" inside its package", ":inside"),
+        (false, _) => ("", ""),
     };
     let paths: Vec<String> = i
         .sites_by_path
         .iter()
-        .map(|(path, sites)| format!("`{path}` ({} site(s))", sites.len()))
+        .map(|(path, sites)| format!("{} ({} site(s))", show(path), sites.len()))
         .collect();
     let related = i
         .sites_by_path
         .iter()
-        .filter(|(path, _)| path.as_str() != canonical)
+        .filter(|(path, _)| **path != canonical)
         .flat_map(|(path, sites)| {
             sites.iter().map(move |&(file, line)| Related {
                 file: file.to_string(),
                 line,
                 end_line: line,
-                key: format!("import:{}:{path}", i.symbol),
-                label: format!("imports `{}` from `{path}`", i.symbol),
+                key: format!("import:{}:{}", path.name, path.module),
+                label: format!("imports `{}` from `{}`", path.name, path.module),
             })
         })
         .collect();
@@ -170,13 +224,14 @@ fn fragmented_definition(i: &Imported, cfg: &Imports) -> Violation {
         d.file,
         d.line,
         format!(
-            "`{}` (defined in `{}`) is imported{scope} through {} paths: {}; use `{canonical}`",
-            i.symbol,
+            "`{}` (defined in `{}`) is imported{scope} through {} paths: {}; use {}",
+            d.name,
             d.module,
             paths.len(),
-            paths.join(", ")
+            paths.join(", "),
+            show(&canonical)
         ),
-        format!("fragment:{}:{}{key_suffix}", i.symbol, d.module),
+        format!("fragment:{}:{}{key_suffix}", d.name, d.module),
     )
     .spanning(d.end_line)
     .with_related(related)
@@ -309,6 +364,42 @@ mod tests {
             found[0].message
         );
         assert_eq!(sites(&found[0]), ["app/y.py"]);
+    }
+
+    #[test]
+    fn sites_inside_the_reexporting_package_take_the_defining_module() {
+        let tree = |outside: &[(&'static str, &'static str)]| {
+            let mut files = vec![
+                (
+                    "pkg/__init__.py",
+                    "from .core import Thing\nfrom . import registry\n",
+                ),
+                ("pkg/core.py", "class Thing:\n    pass\n"),
+                ("pkg/registry.py", "from pkg.core import Thing\n"),
+            ];
+            files.extend_from_slice(outside);
+            python(&files)
+        };
+        // Inside `pkg` the module is the path (through `pkg` is a cycle), so
+        // one outside site through the package is no second path.
+        let found = fragmentation(
+            &tree(&[("app/a.py", "from pkg import Thing\n")]),
+            &Imports::default(),
+        );
+        assert_eq!(found.len(), 0, "{found:?}");
+        // Outside, the package's face and the module are two paths.
+        let files = tree(&[
+            ("app/a.py", "from pkg import Thing\n"),
+            ("app/b.py", "from pkg.core import Thing\n"),
+        ]);
+        let found = fragmentation(&files, &Imports::default());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(sites(&found[0]), ["app/b.py"]);
+        assert_eq!(
+            found[0].message,
+            "`Thing` (defined in `pkg.core`) is imported through 2 paths: \
+             `pkg` (1 site(s)), `pkg.core` (1 site(s)); use `pkg`"
+        );
     }
 
     #[test]

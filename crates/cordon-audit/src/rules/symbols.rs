@@ -20,6 +20,23 @@ pub struct Modules<'a> {
     by_tail: HashMap<String, Option<&'a FileFacts>>,
 }
 
+/// A name a module offers: `B` in `app` for `from .x import A as B` in
+/// `app/__init__.py`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PublicName {
+    pub module: String,
+    pub name: String,
+}
+
+impl PublicName {
+    pub fn new(module: &str, name: &str) -> Self {
+        Self {
+            module: module.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
 /// Where an imported name is defined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Definition<'a> {
@@ -27,11 +44,14 @@ pub struct Definition<'a> {
     /// relative to the importing module made absolute).
     pub via: String,
     pub module: String,
+    /// The name it is defined under (`A`, when imported as an alias `B`).
+    pub name: String,
     pub file: &'a str,
     pub line: usize,
     pub end_line: usize,
-    /// The public modules that re-export it on the way, outermost first.
-    pub reexported_by: Vec<String>,
+    /// The public modules that re-export it on the way, outermost first,
+    /// with the name each passes it on as.
+    pub reexported_by: Vec<PublicName>,
 }
 
 impl<'a> Modules<'a> {
@@ -73,7 +93,8 @@ impl<'a> Modules<'a> {
     /// Where `symbol`, imported from `module` by the module `from`, is
     /// defined: in that module, or where the module passes it on from
     /// (Python: any import of it, an `__init__.py` above all; TypeScript:
-    /// `export … from`, or `export *`; Rust: `pub use`, globs too). `None`
+    /// `export … from`, or `export *`; Rust: `pub use`, globs too), an
+    /// alias (`A as B`) followed to the name it stands for. `None`
     /// when it leads out of the tree (a package that is not audited) or to
     /// something that is not a type or function (a constant, a submodule).
     pub fn definition(&self, from: &str, module: &str, symbol: &str) -> Option<Definition<'a>> {
@@ -100,7 +121,7 @@ impl<'a> Modules<'a> {
         &self,
         module: String,
         symbol: &str,
-        mut reexported_by: Vec<String>,
+        mut reexported_by: Vec<PublicName>,
         hops: usize,
     ) -> Option<Definition<'a>> {
         let file = self.file(&module)?;
@@ -108,6 +129,7 @@ impl<'a> Modules<'a> {
             return Some(Definition {
                 via: module.clone(),
                 module,
+                name: symbol.to_string(),
                 file: &file.rel,
                 line,
                 end_line,
@@ -120,13 +142,13 @@ impl<'a> Modules<'a> {
             .imports
             .iter()
             .filter(passes_on)
-            .find(|i| i.symbol == symbol);
+            .find(|i| i.local == symbol);
         if is_public(&module) && named.is_some_and(|i| i.reexport) {
-            reexported_by.push(module.clone());
+            reexported_by.push(PublicName::new(&module, symbol));
         }
         if let Some(from) = named {
             let next = self.absolute(&module, &from.module)?;
-            return self.follow(next, symbol, reexported_by, hops);
+            return self.follow(next, &from.symbol, reexported_by, hops);
         }
         // `export * from "./x"`: the first star source that has it.
         file.imports
@@ -135,7 +157,7 @@ impl<'a> Modules<'a> {
             .find_map(|star| {
                 let mut chain = reexported_by.clone();
                 if is_public(&module) {
-                    chain.push(module.clone());
+                    chain.push(PublicName::new(&module, symbol));
                 }
                 let next = self.absolute(&module, &star.module)?;
                 self.follow(next, symbol, chain, hops)
@@ -209,7 +231,13 @@ mod tests {
             .definition("src/app", "src/api", "Client")
             .expect("resolved");
         assert_eq!((via_api.file, via_api.line), ("src/db/client.ts", 1));
-        assert_eq!(via_api.reexported_by, ["src/api", "src/db"]);
+        assert_eq!(
+            via_api.reexported_by,
+            [
+                PublicName::new("src/api", "Client"),
+                PublicName::new("src/db", "Client")
+            ]
+        );
         let direct = modules
             .definition("src/app", "src/db/client", "Client")
             .expect("resolved");
@@ -263,7 +291,7 @@ mod tests {
             .definition("app", "k", "RunId")
             .expect("through pub use");
         assert_eq!((via_root.file, via_root.line), ("crates/k/src/ids.rs", 1));
-        assert_eq!(via_root.reexported_by, ["k"]);
+        assert_eq!(via_root.reexported_by, [PublicName::new("k", "RunId")]);
         let via_glob = modules
             .definition("app", "k::all", "Other")
             .expect("through the glob");
