@@ -74,11 +74,19 @@ pub struct Unit {
     /// The lines (identifiers by name) of a function with a `body` (empty
     /// otherwise), which the near-miss check aligns.
     pub lines: Vec<NormalizedLine>,
+    /// Lines of its docstring (a Python function's first statement when it
+    /// is a string); documentation, not code, for the function-size rule.
+    pub doc_lines: usize,
 }
 
 impl Unit {
     pub fn lines(&self) -> usize {
         self.end_line + 1 - self.start_line
+    }
+
+    /// Its lines without its docstring.
+    pub fn code_lines(&self) -> usize {
+        self.lines().saturating_sub(self.doc_lines)
     }
 }
 
@@ -431,6 +439,10 @@ impl Bodies<'_> {
             in_test,
             body,
             lines,
+            doc_lines: match (self.lang, kind) {
+                (Lang::Python, UnitKind::Function) => python::docstring_lines(node),
+                _ => 0,
+            },
         }
     }
 }

@@ -142,3 +142,23 @@ mod tests {
         );
     }
 }
+
+/// Lines of a function's docstring: its body's first statement, when that is
+/// a lone string (0 without one).
+pub(super) fn docstring_lines(function: Node) -> usize {
+    let first = function
+        .child_by_field_name("body")
+        .and_then(|body| body.named_child(0));
+    match first {
+        Some(statement)
+            if statement.kind() == "expression_statement"
+                && statement.named_child_count() == 1
+                && statement
+                    .named_child(0)
+                    .is_some_and(|e| matches!(e.kind(), "string" | "concatenated_string")) =>
+        {
+            statement.end_position().row + 1 - statement.start_position().row
+        }
+        _ => 0,
+    }
+}
