@@ -125,24 +125,6 @@ pub(super) fn resolve_relative(relative: &str, rel_path: &str) -> String {
     package.join(".")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::resolve_relative;
-
-    #[test]
-    fn relative_imports_resolve_against_the_package() {
-        assert_eq!(resolve_relative(".", "app/services/x.py"), "app.services");
-        assert_eq!(
-            resolve_relative(".db", "app/services/x.py"),
-            "app.services.db"
-        );
-        assert_eq!(
-            resolve_relative("..db.client", "app/services/x.py"),
-            "app.db.client"
-        );
-    }
-}
-
 /// Lines of a function's docstring: its body's first statement, when that is
 /// a lone string (0 without one).
 pub(super) fn docstring_lines(function: Node) -> usize {
@@ -160,5 +142,23 @@ pub(super) fn docstring_lines(function: Node) -> usize {
             statement.end_position().row + 1 - statement.start_position().row
         }
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_relative;
+
+    #[test]
+    fn relative_imports_resolve_against_the_package() {
+        assert_eq!(resolve_relative(".", "app/services/x.py"), "app.services");
+        assert_eq!(
+            resolve_relative(".db", "app/services/x.py"),
+            "app.services.db"
+        );
+        assert_eq!(
+            resolve_relative("..db.client", "app/services/x.py"),
+            "app.db.client"
+        );
     }
 }
