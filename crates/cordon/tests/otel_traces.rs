@@ -515,3 +515,65 @@ async fn a_collector_that_never_answers_fills_the_bounded_queue_and_the_rest_is_
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_run_that_goes_on_after_an_approval_stays_under_the_callers_traceparent() {
+    let (collector, endpoint) = Collector::start().await;
+    let fake = FakeLlm::start().await;
+    fake.push(openai::tool_call(
+        "call-1",
+        "calculator",
+        &[r#"{"expression":"2 + 3"}"#],
+        (11, 7),
+    ));
+    fake.push(openai::text(&["It is 5."], (13, 2)));
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("cordon.toml");
+    std::fs::write(
+        &config,
+        "[tools.\"calculator\"]\nrequires_approval = true\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let flags = ["--otlp-endpoint", &endpoint, "--config", config];
+    let server = serve(&data, Some(&fake), &flags).await;
+    let alice = server.register("alice").await;
+    let mut ws = WsClient::connect(&server.ws_url(), &alice.token).await;
+
+    let accepted = post_with_traceparent(&server, &alice, "/api/messages").await;
+    let asked = ws.collect_until(|f| f["type"] == "approval_required").await;
+    let call_id = asked.last().unwrap()["call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "/api/runs/{}/approvals/{call_id}",
+        accepted["run_id"].as_str().unwrap()
+    );
+    let answer = reqwest::Client::new()
+        .post(server.url(&path))
+        .bearer_auth(&alice.token)
+        .json(&json!({"decision": "approve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let frames = ws.collect_until(is_terminal).await;
+    assert_eq!(
+        frames.last().unwrap()["type"],
+        "agent_completed",
+        "{frames:#?}"
+    );
+
+    // The pause ends the first span; the continuation is a second one, in the
+    // same trace and under the same caller's span.
+    let spans = collector.runs(2).await;
+    let runs = named(&spans, "invoke_agent supervisor");
+    assert_eq!(runs.len(), 2, "{spans:#?}");
+    for run in runs {
+        assert_eq!(hex(&run.trace_id), TRACE_ID);
+        assert_eq!(hex(&run.parent_span_id), PARENT_SPAN);
+    }
+    assert_eq!(named(&spans, "execute_tool calculator").len(), 1);
+    server.kill();
+}

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use cordon_core::{
     Decision, ErrorCode, RequestId, RunEventKind, RunId, RunPause, StoreError, ToolCall,
-    UserExecutionContext,
+    TraceParent, UserExecutionContext,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -34,6 +34,10 @@ struct PauseState {
     input: AgentInput,
     state: Value,
     calls: Vec<Waiting>,
+    /// The caller's `traceparent`, so the run's continuation is traced
+    /// under the same parent (absent in pauses stored before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trace_parent: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -151,6 +155,7 @@ impl UserExecutionEngine {
             input: point.input,
             state: point.state,
             calls: point.calls.iter().cloned().map(Waiting::of).collect(),
+            trace_parent: ctx.trace_parent().map(|parent| parent.as_str().to_owned()),
         };
         // Stored before it is announced: a client that hears
         // `approval_required` and answers at once finds the pause.
@@ -438,8 +443,14 @@ fn state_of(pause: &RunPause) -> Result<PauseState, StoreError> {
         .map_err(|error| StoreError::Backend(format!("unreadable pause: {error}")))
 }
 
-/// A context for the paused run's own events (its answers, its end).
+/// A context for the paused run's own events (its answers, its end) and its
+/// continuation, under the `traceparent` the run started with.
 fn run_context(engine: &UserExecutionEngine, pause: &RunPause) -> UserExecutionContext {
+    let trace_parent = pause
+        .state
+        .get("trace_parent")
+        .and_then(Value::as_str)
+        .and_then(|raw| TraceParent::parse(raw).ok());
     UserExecutionContext::new(
         engine.user_id().clone(),
         pause.thread_id.clone(),
@@ -447,6 +458,7 @@ fn run_context(engine: &UserExecutionEngine, pause: &RunPause) -> UserExecutionC
         RequestId::generate(),
         None,
     )
+    .with_trace_parent(trace_parent)
 }
 
 fn paused_unstored(error: StoreError) -> RunFailure {
