@@ -11,6 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::wire::{Answer, Call};
 
+/// Longest a leaving instance answers the calls that reached it before it unsubscribed.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Subscribes, then returns the loop that answers forwarded calls until `stop` fires.
 pub async fn serve(
     broker: Client,
@@ -41,11 +44,40 @@ async fn answer_each(
             () = stop.cancelled() => break,
             message = calls.next() => match message {
                 Some(message) => message,
-                None => break,
+                None => return,
             },
         };
         let (broker, owner) = (broker.clone(), Arc::clone(&owner));
         tokio::spawn(async move { answer(&broker, &owner, message).await });
+    }
+    answer_moved_until_drained(broker, calls).await;
+}
+
+/// Leaving: unsubscribes, and answers `Moved` to every call that had
+/// already reached this instance, so its sender asks who owns the user now
+/// instead of waiting out its timeout and refusing the message
+/// (`owner_unavailable`).
+async fn answer_moved_until_drained(broker: &Client, calls: &mut async_nats::Subscriber) {
+    if let Err(error) = calls.drain().await {
+        tracing::warn!(%error, "could not unsubscribe from forwarded calls");
+        return;
+    }
+    let drained = async {
+        while let Some(message) = calls.next().await {
+            let Some(reply) = message.reply else {
+                continue;
+            };
+            let Ok(body) = serde_json::to_vec(&Answer::Moved) else {
+                continue;
+            };
+            if let Err(error) = broker.publish(reply, body.into()).await {
+                tracing::warn!(%error, "could not answer a forwarded call");
+            }
+        }
+        let _ = broker.flush().await;
+    };
+    if tokio::time::timeout(DRAIN_WAIT, drained).await.is_err() {
+        tracing::warn!("forwarded calls were still arriving when this instance left");
     }
 }
 

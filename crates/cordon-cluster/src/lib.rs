@@ -49,6 +49,10 @@ pub fn new_instance_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
+/// Longest `leave` waits for the cluster's loops to end (the calls' loop answers
+/// what already reached it first) before it aborts them.
+const LOOPS_END_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// This instance's part in the cluster.
 pub struct Cluster {
     owners: Arc<PgOwners>,
@@ -171,14 +175,22 @@ impl Cluster {
     /// claimed by the others.
     pub async fn leave(&self) {
         self.stop.cancel();
+        // Each loop ends on `stop`; the calls' loop first answers the calls
+        // that already reached it, so no sender waits out its timeout.
+        let tasks = std::mem::take(&mut *self.lock_tasks());
+        for mut task in tasks {
+            if tokio::time::timeout(LOOPS_END_WAIT, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
         if let Err(error) = self.broker.flush().await {
             tracing::debug!(%error, "could not flush the broker connection");
         }
         if let Err(error) = self.owners.leave().await {
             tracing::warn!(%error, "could not give up this instance's users");
-        }
-        for task in std::mem::take(&mut *self.lock_tasks()) {
-            task.abort();
         }
     }
 
