@@ -635,7 +635,9 @@ macro_rules! impl_store_trait {
                 &self,
                 user_id: &cordon_core::UserId,
             ) -> Result<Option<cordon_core::BudgetLimits>, cordon_core::StoreError> {
-                self.writes.own_writes_settled(user_id).await?;
+                // No wait for the user's queued writes: a budget is written
+                // only through an acknowledged write, committed before its
+                // route answers, and this read precedes model calls.
                 sqlx::query($sql.budget_override)
                     .bind(user_id.as_str())
                     .fetch_optional(&self.reads)

@@ -188,6 +188,19 @@ async fn post_with_traceparent(server: &ChildServer, account: &Account, path: &s
     response.json().await.unwrap()
 }
 
+/// A fake provider scripted for one tool-calling run: the calculator, then the answer.
+async fn calculator_run() -> FakeLlm {
+    let fake = FakeLlm::start().await;
+    fake.push(openai::tool_call(
+        "call-1",
+        "calculator",
+        &[r#"{"expression":"2 + 3"}"#],
+        (11, 7),
+    ));
+    fake.push(openai::text(&["It is 5."], (13, 2)));
+    fake
+}
+
 fn named<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
     let mut found: Vec<&Span> = spans.iter().filter(|s| s.name == name).collect();
     found.sort_by_key(|s| s.start_time_unix_nano);
@@ -197,14 +210,7 @@ fn named<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
 #[tokio::test]
 async fn a_tool_calling_run_is_one_span_tree_under_the_rest_requests_traceparent() {
     let (collector, endpoint) = Collector::start().await;
-    let fake = FakeLlm::start().await;
-    fake.push(openai::tool_call(
-        "call-1",
-        "calculator",
-        &[r#"{"expression":"2 + 3"}"#],
-        (11, 7),
-    ));
-    fake.push(openai::text(&["It is 5."], (13, 2)));
+    let fake = calculator_run().await;
     let data = tempfile::tempdir().unwrap();
     let server = serve(&data, Some(&fake), &["--otlp-endpoint", &endpoint]).await;
     let alice = server.register("alice").await;
@@ -519,14 +525,7 @@ async fn a_collector_that_never_answers_fills_the_bounded_queue_and_the_rest_is_
 #[tokio::test]
 async fn a_run_that_goes_on_after_an_approval_stays_under_the_callers_traceparent() {
     let (collector, endpoint) = Collector::start().await;
-    let fake = FakeLlm::start().await;
-    fake.push(openai::tool_call(
-        "call-1",
-        "calculator",
-        &[r#"{"expression":"2 + 3"}"#],
-        (11, 7),
-    ));
-    fake.push(openai::text(&["It is 5."], (13, 2)));
+    let fake = calculator_run().await;
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("cordon.toml");
     std::fs::write(
