@@ -1,4 +1,5 @@
-//! Supported languages and one reusable tree-sitter parser per language per thread.
+//! Supported languages, the tree-sitter grammars of those read through one, and one reusable
+//! parser per grammar per thread.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -35,11 +36,33 @@ impl Lang {
         }
     }
 
+    /// The tree-sitter grammar the language is read with; `None` for Python,
+    /// which its own tokenizer reads (`parse::python`): several times faster
+    /// than a parse tree, and the audit needs no expression tree.
+    pub(crate) fn grammar(self) -> Option<Grammar> {
+        match self {
+            Lang::Python => None,
+            Lang::TypeScript => Some(Grammar::TypeScript),
+            Lang::Tsx => Some(Grammar::Tsx),
+            Lang::Rust => Some(Grammar::Rust),
+        }
+    }
+}
+
+/// A tree-sitter grammar the audit parses with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Grammar {
+    TypeScript,
+    Tsx,
+    Rust,
+}
+
+impl Grammar {
     /// The grammar whose node kinds stand for the whole family when code is
     /// compared: TSX is TypeScript plus JSX, with the same kind names.
-    pub(crate) fn canonical(self) -> Lang {
+    pub(crate) fn canonical(self) -> Grammar {
         match self {
-            Lang::Tsx => Lang::TypeScript,
+            Grammar::Tsx => Grammar::TypeScript,
             other => other,
         }
     }
@@ -48,29 +71,28 @@ impl Lang {
         self as usize
     }
 
-    pub(crate) fn grammar(self) -> Language {
+    pub(crate) fn language(self) -> Language {
         match self {
-            Lang::Python => tree_sitter_python::LANGUAGE.into(),
-            Lang::TypeScript => tree_sitter_typescript::LANGUAGE_TYPESCRIPT.into(),
-            Lang::Tsx => tree_sitter_typescript::LANGUAGE_TSX.into(),
-            Lang::Rust => tree_sitter_rust::LANGUAGE.into(),
+            Grammar::TypeScript => tree_sitter_typescript::LANGUAGE_TYPESCRIPT.into(),
+            Grammar::Tsx => tree_sitter_typescript::LANGUAGE_TSX.into(),
+            Grammar::Rust => tree_sitter_rust::LANGUAGE.into(),
         }
     }
 }
 
 thread_local! {
     // Parsers are costly to set up; each rayon worker keeps one per grammar.
-    static PARSERS: RefCell<[Option<Parser>; 4]> = const { RefCell::new([None, None, None, None]) };
+    static PARSERS: RefCell<[Option<Parser>; 3]> = const { RefCell::new([None, None, None]) };
 }
 
 /// Parses `source`; `None` only if the grammar cannot be loaded or parsing was cancelled.
-pub fn parse(lang: Lang, source: &str) -> Option<Tree> {
+pub fn parse(grammar: Grammar, source: &str) -> Option<Tree> {
     PARSERS.with(|cell| {
         let mut parsers = cell.borrow_mut();
-        let slot = &mut parsers[lang.index()];
+        let slot = &mut parsers[grammar.index()];
         if slot.is_none() {
             let mut parser = Parser::new();
-            parser.set_language(&lang.grammar()).ok()?;
+            parser.set_language(&grammar.language()).ok()?;
             *slot = Some(parser);
         }
         slot.as_mut()?.parse(source, None)

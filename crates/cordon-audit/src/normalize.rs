@@ -1,7 +1,8 @@
 //! Token normalization of code bodies: identifiers become `ID`, literals `LIT`, comments vanish.
 //!
 //! Two bodies with the same fingerprint differ at most in names and constant values,
-//! which is what "near-identical" means for the duplicate-implementation rule. The same
+//! which is what "near-identical" means for the duplicate-implementation rule. Tokens come
+//! from a tree-sitter walk (TypeScript, Rust) or from the Python tokenizer. The same
 //! pass can also hash each source line with its identifiers kept by name (literals
 //! still `LIT`), which the near-miss check aligns to find copies with a few
 //! statements edited: such copies keep their names, and the names are what tells
@@ -13,7 +14,7 @@ use std::sync::OnceLock;
 
 use tree_sitter::{Node, TreeCursor};
 
-use crate::lang::Lang;
+use crate::lang::Grammar;
 
 /// Hash of the normalized token stream plus its length (lengths guard against collisions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,8 +38,8 @@ pub struct NormalizedBody {
 }
 
 // Sentinels outside the u16 kind-id range used by real grammar symbols.
-const ID: u32 = 1 << 16;
-const LIT: u32 = (1 << 16) + 1;
+pub(crate) const ID: u32 = 1 << 16;
+pub(crate) const LIT: u32 = (1 << 16) + 1;
 /// Offset for kinds the canonical grammar lacks (JSX nodes in TSX).
 const OWN_KIND: u32 = 1 << 17;
 
@@ -73,11 +74,11 @@ struct Kind {
 /// Per kind id of `lang`'s grammar. Leaf tokens are the ids of the family's
 /// canonical grammar (TSX kinds map to TypeScript's by name), so the same code
 /// in a `.ts` and a `.tsx` file fingerprints the same.
-fn table(lang: Lang) -> &'static [Kind] {
-    static TABLES: [OnceLock<Vec<Kind>>; 4] = [const { OnceLock::new() }; 4];
-    TABLES[lang.index()].get_or_init(|| {
-        let grammar = lang.grammar();
-        let canonical = lang.canonical().grammar();
+fn table(grammar: Grammar) -> &'static [Kind] {
+    static TABLES: [OnceLock<Vec<Kind>>; 3] = [const { OnceLock::new() }; 3];
+    TABLES[grammar.index()].get_or_init(|| {
+        let canonical = grammar.canonical().language();
+        let grammar = grammar.language();
         (0..grammar.node_kind_count())
             .map(|id| {
                 let id = id as u16;
@@ -96,34 +97,31 @@ fn table(lang: Lang) -> &'static [Kind] {
     })
 }
 
-// Literal node kinds of the Python, TypeScript and Rust grammars; whole strings
-// (including f-string/template parts) count as one literal.
+// Literal node kinds of the TypeScript and Rust grammars; whole strings
+// (including template parts) count as one literal.
 fn is_literal(kind: &str) -> bool {
     kind.ends_with("literal")
         || matches!(
             kind,
             "string"
-                | "concatenated_string"
                 | "template_string"
-                | "integer"
-                | "float"
                 | "number"
                 | "true"
                 | "false"
-                | "none"
                 | "null"
                 | "undefined"
                 | "regex"
         )
 }
 
-/// One token of a walked body: what it hashes to, its bytes and its row.
+/// One token of a body: what it hashes to (`ID`, `LIT`, or the kind of a
+/// keyword or operator), its bytes and its (0-based) row.
 #[derive(Clone, Copy)]
-struct Token {
-    token: u32,
-    start: usize,
-    end: usize,
-    row: usize,
+pub(crate) struct Token {
+    pub token: u32,
+    pub start: usize,
+    pub end: usize,
+    pub row: usize,
 }
 
 /// The tokens of the body walked last, in source order. A function or class
@@ -143,38 +141,23 @@ impl Tape {
     /// source line (a token belongs to the line it starts on).
     pub fn normalize(
         &mut self,
-        lang: Lang,
+        grammar: Grammar,
         node: Node,
         source_for_lines: Option<&[u8]>,
     ) -> NormalizedBody {
         let (start, end) = (node.start_byte(), node.end_byte());
         if self.tokens.is_empty() || start < self.start || end > self.end {
-            self.record(lang, node);
+            self.record(grammar, node);
         }
-        let first = self.tokens.partition_point(|t| t.start < start);
-        let body = self.tokens[first..].iter().take_while(|t| t.start < end);
-        let mut hasher = DefaultHasher::new();
-        let mut tokens: u32 = 0;
-        let mut lines = source_for_lines.map(|source| LineSplitter::new(source, node));
-        for t in body {
-            t.token.hash(&mut hasher);
-            tokens += 1;
-            if let Some(lines) = lines.as_mut() {
-                lines.push(t);
-            }
-        }
-        NormalizedBody {
-            fingerprint: BodyFingerprint {
-                hash: hasher.finish(),
-                tokens,
-            },
-            lines: lines.map(LineSplitter::finish).unwrap_or_default(),
-        }
+        let own_name = node
+            .child_by_field_name("name")
+            .map(|n| (n.start_byte(), n.end_byte()));
+        normalize(&self.tokens, (start, end), own_name, source_for_lines)
     }
 
     /// Walks `node`'s subtree and keeps its tokens.
-    fn record(&mut self, lang: Lang, node: Node) {
-        let classes = table(lang);
+    fn record(&mut self, grammar: Grammar, node: Node) {
+        let classes = table(grammar);
         self.tokens.clear();
         (self.start, self.end) = (node.start_byte(), node.end_byte());
         let mut cursor = node.walk();
@@ -206,6 +189,36 @@ impl Tape {
                 break;
             }
         }
+    }
+}
+
+/// Normalizes the tokens (in source order) that start within `span`; given
+/// the file's source it also hashes each source line (a token belongs to the
+/// line it starts on), with the body's own name (`own_name`'s bytes) kept `ID`.
+pub(crate) fn normalize(
+    tokens: &[Token],
+    (start, end): (usize, usize),
+    own_name: Option<(usize, usize)>,
+    source_for_lines: Option<&[u8]>,
+) -> NormalizedBody {
+    let first = tokens.partition_point(|t| t.start < start);
+    let body = tokens[first..].iter().take_while(|t| t.start < end);
+    let mut hasher = DefaultHasher::new();
+    let mut count: u32 = 0;
+    let mut lines = source_for_lines.map(|source| LineSplitter::new(source, own_name));
+    for t in body {
+        t.token.hash(&mut hasher);
+        count += 1;
+        if let Some(lines) = lines.as_mut() {
+            lines.push(t);
+        }
+    }
+    NormalizedBody {
+        fingerprint: BodyFingerprint {
+            hash: hasher.finish(),
+            tokens: count,
+        },
+        lines: lines.map(LineSplitter::finish).unwrap_or_default(),
     }
 }
 
@@ -241,12 +254,10 @@ fn mix_bytes(mut hash: u64, bytes: &[u8]) -> u64 {
 }
 
 impl<'s> LineSplitter<'s> {
-    fn new(source: &'s [u8], body: Node) -> Self {
+    fn new(source: &'s [u8], own_name: Option<(usize, usize)>) -> Self {
         LineSplitter {
             source,
-            own_name: body
-                .child_by_field_name("name")
-                .map(|n| (n.start_byte(), n.end_byte())),
+            own_name,
             row: None,
             hash: 0,
             tokens: 0,

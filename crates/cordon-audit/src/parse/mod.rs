@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use tree_sitter::Node;
 
-use crate::lang::{self, Lang};
+use crate::lang::{self, Grammar, Lang};
 use crate::normalize::{self, BodyFingerprint, NormalizedLine};
 
 /// Everything the rules need from one file; the tree itself is dropped after extraction.
@@ -135,8 +135,6 @@ pub(crate) enum NodeRole {
     Imports(Vec<Binding>),
     /// Names passed on (`export { X } from "./x"`; symbol `*` for all).
     Reexports(Vec<Binding>),
-    /// Python `__all__`: the names the module declares public.
-    DeclaredPublic(Vec<String>),
     TestScope,
     Other,
 }
@@ -164,6 +162,7 @@ impl Binding {
 pub(crate) struct Ctx<'a> {
     pub src: &'a [u8],
     pub rel: &'a str,
+    pub grammar: Grammar,
 }
 
 impl Ctx<'_> {
@@ -180,7 +179,29 @@ impl Ctx<'_> {
 /// Why a file could not be checked; reported as a warning, never fatal.
 pub type ParseFailure = String;
 
-/// Parses `source` once and extracts facts; `min_lines` bounds fingerprinting work.
+/// Syntax error near (1-based) `line`: the message of the warning.
+fn syntax_error(line: usize) -> ParseFailure {
+    format!("does not parse (syntax error near line {line}); file skipped")
+}
+
+impl FileFacts {
+    /// A file's facts before any definition or import is read.
+    fn new(rel: &str, lang: Lang, is_test: bool, source: &str) -> Self {
+        Self {
+            rel: rel.to_string(),
+            lang,
+            is_test,
+            total_lines: count_lines(source),
+            test_lines: 0,
+            types: Vec::new(),
+            units: Vec::new(),
+            imports: Vec::new(),
+            declared_public: Vec::new(),
+        }
+    }
+}
+
+/// Reads `source` once and extracts facts; `min_lines` bounds fingerprinting work.
 pub fn extract(
     rel: &str,
     lang: Lang,
@@ -188,31 +209,21 @@ pub fn extract(
     is_test: bool,
     min_lines: usize,
 ) -> Result<FileFacts, ParseFailure> {
-    let tree = lang::parse(lang, source).ok_or("parser failed to produce a tree")?;
+    let Some(grammar) = lang.grammar() else {
+        return python::extract(rel, source, is_test, min_lines);
+    };
+    let tree = lang::parse(grammar, source).ok_or("parser failed to produce a tree")?;
     let root = tree.root_node();
     if root.has_error() {
-        let line = first_error_line(root).unwrap_or(1);
-        return Err(format!(
-            "does not parse (syntax error near line {line}); file skipped"
-        ));
+        return Err(syntax_error(first_error_line(root).unwrap_or(1)));
     }
-    let mut facts = FileFacts {
-        rel: rel.to_string(),
-        lang,
-        is_test,
-        total_lines: count_lines(source),
-        test_lines: 0,
-        types: Vec::new(),
-        units: Vec::new(),
-        imports: Vec::new(),
-        declared_public: Vec::new(),
-    };
+    let mut facts = FileFacts::new(rel, lang, is_test, source);
     let ctx = Ctx {
         src: source.as_bytes(),
         rel,
+        grammar,
     };
     walk(root, &ctx, &mut facts, min_lines);
-    mark_declared_reexports(&mut facts);
     Ok(facts)
 }
 
@@ -247,19 +258,17 @@ fn first_error_line(root: Node) -> Option<usize> {
     }
 }
 
-fn classify(lang: Lang, node: Node, ctx: &Ctx) -> NodeRole {
-    match lang {
-        Lang::Python => python::classify(node, ctx),
-        Lang::TypeScript | Lang::Tsx => typescript::classify(node, ctx),
-        Lang::Rust => rust::classify(node, ctx),
+fn classify(node: Node, ctx: &Ctx) -> NodeRole {
+    match ctx.grammar {
+        Grammar::TypeScript | Grammar::Tsx => typescript::classify(node, ctx),
+        Grammar::Rust => rust::classify(node, ctx),
     }
 }
 
-fn bases(lang: Lang, node: Node, ctx: &Ctx) -> Vec<String> {
-    let list = match lang {
-        Lang::Python => node.child_by_field_name("superclasses"),
-        Lang::TypeScript | Lang::Tsx => typescript::extends_clause(node),
-        Lang::Rust => None,
+fn bases(node: Node, ctx: &Ctx) -> Vec<String> {
+    let list = match ctx.grammar {
+        Grammar::TypeScript | Grammar::Tsx => typescript::extends_clause(node),
+        Grammar::Rust => None,
     };
     let Some(list) = list else {
         return Vec::new();
@@ -273,11 +282,10 @@ fn bases(lang: Lang, node: Node, ctx: &Ctx) -> Vec<String> {
 
 /// Whether definitions or imports can occur below a node of this kind; pruning
 /// expressions roughly halves the walk, which dominates after parsing.
-fn may_contain_facts(lang: Lang, kind: &str) -> bool {
-    match lang {
-        Lang::Python => python::CONTAINERS.contains(&kind),
-        Lang::Rust => rust::CONTAINERS.contains(&kind),
-        Lang::TypeScript | Lang::Tsx => !typescript::LEAVES.contains(&kind),
+fn may_contain_facts(grammar: Grammar, kind: &str) -> bool {
+    match grammar {
+        Grammar::Rust => rust::CONTAINERS.contains(&kind),
+        Grammar::TypeScript | Grammar::Tsx => !typescript::LEAVES.contains(&kind),
     }
 }
 
@@ -290,7 +298,7 @@ struct Frame<'t> {
 // Iterative (explicit stack) so deeply nested generated code cannot overflow a thread stack.
 fn walk(root: Node, ctx: &Ctx, facts: &mut FileFacts, min_lines: usize) {
     let mut bodies = Bodies {
-        lang: facts.lang,
+        grammar: ctx.grammar,
         source: ctx.src,
         min_lines,
         tape: normalize::Tape::default(),
@@ -306,7 +314,7 @@ fn walk(root: Node, ctx: &Ctx, facts: &mut FileFacts, min_lines: usize) {
         let Some((scope, in_test)) = record(&frame, ctx, facts, &mut bodies) else {
             continue;
         };
-        if !may_contain_facts(facts.lang, node.kind()) {
+        if !may_contain_facts(ctx.grammar, node.kind()) {
             continue;
         }
         for child in node.named_children(&mut cursor) {
@@ -337,16 +345,11 @@ fn record(
             None => name.into(),
         }
     };
-    let lang = facts.lang;
     let mut push_unit = |kind, name: &str| facts.units.push(bodies.unit(node, kind, name, in_test));
-    match classify(lang, node, ctx) {
+    match classify(node, ctx) {
         NodeRole::Other => Some((frame.scope.clone(), in_test)),
         role @ (NodeRole::Imports(_) | NodeRole::Reexports(_)) => {
             push_imports(facts, role, node.start_position().row + 1);
-            None
-        }
-        NodeRole::DeclaredPublic(names) => {
-            facts.declared_public.extend(names);
             None
         }
         NodeRole::TestScope => {
@@ -372,7 +375,7 @@ fn record(
                 end_line: node.end_position().row + 1,
                 in_test,
                 nested: frame.scope.is_some(),
-                bases: bases(lang, node, ctx),
+                bases: bases(node, ctx),
             });
             Some((Some(qualified), in_test))
         }
@@ -388,17 +391,18 @@ fn record(
     }
 }
 
-/// Records an import statement's pairs; a re-export passes its names on
-/// (`export … from`, and every import of a Python `__init__.py`).
+/// Records an import statement's pairs; a re-export (`export … from`,
+/// `pub use`) passes its names on.
 fn push_imports(facts: &mut FileFacts, role: NodeRole, line: usize) {
-    let (pairs, reexport) = match role {
-        NodeRole::Reexports(pairs) => (pairs, true),
-        NodeRole::Imports(pairs) => {
-            let init = facts.lang == Lang::Python && is_package_init(&facts.rel);
-            (pairs, init)
-        }
-        _ => return,
-    };
+    match role {
+        NodeRole::Reexports(pairs) => add_imports(facts, pairs, line, true),
+        NodeRole::Imports(pairs) => add_imports(facts, pairs, line, false),
+        _ => {}
+    }
+}
+
+/// Records the names one import statement at `line` binds.
+fn add_imports(facts: &mut FileFacts, pairs: Vec<Binding>, line: usize, reexport: bool) {
     facts.imports.extend(pairs.into_iter().map(|b| Import {
         symbol: b.symbol,
         module: b.module,
@@ -411,7 +415,7 @@ fn push_imports(facts: &mut FileFacts, role: NodeRole, line: usize) {
 /// What computing a unit needs besides its node: the file, the size bound
 /// for fingerprints, and the tokens of the body normalized last.
 struct Bodies<'s> {
-    lang: Lang,
+    grammar: Grammar,
     source: &'s [u8],
     min_lines: usize,
     tape: normalize::Tape,
@@ -424,7 +428,7 @@ impl Bodies<'_> {
         let long_enough = end_line + 1 - start_line >= self.min_lines;
         let lines_of = (kind == UnitKind::Function).then_some(self.source);
         let normalized =
-            (!in_test && long_enough).then(|| self.tape.normalize(self.lang, node, lines_of));
+            (!in_test && long_enough).then(|| self.tape.normalize(self.grammar, node, lines_of));
         let (body, lines) = match normalized {
             Some(n) => (Some(n.fingerprint), n.lines),
             None => (None, Vec::new()),
@@ -439,10 +443,7 @@ impl Bodies<'_> {
             in_test,
             body,
             lines,
-            doc_lines: match (self.lang, kind) {
-                (Lang::Python, UnitKind::Function) => python::docstring_lines(node),
-                _ => 0,
-            },
+            doc_lines: 0,
         }
     }
 }

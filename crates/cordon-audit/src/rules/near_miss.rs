@@ -90,29 +90,20 @@ const MIN_SHARED_RUNS: usize = 3;
 /// Every pair in different files at or above `threshold` (equal normalized
 /// bodies excepted: those are exact copies).
 fn similar_pairs(candidates: &[Candidate], threshold: f64) -> Vec<Pair> {
-    let index = RunIndex::new(candidates);
-    (0..candidates.len())
+    let mut shared = RunIndex::new(candidates).shared_runs(candidates);
+    shared.par_sort_unstable();
+    shared_enough(&shared)
         .into_par_iter()
-        .flat_map_iter(|x| {
-            let mut partners: Vec<usize> = runs(&candidates[x].unit.lines)
-                .iter()
-                .flat_map(|&key| index.holders(key))
-                .filter(|&y| y > x && candidates[y].file != candidates[x].file)
-                .collect();
-            partners.sort_unstable();
-            let partners = shared_enough(&partners);
-            partners.into_iter().filter_map(move |y| {
-                let (a, b) = (&candidates[x], &candidates[y]);
-                let s =
-                    may_reach(a, b, threshold).then(|| similarity(&a.unit.lines, &b.unit.lines))?;
-                (s >= threshold).then_some((x, y, s))
-            })
+        .filter_map(|(x, y)| {
+            let (a, b) = (&candidates[x], &candidates[y]);
+            let s = may_reach(a, b, threshold).then(|| similarity(&a.unit.lines, &b.unit.lines))?;
+            (s >= threshold).then_some((x, y, s))
         })
         .collect()
 }
 
-/// The partners (sorted, one entry per shared run) met in `MIN_SHARED_RUNS` runs.
-fn shared_enough(sorted: &[usize]) -> Vec<usize> {
+/// The pairs (sorted, one entry per shared run) met in `MIN_SHARED_RUNS` runs.
+fn shared_enough(sorted: &[(usize, usize)]) -> Vec<(usize, usize)> {
     sorted
         .chunk_by(|a, b| a == b)
         .filter(|runs| runs.len() >= MIN_SHARED_RUNS)
@@ -137,13 +128,20 @@ impl RunIndex {
         RunIndex { entries }
     }
 
-    /// The candidates holding `key`, none when it is boilerplate.
-    fn holders(&self, key: u64) -> impl Iterator<Item = usize> + '_ {
-        let start = self.entries.partition_point(|e| e.0 < key);
-        let end = self.entries.partition_point(|e| e.0 <= key);
-        let holders = &self.entries[start..end];
-        let specific = holders.len() <= MAX_FUNCTIONS_PER_RUN;
-        holders.iter().filter(move |_| specific).map(|e| e.1)
+    /// `(x, y)` with `x < y` in different files, once for every run both
+    /// hold; a run held by many functions is boilerplate and pairs none. One
+    /// pass over the sorted index: no lookup per run.
+    fn shared_runs(&self, candidates: &[Candidate]) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let holders = self.entries.chunk_by(|a, b| a.0 == b.0);
+        for holders in holders.filter(|h| (2..=MAX_FUNCTIONS_PER_RUN).contains(&h.len())) {
+            for (i, &(_, x)) in holders.iter().enumerate() {
+                let others = holders[i + 1..].iter().map(|e| e.1);
+                let apart = others.filter(|&y| candidates[y].file != candidates[x].file);
+                out.extend(apart.map(|y| (x, y)));
+            }
+        }
+        out
     }
 }
 

@@ -1,0 +1,445 @@
+//! Python facts (classes, functions, imports, `__all__`) read from the token stream:
+//! Python's blocks are its indentation, so definitions and their extents need no parse tree.
+
+mod lexer;
+mod statements;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use lexer::{Tok, TokenKind, pack};
+
+use super::{FileFacts, TypeDef, Unit, UnitKind};
+use crate::lang::Lang;
+use crate::normalize::{self, ID, LIT, Token};
+
+thread_local! {
+    /// Each rayon worker reuses its token buffers from file to file.
+    static BUFFERS: RefCell<(Vec<Tok>, Vec<Token>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Reads `source`'s facts; a file whose tokens or blocks do not hold together fails.
+pub(super) fn extract(
+    rel: &str,
+    source: &str,
+    is_test: bool,
+    min_lines: usize,
+) -> Result<FileFacts, super::ParseFailure> {
+    BUFFERS.with(|buffers| {
+        let (toks, code) = &mut *buffers.borrow_mut();
+        lexer::tokenize(source.as_bytes(), toks)
+            .map_err(|e| super::syntax_error(e.row as usize + 1))?;
+        code_tokens(source, toks, code);
+        let mut reader = Reader {
+            src: source,
+            toks,
+            code,
+            min_lines,
+            open: Vec::new(),
+            depth: 0,
+            facts: FileFacts::new(rel, Lang::Python, is_test, source),
+        };
+        reader
+            .read()
+            .map_err(|row| super::syntax_error(row as usize + 1))?;
+        let mut facts = reader.facts;
+        super::mark_declared_reexports(&mut facts);
+        Ok(facts)
+    })
+}
+
+/// A definition whose body has not ended yet.
+struct Open {
+    name: Rc<str>,
+    /// Index of its first token (`def`, `async` or `class`) and of its name.
+    first: usize,
+    name_tok: usize,
+    /// Index of the `:` that ends its header.
+    colon: usize,
+    kind: UnitKind,
+    /// Block depth of the definition itself; its body is one deeper.
+    depth: u32,
+    /// `def f(): return 1`: the body ends with the line.
+    one_liner: bool,
+    /// Its class in `facts.types`, whose end is set when it closes.
+    type_index: Option<usize>,
+}
+
+/// A Python syntax problem, by 0-based row.
+type Row = u32;
+
+struct Reader<'s> {
+    src: &'s str,
+    toks: &'s [Tok],
+    /// The tokens bodies are normalized from (comments and layout gone).
+    code: &'s [Token],
+    min_lines: usize,
+    open: Vec<Open>,
+    depth: u32,
+    facts: FileFacts,
+}
+
+impl Reader<'_> {
+    fn text(&self, i: usize) -> &str {
+        self.toks.get(i).map_or("", |t| token_text(self.src, t))
+    }
+
+    fn kind(&self, i: usize) -> Option<TokenKind> {
+        self.toks.get(i).map(|t| t.kind)
+    }
+
+    fn is_op(&self, i: usize, op: &str) -> bool {
+        self.toks
+            .get(i)
+            .is_some_and(|t| t.op == pack(op.as_bytes()))
+    }
+
+    fn row(&self, i: usize) -> Row {
+        self.toks.get(i).map_or(0, |t| t.row)
+    }
+
+    fn read(&mut self) -> Result<(), Row> {
+        let mut i = 0;
+        while i < self.toks.len() {
+            i = match self.toks[i].kind {
+                TokenKind::Indent => self.indent(i)?,
+                TokenKind::Dedent => self.dedent(i),
+                TokenKind::Newline => self.end_of_line(i)?,
+                _ => self.logical_line(i)?,
+            };
+        }
+        self.close_while(i, |_| true);
+        Ok(())
+    }
+
+    /// A block starts only after a line that ends with `:`.
+    fn indent(&mut self, i: usize) -> Result<usize, Row> {
+        let after_header = i >= 2 && self.is_op(i - 2, ":");
+        if !after_header {
+            return Err(self.row(i));
+        }
+        self.depth += 1;
+        Ok(i + 1)
+    }
+
+    fn dedent(&mut self, i: usize) -> usize {
+        self.depth = self.depth.saturating_sub(1);
+        let depth = self.depth;
+        self.close_while(i, |open| !open.one_liner && open.depth >= depth);
+        i + 1
+    }
+
+    /// Ends one-line bodies; a line that ends with `:` must open a block.
+    fn end_of_line(&mut self, i: usize) -> Result<usize, Row> {
+        self.close_while(i, |open| open.one_liner);
+        if i >= 1 && self.is_op(i - 1, ":") && self.kind(i + 1) != Some(TokenKind::Indent) {
+            return Err(self.row(i));
+        }
+        Ok(i + 1)
+    }
+
+    /// The statements of one logical line, up to its NEWLINE.
+    fn logical_line(&mut self, mut i: usize) -> Result<usize, Row> {
+        loop {
+            i = self.statement(i)?;
+            // `;` separates statements; a header's `:` may be followed by one.
+            if self.kind(i) == Some(TokenKind::Op) && matches!(self.text(i), ";" | ":") {
+                i += 1;
+            }
+            if matches!(self.kind(i), None | Some(TokenKind::Newline)) {
+                return Ok(i);
+            }
+        }
+    }
+
+    /// Reads one statement from `i`; returns where it ends: its `;`, its
+    /// header's `:`, or the line's NEWLINE.
+    fn statement(&mut self, i: usize) -> Result<usize, Row> {
+        let is_name = self.kind(i) == Some(TokenKind::Name);
+        match self.text(i) {
+            "def" | "class" if is_name => self.definition(i, i),
+            "async" if is_name && self.text(i + 1) == "def" => self.definition(i, i + 1),
+            "import" | "from" if is_name => Ok(self.import(i)),
+            "__all__" if is_name && self.depth == 0 && self.open.is_empty() => {
+                if let Some(names) = statements::declared_public(self, i + 1) {
+                    self.facts.declared_public.extend(names);
+                }
+                Ok(self.statement_end(i, false))
+            }
+            "@" => Ok(self.statement_end(i, false)),
+            word => {
+                let header = is_name && is_compound_keyword(word);
+                Ok(self.statement_end(i, header))
+            }
+        }
+    }
+
+    /// The `;` or NEWLINE that ends the statement at `i`, or for a compound
+    /// statement's header (`header`) the `:` that ends it.
+    fn statement_end(&self, mut i: usize, header: bool) -> usize {
+        let (mut depth, mut lambdas) = (0u32, 0u32);
+        while let Some(t) = self.toks.get(i) {
+            match (t.kind, t.op) {
+                (TokenKind::Newline, _) => break,
+                (TokenKind::Op, OPEN_PAREN | OPEN_SQUARE | OPEN_CURLY) => depth += 1,
+                (TokenKind::Op, CLOSE_PAREN | CLOSE_SQUARE | CLOSE_CURLY) => {
+                    depth = depth.saturating_sub(1)
+                }
+                (TokenKind::Op, SEMICOLON) if depth == 0 => break,
+                (TokenKind::Name, _) if depth == 0 && self.text(i) == "lambda" => lambdas += 1,
+                (TokenKind::Op, COLON) if depth == 0 && lambdas > 0 => lambdas -= 1,
+                (TokenKind::Op, COLON) if depth == 0 && header => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        i
+    }
+
+    /// `def` / `class` at `keyword` (`first` is `async` when there is one):
+    /// opens the definition; returns its header's `:`.
+    fn definition(&mut self, first: usize, keyword: usize) -> Result<usize, Row> {
+        let name_tok = keyword + 1;
+        let is_class = self.text(keyword) == "class";
+        let follows = self.text(name_tok + 1);
+        let well_formed = self.kind(name_tok) == Some(TokenKind::Name)
+            && (follows == "(" || (is_class && follows == ":"));
+        if !well_formed {
+            return Err(self.row(keyword));
+        }
+        let colon = self.statement_end(name_tok, true);
+        if !self.is_op(colon, ":") {
+            return Err(self.row(colon.min(self.toks.len().saturating_sub(1))));
+        }
+        let kind = if is_class {
+            UnitKind::Class
+        } else {
+            UnitKind::Function
+        };
+        let type_index = is_class.then(|| self.push_class(keyword, name_tok, colon));
+        self.open.push(Open {
+            name: self.qualify(self.text(name_tok)),
+            first,
+            name_tok,
+            colon,
+            kind,
+            depth: self.depth,
+            one_liner: self.kind(colon + 1) != Some(TokenKind::Newline),
+            type_index,
+        });
+        Ok(colon)
+    }
+
+    fn qualify(&self, name: &str) -> Rc<str> {
+        match self.open.last() {
+            Some(outer) => format!("{}.{name}", outer.name).into(),
+            None => name.into(),
+        }
+    }
+
+    fn push_class(&mut self, keyword: usize, name_tok: usize, colon: usize) -> usize {
+        let line = self.row(keyword) as usize + 1;
+        let bases = statements::bases(self, name_tok + 1, colon);
+        self.facts.types.push(TypeDef {
+            kind: "class",
+            name: self.text(name_tok).to_string(),
+            line,
+            end_line: line,
+            in_test: self.facts.is_test,
+            nested: !self.open.is_empty(),
+            bases,
+        });
+        self.facts.types.len() - 1
+    }
+
+    fn import(&mut self, i: usize) -> usize {
+        let line = self.row(i) as usize + 1;
+        let (bindings, end) = if self.text(i) == "import" {
+            statements::plain_import(self, i + 1)
+        } else {
+            statements::from_import(self, i + 1)
+        };
+        let reexport = super::is_package_init(&self.facts.rel);
+        super::add_imports(&mut self.facts, bindings, line, reexport);
+        self.statement_end(end, false)
+    }
+
+    /// Closes the innermost open definitions while `closes` holds; their
+    /// bodies end at the last code token before `at`.
+    fn close_while(&mut self, at: usize, closes: impl Fn(&Open) -> bool) {
+        while self.open.last().is_some_and(&closes) {
+            if let Some(open) = self.open.pop() {
+                let last = self.last_code_before(at).unwrap_or(open.first);
+                self.close(open, last);
+            }
+        }
+    }
+
+    fn last_code_before(&self, at: usize) -> Option<usize> {
+        (0..at.min(self.toks.len()))
+            .rev()
+            .find(|&i| self.toks[i].is_code())
+    }
+
+    fn close(&mut self, open: Open, last: usize) {
+        let (first, end) = (self.toks[open.first], self.toks[last]);
+        let (start_line, end_line) = (first.row as usize + 1, end.end_row as usize + 1);
+        if let Some(index) = open.type_index {
+            self.facts.types[index].end_line = end_line;
+        }
+        let in_test = self.facts.is_test;
+        let long_enough = end_line + 1 - start_line >= self.min_lines;
+        let span = (first.start as usize, end.end as usize);
+        let normalized = (!in_test && long_enough).then(|| {
+            let name = self.toks[open.name_tok];
+            let own_name = Some((name.start as usize, name.end as usize));
+            let lines_of = (open.kind == UnitKind::Function).then_some(self.src.as_bytes());
+            normalize::normalize(self.code, span, own_name, lines_of)
+        });
+        let (body, lines) = match normalized {
+            Some(n) => (Some(n.fingerprint), n.lines),
+            None => (None, Vec::new()),
+        };
+        let doc_lines = match open.kind {
+            UnitKind::Function => statements::docstring_lines(self, open.colon),
+            UnitKind::Class => 0,
+        };
+        self.facts.units.push(Unit {
+            kind: open.kind,
+            name: open.name.to_string(),
+            start_line,
+            end_line,
+            start_byte: span.0,
+            end_byte: span.1,
+            in_test,
+            body,
+            lines,
+            doc_lines,
+        });
+    }
+}
+
+const OPEN_PAREN: u32 = pack(b"(");
+const OPEN_SQUARE: u32 = pack(b"[");
+const OPEN_CURLY: u32 = pack(b"{");
+const CLOSE_PAREN: u32 = pack(b")");
+const CLOSE_SQUARE: u32 = pack(b"]");
+const CLOSE_CURLY: u32 = pack(b"}");
+const SEMICOLON: u32 = pack(b";");
+const COLON: u32 = pack(b":");
+
+fn token_text<'s>(src: &'s str, t: &Tok) -> &'s str {
+    src.get(t.start as usize..t.end as usize).unwrap_or("")
+}
+
+/// Headers that end with `:` and open a block (soft keywords included).
+fn is_compound_keyword(word: &str) -> bool {
+    matches!(
+        word,
+        "if" | "elif"
+            | "else"
+            | "for"
+            | "while"
+            | "try"
+            | "except"
+            | "finally"
+            | "with"
+            | "async"
+            | "match"
+            | "case"
+    )
+}
+
+/// Keywords hash as themselves (1..=32), like operators, not as names.
+fn keyword_id(word: &str) -> Option<u32> {
+    let id = match word {
+        "and" => 1,
+        "as" => 2,
+        "assert" => 3,
+        "async" => 4,
+        "await" => 5,
+        "break" => 6,
+        "class" => 7,
+        "continue" => 8,
+        "def" => 9,
+        "del" => 10,
+        "elif" => 11,
+        "else" => 12,
+        "except" => 13,
+        "finally" => 14,
+        "for" => 15,
+        "from" => 16,
+        "global" => 17,
+        "if" => 18,
+        "import" => 19,
+        "in" => 20,
+        "is" => 21,
+        "lambda" => 22,
+        "nonlocal" => 23,
+        "not" => 24,
+        "or" => 25,
+        "pass" => 26,
+        "raise" => 27,
+        "return" => 28,
+        "try" => 29,
+        "while" => 30,
+        "with" => 31,
+        "yield" => 32,
+        _ => return None,
+    };
+    Some(id)
+}
+
+/// The comparable tokens of the file: names `ID`, literals `LIT` (adjacent
+/// strings are one literal, as in `"a" "b"`), keywords and operators by kind.
+fn code_tokens(src: &str, toks: &[Tok], out: &mut Vec<Token>) {
+    out.clear();
+    let mut after_string = false;
+    for t in toks.iter().filter(|t| t.is_code()) {
+        let is_string = t.kind == TokenKind::String;
+        if is_string && after_string {
+            if let Some(previous) = out.last_mut() {
+                previous.end = t.end as usize;
+            }
+            continue;
+        }
+        after_string = is_string;
+        out.push(Token {
+            token: token_id(src, t),
+            start: t.start as usize,
+            end: t.end as usize,
+            row: t.row as usize,
+        });
+    }
+}
+
+/// Keywords are 1..=32 and operators their packed bytes (at least `!`, 33),
+/// both apart from the `ID` / `LIT` sentinels.
+fn token_id(src: &str, t: &Tok) -> u32 {
+    match t.kind {
+        TokenKind::String | TokenKind::Number => LIT,
+        TokenKind::Name => match token_text(src, t) {
+            "True" | "False" | "None" => LIT,
+            word => keyword_id(word).unwrap_or(ID),
+        },
+        _ => t.op,
+    }
+}
+
+/// `..db.client` imported from `app/services/x.py` is `app.db.client`.
+pub(super) fn resolve_relative(relative: &str, rel_path: &str) -> String {
+    let dots = relative.chars().take_while(|&c| c == '.').count();
+    let rest = &relative[dots..];
+    let mut package: Vec<&str> = rel_path.split('/').collect();
+    package.pop();
+    for _ in 1..dots {
+        package.pop();
+    }
+    if !rest.is_empty() {
+        package.push(rest);
+    }
+    package.join(".")
+}
+
+#[cfg(test)]
+mod tests;
