@@ -110,11 +110,25 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
-fn is_string_prefix(name: &[u8]) -> bool {
-    name.len() <= 2
-        && name
-            .iter()
-            .all(|b| matches!(b.to_ascii_lowercase(), b'r' | b'u' | b'b' | b'f' | b't'))
+/// What a string's prefix (`rb`, `f`, `Tr`, ...) changes in how it is read.
+#[derive(Clone, Copy, Default)]
+struct Prefix {
+    /// f- and t-strings: `{…}` are replacement fields.
+    formatted: bool,
+    /// Backslashes are literal (yet still keep a quote from closing).
+    raw: bool,
+}
+
+impl Prefix {
+    /// The prefix `name` is, when a quote follows it.
+    fn of(name: &[u8]) -> Option<Prefix> {
+        let letters = name.iter().map(|b| b.to_ascii_lowercase());
+        let valid = name.len() <= 2 && letters.clone().all(|b| b"rubft".contains(&b));
+        valid.then(|| Prefix {
+            formatted: letters.clone().any(|b| b == b'f' || b == b't'),
+            raw: letters.clone().any(|b| b == b'r'),
+        })
+    }
 }
 
 impl Lexer<'_, '_> {
@@ -244,7 +258,7 @@ impl Lexer<'_, '_> {
                     return Err(self.error());
                 }
             }
-            b'"' | b'\'' => self.string(start, false)?,
+            b'"' | b'\'' => self.string(start, Prefix::default())?,
             b'.' if self.peek(1).is_ascii_digit() => self.number(start)?,
             b if b.is_ascii_digit() => self.number(start)?,
             b if is_name_byte(b) => self.name(start)?,
@@ -257,12 +271,9 @@ impl Lexer<'_, '_> {
         while is_name_byte(self.peek(0)) {
             self.pos += 1;
         }
-        let name = &self.src[start..self.pos];
-        if matches!(self.peek(0), b'"' | b'\'') && is_string_prefix(name) {
-            let formatted = name
-                .iter()
-                .any(|b| matches!(b.to_ascii_lowercase(), b'f' | b't'));
-            return self.string(start, formatted);
+        let prefix = Prefix::of(&self.src[start..self.pos]);
+        if let Some(prefix) = prefix.filter(|_| matches!(self.peek(0), b'"' | b'\'')) {
+            return self.string(start, prefix);
         }
         self.emit(TokenKind::Name, start, self.row);
         Ok(())
@@ -318,29 +329,23 @@ impl Lexer<'_, '_> {
     }
 
     /// A string literal whose opening quote is at `self.pos` (after any prefix).
-    fn string(&mut self, start: usize, formatted: bool) -> Result<(), SyntaxError> {
+    fn string(&mut self, start: usize, prefix: Prefix) -> Result<(), SyntaxError> {
         let row = self.row;
-        self.skip_string(formatted)
-            .map_err(|_| SyntaxError { row })?;
+        self.skip_string(prefix).map_err(|_| SyntaxError { row })?;
         self.emit(TokenKind::String, start, row);
         Ok(())
     }
 
     /// Moves past a string literal; f-strings' replacement fields may hold
     /// strings of their own, with the same quotes since Python 3.12.
-    fn skip_string(&mut self, formatted: bool) -> Result<(), SyntaxError> {
+    fn skip_string(&mut self, prefix: Prefix) -> Result<(), SyntaxError> {
         let quote = self.peek(0);
         let triple = self.peek(1) == quote && self.peek(2) == quote;
         self.pos += if triple { 3 } else { 1 };
         loop {
             match self.peek(0) {
                 _ if self.pos >= self.src.len() => return Err(self.error()),
-                b'\\' => {
-                    self.pos += 1;
-                    if !self.newline_bytes() {
-                        self.pos += 1;
-                    }
-                }
+                b'\\' => self.skip_escape(prefix),
                 b'\n' | b'\r' if !triple => return Err(self.error()),
                 b'\n' | b'\r' => {
                     self.newline_bytes();
@@ -356,12 +361,30 @@ impl Lexer<'_, '_> {
                     }
                     self.pos += 1;
                 }
-                b'{' if formatted && self.peek(1) == b'{' => self.pos += 2,
-                b'{' if formatted => {
+                b'{' if prefix.formatted && self.peek(1) == b'{' => self.pos += 2,
+                b'{' if prefix.formatted => {
                     self.pos += 1;
                     self.skip_replacement_field()?;
                 }
                 _ => self.pos += 1,
+            }
+        }
+    }
+
+    /// Moves past a backslash and what it escapes. In an f-string `\{` still
+    /// opens a field, and `\N{NAME}` (not raw) is one escape, not a field.
+    fn skip_escape(&mut self, prefix: Prefix) {
+        self.pos += 1;
+        match self.peek(0) {
+            b'{' if prefix.formatted => {}
+            b'N' if prefix.formatted && !prefix.raw && self.peek(1) == b'{' => {
+                self.skip_while(|b| b != b'}' && b != b'\n');
+                self.pos += 1;
+            }
+            _ => {
+                if !self.newline_bytes() {
+                    self.pos += 1;
+                }
             }
         }
     }
@@ -372,7 +395,7 @@ impl Lexer<'_, '_> {
         loop {
             match self.peek(0) {
                 _ if self.pos >= self.src.len() => return Err(self.error()),
-                b'"' | b'\'' => self.skip_string(false)?,
+                b'"' | b'\'' => self.skip_string(Prefix::default())?,
                 b if is_name_byte(b) && !b.is_ascii_digit() => self.skip_name_or_string()?,
                 b'(' | b'[' | b'{' => {
                     depth += 1;
@@ -394,6 +417,8 @@ impl Lexer<'_, '_> {
                     self.pos += 1;
                     return self.skip_format_spec();
                 }
+                // Python 3.12: a multi-line field may hold comments.
+                b'#' => self.skip_comment(),
                 b'\n' | b'\r' => {
                     self.newline_bytes();
                 }
@@ -408,12 +433,9 @@ impl Lexer<'_, '_> {
         while is_name_byte(self.peek(0)) {
             self.pos += 1;
         }
-        let name = &self.src[start..self.pos];
-        if matches!(self.peek(0), b'"' | b'\'') && is_string_prefix(name) {
-            let formatted = name
-                .iter()
-                .any(|b| matches!(b.to_ascii_lowercase(), b'f' | b't'));
-            self.skip_string(formatted)?;
+        let prefix = Prefix::of(&self.src[start..self.pos]);
+        if let Some(prefix) = prefix.filter(|_| matches!(self.peek(0), b'"' | b'\'')) {
+            self.skip_string(prefix)?;
         }
         Ok(())
     }
@@ -531,6 +553,16 @@ mod tests {
             toks[2],
             (TokenKind::String, "f\"{d[\"key\"]}\"".to_string())
         );
+        let commented = "s = f'''\n{ # it's a comment\n3 * 2}'''\n";
+        assert_eq!(kinds(commented)[2].0, TokenKind::String);
+        for escaped in [r"fr'\{{'", r"f'\{6}'", r"f'\N{DASH} {x}'", r"fr'\N{x}'"] {
+            let toks = kinds(&format!("s = {escaped}\n"));
+            assert_eq!(
+                toks[2],
+                (TokenKind::String, escaped.to_string()),
+                "{escaped}"
+            );
+        }
     }
 
     #[test]

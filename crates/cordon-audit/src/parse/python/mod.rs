@@ -201,7 +201,8 @@ impl Reader<'_> {
     fn definition(&mut self, first: usize, keyword: usize) -> Result<usize, Row> {
         let name_tok = keyword + 1;
         let is_class = self.text(keyword) == "class";
-        let follows = self.text(name_tok + 1);
+        let after_name = self.after_type_params(name_tok + 1);
+        let follows = self.text(after_name);
         let well_formed = self.kind(name_tok) == Some(TokenKind::Name)
             && (follows == "(" || (is_class && follows == ":"));
         if !well_formed {
@@ -216,7 +217,7 @@ impl Reader<'_> {
         } else {
             UnitKind::Function
         };
-        let type_index = is_class.then(|| self.push_class(keyword, name_tok, colon));
+        let type_index = is_class.then(|| self.push_class(keyword, name_tok, after_name, colon));
         self.open.push(Open {
             name: self.qualify(self.text(name_tok)),
             first,
@@ -230,6 +231,23 @@ impl Reader<'_> {
         Ok(colon)
     }
 
+    /// Past a PEP 695 type parameter list at `i` (`class A[T]:`), if any.
+    fn after_type_params(&self, i: usize) -> usize {
+        if !self.is_op(i, "[") {
+            return i;
+        }
+        let mut depth = 0u32;
+        for (at, t) in self.toks.iter().enumerate().skip(i) {
+            match t.op {
+                OPEN_PAREN | OPEN_SQUARE | OPEN_CURLY => depth += 1,
+                CLOSE_PAREN | CLOSE_SQUARE | CLOSE_CURLY if depth == 1 => return at + 1,
+                CLOSE_PAREN | CLOSE_SQUARE | CLOSE_CURLY => depth -= 1,
+                _ => {}
+            }
+        }
+        self.toks.len()
+    }
+
     fn qualify(&self, name: &str) -> Rc<str> {
         match self.open.last() {
             Some(outer) => format!("{}.{name}", outer.name).into(),
@@ -237,9 +255,9 @@ impl Reader<'_> {
         }
     }
 
-    fn push_class(&mut self, keyword: usize, name_tok: usize, colon: usize) -> usize {
+    fn push_class(&mut self, keyword: usize, name_tok: usize, open: usize, colon: usize) -> usize {
         let line = self.row(keyword) as usize + 1;
-        let bases = statements::bases(self, name_tok + 1, colon);
+        let bases = statements::bases(self, open, colon);
         self.facts.types.push(TypeDef {
             kind: "class",
             name: self.text(name_tok).to_string(),

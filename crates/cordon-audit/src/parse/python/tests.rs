@@ -38,7 +38,7 @@ fn extents(facts: &FileFacts) -> Vec<(&str, usize, usize)> {
 fn definitions_are_qualified_by_their_scope_and_span_their_blocks() {
     let src = "\
 @decorator
-class Order(models.Model, Generic[T], metaclass=Meta):
+class Order[T](models.Model, Generic[T], metaclass=Meta):
     class Meta:
         ordering = ['id']
 
@@ -47,7 +47,7 @@ class Order(models.Model, Generic[T], metaclass=Meta):
         return add(1, 2)
     # a comment after the last statement is not the function's
 
-def top():
+def top[T: (int, str)](x: T) -> T:
     if x:
         pass
 ";
@@ -236,4 +236,39 @@ def third(rows):
     assert_ne!(lines(0)[1], lines(1)[1]);
     assert_eq!(lines(1)[1], lines(2)[1]);
     assert_ne!(lines(1)[3], lines(2)[3]);
+}
+
+#[test]
+fn no_edit_of_a_source_makes_the_reader_panic() {
+    let base = "\
+@dec(1)
+class A(B, metaclass=M):
+    '''doc'''
+    def f(self, x: int = 0) -> str:
+        return f\"{x!r:>{w}}\" + r'\\'' if x else (1, [2], {3: 4})
+from .a import (b as c,)
+__all__ = ['A']
+";
+    let tricky = b"\"'()[]{}:;\\\n\r\t #@.=f0x";
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..3000 {
+        let mut bytes = base.as_bytes().to_vec();
+        for _ in 0..(next() % 4 + 1) {
+            let at = (next() as usize) % bytes.len();
+            if next() % 2 == 0 {
+                bytes.remove(at);
+            } else {
+                bytes.insert(at, tricky[(next() as usize) % tricky.len()]);
+            }
+        }
+        if let Ok(src) = String::from_utf8(bytes) {
+            let _ = extract("m.py", Lang::Python, &src, false, 1);
+        }
+    }
 }
