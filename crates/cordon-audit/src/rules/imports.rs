@@ -1,5 +1,6 @@
 //! import-fragmentation: one symbol imported from several module paths, or from a deprecated one.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::config::{DeprecatedPath, Imports};
@@ -8,7 +9,13 @@ use crate::model::{Related, Rule, Violation};
 use crate::parse::FileFacts;
 use crate::rules::symbols::{Definition, Modules, PublicName, module_of};
 
-type Site<'a> = (&'a str, usize);
+/// An importing site, with the module as its import spells it (`pkg.base`,
+/// or `tests.pkg.base` from a relative import in `tests/pkg/a.py`).
+struct Site<'a> {
+    file: &'a str,
+    line: usize,
+    spelled: String,
+}
 
 pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
     let mut out = Vec::new();
@@ -39,13 +46,88 @@ pub fn fragmentation(files: &[FileFacts], cfg: &Imports) -> Vec<Violation> {
 
 /// A definition, the paths its importing sites take to it (a module and
 /// the name imported from it, an alias of a re-export included), and the
-/// public modules that re-export it.
+/// public modules that re-export it. A module is keyed by its full name
+/// (`Modules::full_name`), so the spellings of one module file (`pkg.base`
+/// with `tests/` as a root, `tests.pkg.base`) are one path.
 struct Imported<'a> {
     definition: Definition<'a>,
+    /// The full name of the definition's module.
+    home: String,
     /// Rust sites inside the defining crate, which are judged apart.
     inside: bool,
     sites_by_path: BTreeMap<PublicName, Vec<Site<'a>>>,
     reexporters: BTreeSet<PublicName>,
+    /// Every spelling seen of each full name, to show a path as written.
+    spellings: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl<'a> Imported<'a> {
+    fn new(definition: Definition<'a>, inside: bool, lang: Lang) -> Self {
+        let home = module_of(lang, definition.file);
+        let spellings =
+            BTreeMap::from([(home.clone(), BTreeSet::from([definition.module.clone()]))]);
+        Self {
+            definition,
+            home,
+            inside,
+            sites_by_path: BTreeMap::new(),
+            reexporters: BTreeSet::new(),
+            spellings,
+        }
+    }
+
+    /// The full name of `module`, its spelling remembered.
+    fn full_name(&mut self, modules: &Modules, module: &str) -> String {
+        let full = modules.full_name(module);
+        let seen = self.spellings.entry(full.clone()).or_default();
+        seen.insert(module.to_string());
+        full
+    }
+
+    fn add_site(&mut self, modules: &Modules, via: &str, symbol: &str, file: &'a str, line: usize) {
+        let path = PublicName::new(&self.full_name(modules, via), symbol);
+        let spelled = via.to_string();
+        let site = Site {
+            file,
+            line,
+            spelled,
+        };
+        self.sites_by_path.entry(path).or_default().push(site);
+    }
+
+    fn add_reexporters(&mut self, modules: &Modules, by: &[PublicName]) {
+        for p in by {
+            let full = PublicName::new(&self.full_name(modules, &p.module), &p.name);
+            self.reexporters.insert(full);
+        }
+    }
+
+    /// A module's full name as shown: the spelling most of the sites on it
+    /// use, a tie (or a module no site takes) the shortest, then the first
+    /// in alphabetical order.
+    fn spelling<'s>(&'s self, module: &'s str) -> &'s str {
+        let sites = |spelled: &str| {
+            let on = self
+                .sites_by_path
+                .iter()
+                .filter(|(p, _)| p.module == module);
+            on.flat_map(|(_, sites)| sites)
+                .filter(|s| s.spelled == spelled)
+                .count()
+        };
+        let seen = self.spellings.get(module).into_iter().flatten();
+        seen.max_by_key(|s| (sites(s), Reverse(segments(s)), Reverse(s.as_str())))
+            .map_or(module, String::as_str)
+    }
+
+    /// Whether `spelled` is a spelling of the full name `module`.
+    fn spells(&self, module: &str, spelled: &str) -> bool {
+        module == spelled
+            || self
+                .spellings
+                .get(module)
+                .is_some_and(|s| s.contains(spelled))
+    }
 }
 
 /// One finding per *definition* imported through more than one path, at
@@ -74,24 +156,13 @@ fn resolved_fragmentation(
                 continue;
             };
             let inside = lang == Lang::Rust && same_crate(&here, &definition.module);
-            let reexported_by = definition.reexported_by.clone();
-            let path = PublicName::new(&definition.via, &imp.symbol);
             let entry = imported
                 .entry((definition.file, definition.line, inside))
-                .or_insert_with(|| Imported {
-                    definition,
-                    inside,
-                    sites_by_path: BTreeMap::new(),
-                    reexporters: BTreeSet::new(),
-                });
+                .or_insert_with(|| Imported::new(definition.clone(), inside, lang));
             if !inside {
-                entry.reexporters.extend(reexported_by);
+                entry.add_reexporters(&modules, &definition.reexported_by);
             }
-            entry
-                .sites_by_path
-                .entry(path)
-                .or_default()
-                .push((&f.rel, imp.line));
+            entry.add_site(&modules, &definition.via, &imp.symbol, &f.rel, imp.line);
         }
     }
     // Re-exports no site goes through still name a public path.
@@ -101,7 +172,7 @@ fn resolved_fragmentation(
             if let Some(d) = modules.definition(&module, &module, &imp.local)
                 && let Some(entry) = imported.get_mut(&(d.file, d.line, false))
             {
-                entry.reexporters.extend(d.reexported_by);
+                entry.add_reexporters(&modules, &d.reexported_by);
             }
         }
     }
@@ -124,7 +195,7 @@ fn resolved_fragmentation(
 /// `AppConfig` from `django.apps.config`, as it must).
 fn split_inside_package<'a>(mut i: Imported<'a>, lang: Lang, cfg: &Imports) -> Vec<Imported<'a>> {
     let package = canonical(&i, cfg).module;
-    if package == i.definition.module {
+    if package == i.home {
         return vec![i];
     }
     let sep = if lang == Lang::Python { "." } else { "/" };
@@ -136,13 +207,15 @@ fn split_inside_package<'a>(mut i: Imported<'a>, lang: Lang, cfg: &Imports) -> V
     };
     let mut inside = Imported {
         definition: i.definition.clone(),
+        home: i.home.clone(),
         inside: true,
         sites_by_path: BTreeMap::new(),
         reexporters: BTreeSet::new(),
+        spellings: i.spellings.clone(),
     };
     for (path, sites) in &mut i.sites_by_path {
         let (mine, theirs): (Vec<Site>, Vec<Site>) =
-            sites.drain(..).partition(|(file, _)| is_inside(file));
+            sites.drain(..).partition(|s| is_inside(s.file));
         *sites = theirs;
         if !mine.is_empty() {
             inside.sites_by_path.insert(path.clone(), mine);
@@ -164,21 +237,21 @@ fn same_crate(here: &str, module: &str) -> bool {
 /// The canonical path is the configured one (`imports.canonical`) when it
 /// reaches the definition, else the shortest public re-export (under the
 /// name it passes the definition on as), else (and always for Rust sites
-/// inside the defining crate) the definition's module.
+/// inside the defining crate) the definition's module. Modules by full name.
 fn canonical(i: &Imported, cfg: &Imports) -> PublicName {
     let d = &i.definition;
-    let home = PublicName::new(&d.module, &d.name);
+    let home = PublicName::new(&i.home, &d.name);
     let configured = cfg.canonical.get(&d.name).filter(|_| !i.inside);
     let reaching = configured.and_then(|path| {
         std::iter::once(&home)
             .chain(&i.reexporters)
             .chain(i.sites_by_path.keys())
-            .find(|p| &p.module == path)
+            .find(|p| i.spells(&p.module, path))
     });
     let shortest = || {
         i.reexporters.iter().min_by_key(|p| {
             let m = &p.module;
-            (m.split(['.', '/', ':']).count(), m.len(), m.as_str())
+            (segments(m), m.len(), m.as_str())
         })
     };
     reaching.or_else(shortest).cloned().unwrap_or(home)
@@ -189,10 +262,11 @@ fn fragmented_definition(i: &Imported, cfg: &Imports) -> Violation {
     let canonical = canonical(i, cfg);
     // A path is its module, and the name too where it is an alias.
     let show = |p: &PublicName| {
+        let module = i.spelling(&p.module);
         if p.name == d.name {
-            format!("`{}`", p.module)
+            format!("`{module}`")
         } else {
-            format!("`{}` from `{}`", p.name, p.module)
+            format!("`{}` from `{module}`", p.name)
         }
     };
     let (scope, key_suffix) = match (i.inside, d.module.contains("::")) {
@@ -210,12 +284,12 @@ fn fragmented_definition(i: &Imported, cfg: &Imports) -> Violation {
         .iter()
         .filter(|(path, _)| **path != canonical)
         .flat_map(|(path, sites)| {
-            sites.iter().map(move |&(file, line)| Related {
-                file: file.to_string(),
-                line,
-                end_line: line,
-                key: format!("import:{}:{}", path.name, path.module),
-                label: format!("imports `{}` from `{}`", path.name, path.module),
+            sites.iter().map(move |s| Related {
+                file: s.file.to_string(),
+                line: s.line,
+                end_line: s.line,
+                key: format!("import:{}:{}", path.name, s.spelled),
+                label: format!("imports `{}` from `{}`", path.name, s.spelled),
             })
         })
         .collect();
@@ -226,7 +300,7 @@ fn fragmented_definition(i: &Imported, cfg: &Imports) -> Violation {
         format!(
             "`{}` (defined in `{}`) is imported{scope} through {} paths: {}; use {}",
             d.name,
-            d.module,
+            i.spelling(&i.home),
             paths.len(),
             paths.join(", "),
             show(&canonical)
@@ -235,6 +309,14 @@ fn fragmented_definition(i: &Imported, cfg: &Imports) -> Violation {
     )
     .spanning(d.end_line)
     .with_related(related)
+}
+
+/// The parts of a module name: 2 for `app.db`, `src/db` and `k::db` alike.
+fn segments(module: &str) -> usize {
+    module
+        .split(['.', '/', ':'])
+        .filter(|part| !part.is_empty())
+        .count()
 }
 
 fn comparable(module: &str, symbol: &str, cfg: &Imports) -> bool {
@@ -400,6 +482,44 @@ mod tests {
             "`Thing` (defined in `pkg.core`) is imported through 2 paths: \
              `pkg` (1 site(s)), `pkg.core` (1 site(s)); use `pkg`"
         );
+    }
+
+    /// A test-suite run with `tests/` on `sys.path` (Django's): `pkg.base`
+    /// and, from a relative import, `tests.pkg.base` are one module file.
+    fn rooted_tree(more: &[(&'static str, &'static str)]) -> Vec<FileFacts> {
+        let mut files = vec![
+            ("tests/pkg/base.py", "class X:\n    pass\n"),
+            ("tests/pkg/a.py", "from .base import X\n"),
+            ("tests/pkg/b.py", "from pkg.base import X\n"),
+        ];
+        files.extend_from_slice(more);
+        python(&files)
+    }
+
+    #[test]
+    fn two_spellings_of_one_module_file_are_one_path() {
+        let found = fragmentation(&rooted_tree(&[]), &Imports::default());
+        assert_eq!(found.len(), 0, "{found:?}");
+    }
+
+    #[test]
+    fn a_package_spelled_from_a_root_still_splits_its_inside_sites_off() {
+        let files = rooted_tree(&[
+            ("tests/pkg/__init__.py", "from .base import X\n"),
+            ("tests/other/c.py", "from pkg import X\n"),
+            ("tests/other/d.py", "from pkg.base import X\n"),
+            ("tests/other/e.py", "from pkg.base import X\n"),
+        ]);
+        let found = fragmentation(&files, &Imports::default());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(sites(&found[0]), ["tests/other/d.py", "tests/other/e.py"]);
+        assert_eq!(
+            found[0].message,
+            "`X` (defined in `pkg.base`) is imported through 2 paths: \
+             `pkg` (1 site(s)), `pkg.base` (2 site(s)); use `pkg`"
+        );
+        let keys: Vec<_> = found[0].related.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["import:X:pkg.base", "import:X:pkg.base"]);
     }
 
     #[test]

@@ -90,6 +90,15 @@ impl<'a> Modules<'a> {
             .or_else(|| self.by_tail.get(module).copied().flatten())
     }
 
+    /// The module's name as its file's path gives it (`module_of`), however
+    /// it is spelled: `tests.pkg.base` for `pkg.base` too (a tail, as from
+    /// a root on `sys.path`), so two spellings of one file compare equal.
+    /// A module not in the tree keeps its name.
+    pub fn full_name(&self, module: &str) -> String {
+        self.file(module)
+            .map_or_else(|| module.to_string(), |f| module_of(self.lang, &f.rel))
+    }
+
     /// Where `symbol`, imported from `module` by the module `from`, is
     /// defined: in that module, or where the module passes it on from
     /// (Python: any import of it, an `__init__.py` above all; TypeScript:
@@ -269,6 +278,9 @@ mod tests {
             None,
             "two modules end in `util`"
         );
+        assert_eq!(modules.full_name("pkg.mod"), "src.pkg.mod");
+        assert_eq!(modules.full_name("src.pkg.mod"), "src.pkg.mod");
+        assert_eq!(modules.full_name("util"), "util", "ambiguous: as spelled");
     }
 
     #[test]
