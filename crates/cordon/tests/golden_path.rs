@@ -120,14 +120,26 @@ async fn a_follow_up_in_the_same_thread_searches_the_users_own_history(database:
     let mut ws = server.connect(&bob).await;
     ws.send_json(&json!({"type": "user_message", "content": "I planted tomatoes in the garden"}))
         .await;
-    let first = ws.collect_until(|f| f["type"] == "agent_completed").await;
+    // Any terminal frame ends the wait: a run that failed shows its error
+    // instead of a timeout.
+    let first = ws.collect_until(is_terminal).await;
+    assert_eq!(
+        first.last().unwrap()["type"],
+        "agent_completed",
+        "{first:#?}"
+    );
     let thread_id = first[0]["thread_id"].as_str().unwrap().to_owned();
 
     ws.send_json(
         &json!({"type": "user_message", "thread_id": thread_id, "content": "What about tomatoes?"}),
     )
     .await;
-    let second = ws.collect_until(|f| f["type"] == "agent_completed").await;
+    let second = ws.collect_until(is_terminal).await;
+    assert_eq!(
+        second.last().unwrap()["type"],
+        "agent_completed",
+        "{second:#?}"
+    );
     assert_eq!(
         second[0]["type"], "agent_started",
         "no new thread for a follow-up"
