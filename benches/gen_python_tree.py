@@ -19,7 +19,9 @@ drawn at random (so no two are copies), like an application's code. Planted:
 Traps, which must not be reported:
   * TRAP_DEFS modules each define their own `build_index` and `Config`, each
     imported by two other files from its own module (same name, different
-    definitions: no fragmentation; `Config` is a convention name),
+    definitions: no fragmentation; `Config` is a convention name), and their
+    own `class Registry` whose methods are named apart (same name, other
+    concepts: no same-name duplicate),
   * nested `class Meta` in many classes and `class Migration` in every file
     of the `migrations/` packages (framework conventions).
 The planted counts are printed as JSON on stdout (the benchmark checks them).
@@ -203,15 +205,24 @@ def make_plants(rng, n):
 
 
 def traps(rng, n):
-    """Module i -> its own `build_index` and `Config`; importer -> lines."""
+    """Module i -> its own `build_index`, `Config` and `Registry`; importer -> lines."""
     owners = rng.sample(range(FRAGMENTED, n - MIGRATIONS), TRAP_DEFS)
     defs, imports = {}, {}
     for owner in owners:
-        defs[owner] = function(rng, "build_index") + ["class Config:", f"    level = {owner}", ""]
+        defs[owner] = (function(rng, "build_index") + ["class Config:", f"    level = {owner}", ""]
+                       + registry(owner))
         for importer in rng.sample(range(n - MIGRATIONS), 2):
             module = f"app.pkg_{owner // 100:03d}.mod_{owner:05d}"
             imports.setdefault(importer, []).append(f"from {module} import build_index")
     return defs, imports
+
+
+def registry(owner):
+    """A `Registry` of the owner's own: its three methods are named for it."""
+    lines = ["class Registry:"]
+    for verb in ("add", "find", "drop"):
+        lines += [f"    def {verb}_{owner}(self, key):", f"        return ({owner}, key)", ""]
+    return lines
 
 
 def migration(i):

@@ -42,6 +42,10 @@ pub struct TypeDef {
     /// The base classes as written (`Field`, `models.Model`; TypeScript's
     /// `extends`); empty for Rust.
     pub bases: Vec<String>,
+    /// Names its body defines directly: methods (Python, TypeScript) and
+    /// class attributes (Python); empty for Rust, whose methods live in
+    /// `impl` blocks.
+    pub members: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -289,10 +293,19 @@ fn may_contain_facts(grammar: Grammar, kind: &str) -> bool {
     }
 }
 
+/// What a node's children inherit: the qualified name of the innermost
+/// definition, whether they are test code, and the type whose body they are
+/// directly in (its methods are its members).
+#[derive(Clone)]
+struct Scope {
+    name: Option<Rc<str>>,
+    in_test: bool,
+    owner: Option<usize>,
+}
+
 struct Frame<'t> {
     node: Node<'t>,
-    in_test: bool,
-    scope: Option<Rc<str>>,
+    scope: Scope,
 }
 
 // Iterative (explicit stack) so deeply nested generated code cannot overflow a thread stack.
@@ -303,15 +316,19 @@ fn walk(root: Node, ctx: &Ctx, facts: &mut FileFacts, min_lines: usize) {
         min_lines,
         tape: normalize::Tape::default(),
     };
+    let top = Scope {
+        name: None,
+        in_test: facts.is_test,
+        owner: None,
+    };
     let mut stack = vec![Frame {
         node: root,
-        in_test: facts.is_test,
-        scope: None,
+        scope: top,
     }];
     let mut cursor = root.walk();
     while let Some(frame) = stack.pop() {
         let node = frame.node;
-        let Some((scope, in_test)) = record(&frame, ctx, facts, &mut bodies) else {
+        let Some(scope) = record(&frame, ctx, facts, &mut bodies) else {
             continue;
         };
         if !may_contain_facts(ctx.grammar, node.kind()) {
@@ -321,7 +338,6 @@ fn walk(root: Node, ctx: &Ctx, facts: &mut FileFacts, min_lines: usize) {
             if child.child_count() > 0 {
                 stack.push(Frame {
                     node: child,
-                    in_test,
                     scope: scope.clone(),
                 });
             }
@@ -329,25 +345,26 @@ fn walk(root: Node, ctx: &Ctx, facts: &mut FileFacts, min_lines: usize) {
     }
 }
 
-/// Records what `frame.node` defines; returns the scope and test flag for its
-/// children, or `None` when the subtree needs no further walking (imports).
-fn record(
-    frame: &Frame,
-    ctx: &Ctx,
-    facts: &mut FileFacts,
-    bodies: &mut Bodies,
-) -> Option<(Option<Rc<str>>, bool)> {
-    let (node, in_test) = (frame.node, frame.in_test);
+/// Records what `frame.node` defines; returns the scope for its children, or
+/// `None` when the subtree needs no further walking (imports).
+fn record(frame: &Frame, ctx: &Ctx, facts: &mut FileFacts, bodies: &mut Bodies) -> Option<Scope> {
+    let (node, outer) = (frame.node, &frame.scope);
+    let in_test = outer.in_test;
     let sep = if facts.lang == Lang::Rust { "::" } else { "." };
     let qualify = |name: &str| -> Rc<str> {
-        match &frame.scope {
+        match &outer.name {
             Some(s) => format!("{s}{sep}{name}").into(),
             None => name.into(),
         }
     };
+    let inner = |name: Rc<str>, owner: Option<usize>| Scope {
+        name: Some(name),
+        in_test,
+        owner,
+    };
     let mut push_unit = |kind, name: &str| facts.units.push(bodies.unit(node, kind, name, in_test));
     match classify(node, ctx) {
-        NodeRole::Other => Some((frame.scope.clone(), in_test)),
+        NodeRole::Other => Some(outer.clone()),
         role @ (NodeRole::Imports(_) | NodeRole::Reexports(_)) => {
             push_imports(facts, role, node.start_position().row + 1);
             None
@@ -356,7 +373,10 @@ fn record(
             if !in_test {
                 facts.test_lines += node.end_position().row + 1 - node.start_position().row;
             }
-            Some((frame.scope.clone(), true))
+            Some(Scope {
+                in_test: true,
+                ..outer.clone()
+            })
         }
         NodeRole::Type {
             kind,
@@ -374,19 +394,23 @@ fn record(
                 line,
                 end_line: node.end_position().row + 1,
                 in_test,
-                nested: frame.scope.is_some(),
+                nested: outer.name.is_some(),
                 bases: bases(node, ctx),
+                members: Vec::new(),
             });
-            Some((Some(qualified), in_test))
+            Some(inner(qualified, Some(facts.types.len() - 1)))
         }
         NodeRole::Impl { name } => {
             push_unit(UnitKind::Class, &name);
-            Some((Some(name.into()), in_test))
+            Some(inner(name.into(), None))
         }
         NodeRole::Function { name } => {
             let qualified = qualify(&name);
             push_unit(UnitKind::Function, &qualified);
-            Some((Some(qualified), in_test))
+            if let Some(owner) = outer.owner {
+                facts.types[owner].members.push(name);
+            }
+            Some(inner(qualified, None))
         }
     }
 }

@@ -172,6 +172,8 @@ pub(super) fn resolve(spec: &str, rel_path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::resolve;
+    use crate::lang::Lang;
+    use crate::parse::extract;
 
     #[test]
     fn relative_specifiers_resolve_to_one_module() {
@@ -179,5 +181,15 @@ mod tests {
         assert_eq!(resolve("./client.ts", "src/db/y.ts"), "src/db/client");
         assert_eq!(resolve("./db/index", "src/z.ts"), "src/db");
         assert_eq!(resolve("react", "src/z.ts"), "react");
+    }
+
+    #[test]
+    fn a_class_records_its_methods_as_members() {
+        let src = "export class Client {\n  url = '';\n  query(sql: string) {\n    const f = () => 1;\n    \
+                   return f();\n  }\n  close() {}\n}\n";
+        let facts = extract("src/client.ts", Lang::TypeScript, src, false, 1).expect("parses");
+        let mut members = facts.types[0].members.clone();
+        members.sort();
+        assert_eq!(members, ["close", "query"]);
     }
 }

@@ -53,10 +53,12 @@ fn is_convention(conventions: &[(String, Option<GlobSet>)], norm: &str, file: &s
 }
 
 /// Same-named types in different modules: one finding per name group whose
-/// members share their lineage (bases resolved to their definitions). Types
-/// that specialize different bases are parallel hierarchies (Django's form
-/// `CharField(Field)` and model `CharField(Field)`, each `Field` its own
-/// module's), not one concept defined twice.
+/// members share their lineage (bases resolved to their definitions) and
+/// their bodies are not plainly apart (`alike`). Types that specialize different bases are
+/// parallel hierarchies (Django's form `CharField(Field)` and model
+/// `CharField(Field)`, each `Field` its own module's), and types with the
+/// same name but other methods are other concepts (Django's migration-graph,
+/// template and tree `Node`s), not one concept defined twice.
 pub fn by_name(files: &[FileFacts], cfg: &Duplicates) -> Vec<Violation> {
     let allowed: BTreeSet<String> = cfg
         .allowed_names
@@ -86,7 +88,54 @@ pub fn by_name(files: &[FileFacts], cfg: &Duplicates) -> Vec<Violation> {
     }
     groups
         .into_iter()
-        .filter_map(|((_, norm, _), members)| name_violation(&norm, members))
+        .flat_map(|((_, norm, _), members)| {
+            let concepts = same_concepts(members);
+            concepts
+                .into_iter()
+                .filter_map(move |concept| name_violation(&norm, concept))
+        })
+        .collect()
+}
+
+/// Splits same-named types into concepts: in path order, each joins the
+/// first concept whose first type it is `alike`, else starts its own.
+fn same_concepts<'a>(mut types: Vec<(&'a str, &'a TypeDef)>) -> Vec<Vec<(&'a str, &'a TypeDef)>> {
+    types.sort_by_key(|(file, def)| (*file, def.line));
+    let mut concepts: Vec<Vec<(&str, &TypeDef)>> = Vec::new();
+    for member in types {
+        match concepts.iter_mut().find(|c| alike(c[0].1, member.1)) {
+            Some(concept) => concept.push(member),
+            None => concepts.push(vec![member]),
+        }
+    }
+    concepts
+}
+
+/// Two same-named types are other concepts when each body defines enough
+/// names (`DISTINCT_MIN_NAMES`: methods and class attributes) and their own
+/// names (`__dunder__` methods aside: every class has an `__init__`) share
+/// under a quarter of the smaller set: Django's migration-graph, template and
+/// tree `Node`s. With fewer names there is too little to tell a divergent
+/// copy (two `Client`s of one service, `fetch` and `query`) from another
+/// concept, so name and lineage decide, as they do where a language records
+/// no members (Rust).
+fn alike(a: &TypeDef, b: &TypeDef) -> bool {
+    if a.members.len().min(b.members.len()) < DISTINCT_MIN_NAMES {
+        return true;
+    }
+    let (x, y) = (own_names(a), own_names(b));
+    4 * x.intersection(&y).count() >= x.len().min(y.len())
+}
+
+/// Names each of two same-named types must define before their bodies can
+/// tell them apart.
+const DISTINCT_MIN_NAMES: usize = 3;
+
+/// A type's member names other than `__dunder__` methods.
+fn own_names(t: &TypeDef) -> BTreeSet<&str> {
+    let names = t.members.iter().map(String::as_str);
+    names
+        .filter(|n| !(n.starts_with("__") && n.ends_with("__")))
         .collect()
 }
 
@@ -119,12 +168,13 @@ fn lineage(f: &FileFacts, t: &TypeDef, modules: &Modules) -> Vec<String> {
     out
 }
 
-fn name_violation(norm: &str, mut members: Vec<(&str, &TypeDef)>) -> Option<Violation> {
+/// The finding of one concept's same-named types (sorted by path), when they
+/// are in more than one file.
+fn name_violation(norm: &str, members: Vec<(&str, &TypeDef)>) -> Option<Violation> {
     let files: BTreeSet<&str> = members.iter().map(|m| m.0).collect();
     if files.len() < 2 {
         return None;
     }
-    members.sort_by_key(|(file, def)| (*file, def.line));
     let (file, def) = members[0];
     let related = members[1..]
         .iter()
@@ -318,6 +368,38 @@ mod tests {
                 ("x/wrap.py", vec!["y/wrap.py"]),
             ]
         );
+    }
+
+    #[test]
+    fn same_named_types_whose_bodies_define_other_names_are_other_concepts() {
+        let graph = "class Node:\n    def __init__(self, key):\n        self.key = key\n\n    \
+                     def add_child(self, c):\n        pass\n\n    def add_parent(self, p):\n        pass\n";
+        let template = "class Node:\n    token = None\n\n    def render(self, context):\n        \
+                        pass\n\n    def get_nodes_by_type(self, t):\n        pass\n";
+        let tree = "class Node:\n    default = 'AND'\n\n    def add(self, data):\n        pass\n\n    \
+                    def negate(self):\n        pass\n";
+        let files = python(&[
+            ("graph.py", graph),
+            ("template.py", template),
+            ("tree.py", tree),
+            // One service's client twice, its query method named apart: too
+            // few names to tell them apart, so still one concept.
+            (
+                "db/clickhouse.py",
+                "class Client:\n    def query(self, sql):\n        pass\n",
+            ),
+            (
+                "svc/clickhouse.py",
+                "class Client:\n    def fetch(self, sql):\n        pass\n",
+            ),
+        ]);
+        let found = by_name(&files, &Duplicates::default());
+        assert_eq!(
+            places(&found),
+            [("db/clickhouse.py", vec!["svc/clickhouse.py"])]
+        );
+        let members = &files[1].types[0].members;
+        assert_eq!(members, &["token", "render", "get_nodes_by_type"]);
     }
 
     #[test]

@@ -169,6 +169,10 @@ impl Reader<'_> {
             "@" => Ok(self.statement_end(i, false)),
             word => {
                 let header = is_name && is_compound_keyword(word);
+                let assigns = self.is_op(i + 1, "=") || self.is_op(i + 1, ":");
+                if is_name && assigns {
+                    self.add_member(i);
+                }
                 Ok(self.statement_end(i, header))
             }
         }
@@ -217,6 +221,7 @@ impl Reader<'_> {
         } else {
             UnitKind::Function
         };
+        self.add_member(name_tok);
         let type_index = is_class.then(|| self.push_class(keyword, name_tok, after_name, colon));
         self.open.push(Open {
             name: self.qualify(self.text(name_tok)),
@@ -266,8 +271,22 @@ impl Reader<'_> {
             in_test: self.facts.is_test,
             nested: !self.open.is_empty(),
             bases,
+            members: Vec::new(),
         });
         self.facts.types.len() - 1
+    }
+
+    /// Records the name at `name_tok` as a member of the class whose body
+    /// the current statement is directly in, if any.
+    fn add_member(&mut self, name_tok: usize) {
+        let Some(open) = self.open.last() else {
+            return;
+        };
+        let body_depth = open.depth + u32::from(!open.one_liner);
+        if let Some(class) = open.type_index.filter(|_| body_depth == self.depth) {
+            let name = self.text(name_tok).to_string();
+            self.facts.types[class].members.push(name);
+        }
     }
 
     fn import(&mut self, i: usize) -> usize {
