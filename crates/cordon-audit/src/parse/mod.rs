@@ -297,7 +297,7 @@ fn may_contain_facts(grammar: Grammar, kind: &str) -> bool {
 /// definition, whether they are test code, and the type whose body they are
 /// directly in (its methods are its members).
 #[derive(Clone)]
-struct Scope {
+struct Enclosing {
     name: Option<Rc<str>>,
     in_test: bool,
     owner: Option<usize>,
@@ -305,7 +305,7 @@ struct Scope {
 
 struct Frame<'t> {
     node: Node<'t>,
-    scope: Scope,
+    scope: Enclosing,
 }
 
 // Iterative (explicit stack) so deeply nested generated code cannot overflow a thread stack.
@@ -316,7 +316,7 @@ fn walk(root: Node, ctx: &Ctx, facts: &mut FileFacts, min_lines: usize) {
         min_lines,
         tape: normalize::Tape::default(),
     };
-    let top = Scope {
+    let top = Enclosing {
         name: None,
         in_test: facts.is_test,
         owner: None,
@@ -347,7 +347,12 @@ fn walk(root: Node, ctx: &Ctx, facts: &mut FileFacts, min_lines: usize) {
 
 /// Records what `frame.node` defines; returns the scope for its children, or
 /// `None` when the subtree needs no further walking (imports).
-fn record(frame: &Frame, ctx: &Ctx, facts: &mut FileFacts, bodies: &mut Bodies) -> Option<Scope> {
+fn record(
+    frame: &Frame,
+    ctx: &Ctx,
+    facts: &mut FileFacts,
+    bodies: &mut Bodies,
+) -> Option<Enclosing> {
     let (node, outer) = (frame.node, &frame.scope);
     let in_test = outer.in_test;
     let sep = if facts.lang == Lang::Rust { "::" } else { "." };
@@ -357,7 +362,7 @@ fn record(frame: &Frame, ctx: &Ctx, facts: &mut FileFacts, bodies: &mut Bodies) 
             None => name.into(),
         }
     };
-    let inner = |name: Rc<str>, owner: Option<usize>| Scope {
+    let inner = |name: Rc<str>, owner: Option<usize>| Enclosing {
         name: Some(name),
         in_test,
         owner,
@@ -373,7 +378,7 @@ fn record(frame: &Frame, ctx: &Ctx, facts: &mut FileFacts, bodies: &mut Bodies) 
             if !in_test {
                 facts.test_lines += node.end_position().row + 1 - node.start_position().row;
             }
-            Some(Scope {
+            Some(Enclosing {
                 in_test: true,
                 ..outer.clone()
             })

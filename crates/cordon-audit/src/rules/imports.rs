@@ -95,10 +95,22 @@ impl<'a> Imported<'a> {
         self.sites_by_path.entry(path).or_default().push(site);
     }
 
+    /// Records the public re-exports on the way to the definition. A Python
+    /// package's `__init__.py` that merely imports a name is the face of its
+    /// own modules only: passing on another package's name, without listing
+    /// it in `__all__`, is a convenience, not the name's home (`django.forms`
+    /// passes on `django.core.exceptions.ValidationError`, which 92 sites
+    /// import from where it is defined).
     fn add_reexporters(&mut self, modules: &Modules, by: &[PublicName]) {
         for p in by {
             let full = PublicName::new(&self.full_name(modules, &p.module), &p.name);
-            self.reexporters.insert(full);
+            let holds = self
+                .home
+                .strip_prefix(full.module.as_str())
+                .is_some_and(|rest| rest.starts_with(['.', '/', ':']));
+            if holds || modules.declares_public(&p.module, &p.name) {
+                self.reexporters.insert(full);
+            }
         }
     }
 
@@ -236,8 +248,9 @@ fn same_crate(here: &str, module: &str) -> bool {
 
 /// The canonical path is the configured one (`imports.canonical`) when it
 /// reaches the definition, else the shortest public re-export (under the
-/// name it passes the definition on as), else (and always for Rust sites
-/// inside the defining crate) the definition's module. Modules by full name.
+/// name it passes the definition on as; see `add_reexporters`), else (and
+/// always for Rust sites inside the defining crate) the definition's module.
+/// Modules by full name.
 fn canonical(i: &Imported, cfg: &Imports) -> PublicName {
     let d = &i.definition;
     let home = PublicName::new(&i.home, &d.name);
@@ -520,6 +533,31 @@ mod tests {
         );
         let keys: Vec<_> = found[0].related.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, ["import:X:pkg.base", "import:X:pkg.base"]);
+    }
+
+    #[test]
+    fn a_package_passing_on_another_packages_name_is_no_canonical_path() {
+        let files = python(&[
+            (
+                "core/exceptions.py",
+                "class ValidationError(Exception):\n    pass\n",
+            ),
+            (
+                "forms/__init__.py",
+                "from core.exceptions import ValidationError\n",
+            ),
+            ("a.py", "from core.exceptions import ValidationError\n"),
+            ("b.py", "from core.exceptions import ValidationError\n"),
+            ("c.py", "from forms import ValidationError\n"),
+        ]);
+        let found = fragmentation(&files, &Imports::default());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].message.ends_with("use `core.exceptions`"),
+            "{}",
+            found[0].message
+        );
+        assert_eq!(sites(&found[0]), ["c.py"]);
     }
 
     #[test]

@@ -94,6 +94,16 @@ impl<'a> Modules<'a> {
     /// it is spelled: `tests.pkg.base` for `pkg.base` too (a tail, as from
     /// a root on `sys.path`), so two spellings of one file compare equal.
     /// A module not in the tree keeps its name.
+    /// Whether `module` passes `name` on by an explicit declaration: always
+    /// in TypeScript (`export … from`) and Rust (`pub use`), in Python when
+    /// its `__all__` lists the name.
+    pub fn declares_public(&self, module: &str, name: &str) -> bool {
+        self.lang != Lang::Python
+            || self
+                .file(module)
+                .is_some_and(|f| f.declared_public.iter().any(|n| n == name))
+    }
+
     pub fn full_name(&self, module: &str) -> String {
         self.file(module)
             .map_or_else(|| module.to_string(), |f| module_of(self.lang, &f.rel))
