@@ -1,4 +1,4 @@
-//! Facts extracted from one file's syntax tree (types, code units, imports), shared by every rule.
+//! Facts read from one file (types, code units, imports), shared by every rule: Python from its tokens (`python/`), TypeScript and Rust from a tree-sitter syntax tree.
 
 mod python;
 mod rust;

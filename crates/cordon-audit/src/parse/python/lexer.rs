@@ -82,13 +82,20 @@ fn operator_len(rest: &[u8]) -> Option<usize> {
 /// Tokenizes `src` into `out` (cleared first).
 pub(super) fn tokenize(src: &[u8], out: &mut Vec<Tok>) -> Result<(), SyntaxError> {
     out.clear();
+    // A UTF-8 byte order mark is no part of the first line.
+    let start = if src.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
     let mut lexer = Lexer {
         src,
-        pos: 0,
+        pos: start,
         row: 0,
         brackets: Vec::new(),
         indents: vec![0],
         line_has_tokens: false,
+        fields_open: 0,
         out,
     };
     lexer.run()
@@ -103,8 +110,14 @@ struct Lexer<'s, 'o> {
     /// Indentation columns of the open blocks, outermost first.
     indents: Vec<u32>,
     line_has_tokens: bool,
+    /// f-string replacement fields open around the current position.
+    fields_open: u32,
     out: &'o mut Vec<Tok>,
 }
+
+/// f-strings nested deeper than this fail the file, as CPython refuses them
+/// (at about 150), before the recursion that reads them exhausts a stack.
+const MAX_NESTED_FIELDS: u32 = 200;
 
 fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
@@ -141,6 +154,10 @@ impl Lexer<'_, '_> {
     }
 
     fn emit(&mut self, kind: TokenKind, start: usize, row: u32) {
+        self.emit_op(kind, start, row, 0);
+    }
+
+    fn emit_op(&mut self, kind: TokenKind, start: usize, row: u32, op: u32) {
         self.line_has_tokens |= kind != TokenKind::Indent && kind != TokenKind::Dedent;
         self.out.push(Tok {
             kind,
@@ -148,7 +165,7 @@ impl Lexer<'_, '_> {
             end: self.pos as u32,
             row,
             end_row: self.row,
-            op: 0,
+            op,
         });
     }
 
@@ -180,6 +197,14 @@ impl Lexer<'_, '_> {
                 b' ' => column += 1,
                 b'\t' => column = (column / 8 + 1) * 8,
                 b'\x0c' => column = 0,
+                // A line continued before its first token: CPython takes the
+                // indentation of the line it continues on.
+                b'\\' if matches!(self.peek(1), b'\n' | b'\r') => {
+                    self.pos += 1;
+                    self.newline_bytes();
+                    column = 0;
+                    continue;
+                }
                 _ => break,
             }
             self.pos += 1;
@@ -283,10 +308,19 @@ impl Lexer<'_, '_> {
     /// in Python, except a keyword (`1if x else 2` still runs).
     fn number(&mut self, start: usize) -> Result<(), SyntaxError> {
         let row = self.row;
-        let radix = self.peek(0) == b'0' && matches!(self.peek(1) | 0x20, b'x' | b'o' | b'b');
-        if radix {
+        let radix = if self.peek(0) == b'0' {
+            self.peek(1) | 0x20
+        } else {
+            0
+        };
+        if matches!(radix, b'x' | b'o' | b'b') {
             self.pos += 2;
-            self.skip_while(|b| b.is_ascii_hexdigit() || b == b'_');
+            let digit: fn(u8) -> bool = match radix {
+                b'x' => |b| b.is_ascii_hexdigit(),
+                b'o' => |b| (b'0'..=b'7').contains(&b),
+                _ => |b| b == b'0' || b == b'1',
+            };
+            self.skip_while(|b| digit(b) || b == b'_');
         } else {
             self.skip_decimal();
         }
@@ -391,6 +425,16 @@ impl Lexer<'_, '_> {
 
     /// Moves past `expr[!conv][:spec]}` of an f-string (after its `{`).
     fn skip_replacement_field(&mut self) -> Result<(), SyntaxError> {
+        if self.fields_open >= MAX_NESTED_FIELDS {
+            return Err(self.error());
+        }
+        self.fields_open += 1;
+        let skipped = self.skip_field_body();
+        self.fields_open -= 1;
+        skipped
+    }
+
+    fn skip_field_body(&mut self) -> Result<(), SyntaxError> {
         let mut depth = 0u32;
         loop {
             match self.peek(0) {
@@ -481,10 +525,7 @@ impl Lexer<'_, '_> {
             _ => {}
         }
         let packed = pack(op);
-        self.emit(TokenKind::Op, start, row);
-        if let Some(tok) = self.out.last_mut() {
-            tok.op = packed;
-        }
+        self.emit_op(TokenKind::Op, start, row, packed);
         Ok(())
     }
 }

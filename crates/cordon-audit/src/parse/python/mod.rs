@@ -160,7 +160,7 @@ impl Reader<'_> {
             "def" | "class" if is_name => self.definition(i, i),
             "async" if is_name && self.text(i + 1) == "def" => self.definition(i, i + 1),
             "import" | "from" if is_name => Ok(self.import(i)),
-            "__all__" if is_name && self.depth == 0 && self.open.is_empty() => {
+            "__all__" if is_name && self.at_module_level(i) => {
                 if let Some(names) = statements::declared_public(self, i + 1) {
                     self.facts.declared_public.extend(names);
                 }
@@ -169,13 +169,20 @@ impl Reader<'_> {
             "@" => Ok(self.statement_end(i, false)),
             word => {
                 let header = is_name && is_compound_keyword(word);
+                let plain_name = is_name && keyword_id(word).is_none() && !header;
                 let assigns = self.is_op(i + 1, "=") || self.is_op(i + 1, ":");
-                if is_name && assigns {
+                if plain_name && assigns {
                     self.add_member(i);
                 }
                 Ok(self.statement_end(i, header))
             }
         }
+    }
+
+    /// A statement at `i` is the module's own: at no depth, in no
+    /// definition, and not the body of a one-line header (`if x: …`).
+    fn at_module_level(&self, i: usize) -> bool {
+        self.depth == 0 && self.open.is_empty() && !(i > 0 && self.is_op(i - 1, ":"))
     }
 
     /// The `;` or NEWLINE that ends the statement at `i`, or for a compound
@@ -428,11 +435,16 @@ fn keyword_id(word: &str) -> Option<u32> {
 }
 
 /// The comparable tokens of the file: names `ID`, literals `LIT` (adjacent
-/// strings are one literal, as in `"a" "b"`), keywords and operators by kind.
+/// strings on one logical line are one literal, as in `"a" "b"`), keywords
+/// and operators by kind.
 fn code_tokens(src: &str, toks: &[Tok], out: &mut Vec<Token>) {
     out.clear();
     let mut after_string = false;
-    for t in toks.iter().filter(|t| t.is_code()) {
+    for t in toks {
+        if !t.is_code() {
+            after_string = false;
+            continue;
+        }
         let is_string = t.kind == TokenKind::String;
         if is_string && after_string {
             if let Some(previous) = out.last_mut() {
@@ -461,21 +473,6 @@ fn token_id(src: &str, t: &Tok) -> u32 {
         },
         _ => t.op,
     }
-}
-
-/// `..db.client` imported from `app/services/x.py` is `app.db.client`.
-pub(super) fn resolve_relative(relative: &str, rel_path: &str) -> String {
-    let dots = relative.chars().take_while(|&c| c == '.').count();
-    let rest = &relative[dots..];
-    let mut package: Vec<&str> = rel_path.split('/').collect();
-    package.pop();
-    for _ in 1..dots {
-        package.pop();
-    }
-    if !rest.is_empty() {
-        package.push(rest);
-    }
-    package.join(".")
 }
 
 #[cfg(test)]

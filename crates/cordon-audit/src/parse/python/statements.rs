@@ -1,8 +1,8 @@
 //! The few Python statements the audit reads token by token: imports, `__all__`, class
 //! bases and docstrings.
 
+use super::Reader;
 use super::lexer::TokenKind;
-use super::{Reader, resolve_relative};
 use crate::parse::Binding;
 
 /// `a.b.c` at `i`: its text and the index after it.
@@ -106,36 +106,44 @@ fn item_end(r: &Reader, mut i: usize) -> usize {
     i
 }
 
-/// A module-level `__all__ = ["A", "B"]` (a list or tuple of string
-/// literals; annotated or not), from after `__all__`: the names.
+/// A module-level `__all__ = ["A", "B"]` (a list or tuple of string literals,
+/// bare `"A", "B"` too; annotated or not), from after `__all__`: the names.
 pub(super) fn declared_public(r: &Reader, mut i: usize) -> Option<Vec<String>> {
     if r.is_op(i, ":") {
         while r.kind(i).is_some_and(|k| k != TokenKind::Newline) && !r.is_op(i, "=") {
             i += 1;
         }
     }
-    let close = match r.text(i + 1) {
-        "[" => "]",
-        "(" => ")",
-        _ => return None,
-    };
-    if !r.is_op(i, "=") || r.kind(i + 1) != Some(TokenKind::Op) {
+    if !r.is_op(i, "=") {
         return None;
     }
-    i += 2;
+    i += 1;
+    let close = [("[", "]"), ("(", ")")]
+        .into_iter()
+        .find_map(|(open, close)| r.is_op(i, open).then_some(close));
+    i += usize::from(close.is_some());
+    let at_end = |i: usize| close.map_or_else(|| ends_statement(r, i), |c| r.is_op(i, c));
     let mut names = Vec::new();
-    while !r.is_op(i, close) {
+    while !at_end(i) {
         let end = item_end(r, i);
         if end == i + 1 && r.kind(i) == Some(TokenKind::String) {
             names.push(string_value(r.text(i)).to_string());
-        }
-        if !r.is_op(end, ",") && !r.is_op(end, close) {
+        } else if close.is_none() {
+            // Bare, only strings make a list (`__all__ = a + b` is none).
             return None;
         }
-        i = end + usize::from(r.is_op(end, ","));
+        match r.is_op(end, ",") {
+            true => i = end + 1,
+            false if at_end(end) => i = end,
+            false => return None,
+        }
     }
-    let ends = matches!(r.kind(i + 1), None | Some(TokenKind::Newline)) || r.is_op(i + 1, ";");
-    ends.then_some(names)
+    ends_statement(r, i + usize::from(close.is_some())).then_some(names)
+}
+
+/// Whether the token at `i` ends a simple statement (NEWLINE, `;`, the end).
+fn ends_statement(r: &Reader, i: usize) -> bool {
+    matches!(r.kind(i), None | Some(TokenKind::Newline)) || r.is_op(i, ";")
 }
 
 /// The text of a plain string literal: `"A"`, `u'A'` and `"""A"""` are `A`.
@@ -165,20 +173,44 @@ pub(super) fn bases(r: &Reader, open: usize, colon: usize) -> Vec<String> {
 }
 
 /// Lines of a function's docstring: its body's first statement when that is
-/// a lone string (adjacent strings included), 0 without one.
+/// a lone string (adjacent strings included, parenthesized or not; not an
+/// f-string or bytes, which Python does not take as a docstring), 0 without.
 pub(super) fn docstring_lines(r: &Reader, colon: usize) -> usize {
     let block = r.kind(colon + 1) == Some(TokenKind::Newline)
         && r.kind(colon + 2) == Some(TokenKind::Indent);
     let first = if block { colon + 3 } else { colon + 1 };
-    let mut end = first;
-    while r.kind(end) == Some(TokenKind::String) {
+    let parenthesized = r.is_op(first, "(");
+    let strings = first + usize::from(parenthesized);
+    let mut end = strings;
+    while r.kind(end) == Some(TokenKind::String) && is_plain_text(r.text(end)) {
         end += 1;
     }
-    let lone = end > first
-        && (matches!(r.kind(end), None | Some(TokenKind::Newline)) || r.is_op(end, ";"));
-    if !lone {
+    let closed = !parenthesized || r.is_op(end, ")");
+    let after = end + usize::from(parenthesized);
+    if end == strings || !closed || !ends_statement(r, after) {
         return 0;
     }
-    let (start_row, end_row) = (r.toks[first].row, r.toks[end - 1].end_row);
+    let (start_row, end_row) = (r.toks[first].row, r.toks[after - 1].end_row);
     (end_row - start_row) as usize + 1
+}
+
+/// A string literal of text: no `f`, `t` or `b` among its prefix letters.
+fn is_plain_text(literal: &str) -> bool {
+    let prefix = literal.split(['"', '\'']).next().unwrap_or("");
+    !prefix.contains(['f', 'F', 't', 'T', 'b', 'B'])
+}
+
+/// `..db.client` imported from `app/services/x.py` is `app.db.client`.
+pub(super) fn resolve_relative(relative: &str, rel_path: &str) -> String {
+    let dots = relative.chars().take_while(|&c| c == '.').count();
+    let rest = &relative[dots..];
+    let mut package: Vec<&str> = rel_path.split('/').collect();
+    package.pop();
+    for _ in 1..dots {
+        package.pop();
+    }
+    if !rest.is_empty() {
+        package.push(rest);
+    }
+    package.join(".")
 }

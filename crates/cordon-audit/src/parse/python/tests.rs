@@ -1,6 +1,6 @@
 //! What the tokenizer-based reader finds in Python sources.
 
-use super::resolve_relative;
+use super::statements::resolve_relative;
 use crate::lang::Lang;
 use crate::parse::{FileFacts, UnitKind, extract};
 
@@ -271,4 +271,78 @@ __all__ = ['A']
             let _ = extract("m.py", Lang::Python, &src, false, 1);
         }
     }
+}
+
+#[test]
+fn what_cpython_reads_is_read() {
+    // A byte order mark, a line continued before its first token, numbers
+    // glued to keywords in each radix.
+    let bom = read("bom.py", "\u{feff}import os\ndef f():\n    pass\n");
+    assert_eq!(extents(&bom), [("f", 2, 3)]);
+    assert_eq!(imports(&bom), [("", "os", "os", 1, false)]);
+    let continued = read("c.py", "def h():\n\\\n    return 1\n");
+    assert_eq!(extents(&continued), [("h", 1, 3)]);
+    read("n.py", "x = 0b1and 1\ny = 1 if 0o7else 2\n");
+}
+
+#[test]
+fn deeply_nested_fstrings_fail_the_file_instead_of_the_audit() {
+    let deep = |levels: usize| {
+        let mut expr = "1".to_string();
+        for _ in 0..levels {
+            expr = format!("f\"{{{expr}}}\"");
+        }
+        format!("x = {expr}\n")
+    };
+    read("ok.py", &deep(100));
+    assert!(failure(&deep(20_000)).contains("syntax error near line 1"));
+}
+
+#[test]
+fn all_may_be_a_bare_tuple_but_not_a_one_line_branch() {
+    let bare = read("m.py", "__all__ = 'A', \"B\"\n");
+    assert_eq!(bare.declared_public, ["A", "B"]);
+    let branch = read("m.py", "if x: __all__ = ['A']\n__all__ = 'A', b\n");
+    assert!(branch.declared_public.is_empty());
+}
+
+#[test]
+fn class_members_are_names_not_keywords() {
+    let src = "\
+class A:
+    size = 1
+    limit: int = 2
+    if size:
+        hidden = 3
+    else:
+        pass
+    try:
+        pass
+    finally:
+        pass
+    def f(self):
+        local = 4
+";
+    let facts = read("a.py", src);
+    assert_eq!(facts.types[0].members, ["size", "limit", "f"]);
+}
+
+#[test]
+fn fstrings_and_bytes_are_no_docstrings_but_parenthesized_text_is() {
+    let src = "\
+def formatted():
+    f\"doc {x}\"
+    return 1
+
+def parenthesized():
+    (\"one\"
+     \"two\")
+    return 2
+";
+    let doc: Vec<usize> = read("d.py", src)
+        .units
+        .iter()
+        .map(|u| u.doc_lines)
+        .collect();
+    assert_eq!(doc, [0, 2]);
 }
