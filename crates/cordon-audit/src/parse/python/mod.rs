@@ -143,7 +143,7 @@ impl Reader<'_> {
         loop {
             i = self.statement(i)?;
             // `;` separates statements; a header's `:` may be followed by one.
-            if self.kind(i) == Some(TokenKind::Op) && matches!(self.text(i), ";" | ":") {
+            if self.is_op(i, ";") || self.is_op(i, ":") {
                 i += 1;
             }
             if matches!(self.kind(i), None | Some(TokenKind::Newline)) {
@@ -166,7 +166,6 @@ impl Reader<'_> {
                 }
                 Ok(self.statement_end(i, false))
             }
-            "@" => Ok(self.statement_end(i, false)),
             word => {
                 let header = is_name && is_compound_keyword(word);
                 let plain_name = is_name && keyword_id(word).is_none() && !header;
@@ -186,20 +185,40 @@ impl Reader<'_> {
     }
 
     /// The `;` or NEWLINE that ends the statement at `i`, or for a compound
-    /// statement's header (`header`) the `:` that ends it.
-    fn statement_end(&self, mut i: usize, header: bool) -> usize {
-        let (mut depth, mut lambdas) = (0u32, 0u32);
-        while let Some(t) = self.toks.get(i) {
-            match (t.kind, t.op) {
-                (TokenKind::Newline, _) => break,
-                (TokenKind::Op, OPEN_PAREN | OPEN_SQUARE | OPEN_CURLY) => depth += 1,
-                (TokenKind::Op, CLOSE_PAREN | CLOSE_SQUARE | CLOSE_CURLY) => {
-                    depth = depth.saturating_sub(1)
-                }
-                (TokenKind::Op, SEMICOLON) if depth == 0 => break,
-                (TokenKind::Name, _) if depth == 0 && self.text(i) == "lambda" => lambdas += 1,
-                (TokenKind::Op, COLON) if depth == 0 && lambdas > 0 => lambdas -= 1,
-                (TokenKind::Op, COLON) if depth == 0 && header => break,
+    /// statement's header (`header`) the `:` that ends it (a `lambda`'s `:`
+    /// is its own).
+    fn statement_end(&self, i: usize, header: bool) -> usize {
+        let mut lambdas = 0u32;
+        self.top_level(i, |at, t| match t.op {
+            SEMICOLON => true,
+            COLON if lambdas > 0 => {
+                lambdas -= 1;
+                false
+            }
+            COLON => header,
+            _ => {
+                lambdas += u32::from(t.kind == TokenKind::Name && self.text(at) == "lambda");
+                false
+            }
+        })
+    }
+
+    /// The first token from `i` on that `stops` at bracket depth 0 (brackets
+    /// counted from `i`: a bracket opened before it closes at depth 0), or
+    /// the logical line's NEWLINE.
+    pub(super) fn top_level(
+        &self,
+        mut i: usize,
+        mut stops: impl FnMut(usize, &Tok) -> bool,
+    ) -> usize {
+        let mut depth = 0u32;
+        while let Some(t) = self.toks.get(i).filter(|t| t.kind != TokenKind::Newline) {
+            if depth == 0 && stops(i, t) {
+                break;
+            }
+            match t.op {
+                OPEN_PAREN | OPEN_SQUARE | OPEN_CURLY => depth += 1,
+                CLOSE_PAREN | CLOSE_SQUARE | CLOSE_CURLY => depth = depth.saturating_sub(1),
                 _ => {}
             }
             i += 1;
@@ -213,9 +232,8 @@ impl Reader<'_> {
         let name_tok = keyword + 1;
         let is_class = self.text(keyword) == "class";
         let after_name = self.after_type_params(name_tok + 1);
-        let follows = self.text(after_name);
         let well_formed = self.kind(name_tok) == Some(TokenKind::Name)
-            && (follows == "(" || (is_class && follows == ":"));
+            && (self.is_op(after_name, "(") || (is_class && self.is_op(after_name, ":")));
         if !well_formed {
             return Err(self.row(keyword));
         }
@@ -248,16 +266,7 @@ impl Reader<'_> {
         if !self.is_op(i, "[") {
             return i;
         }
-        let mut depth = 0u32;
-        for (at, t) in self.toks.iter().enumerate().skip(i) {
-            match t.op {
-                OPEN_PAREN | OPEN_SQUARE | OPEN_CURLY => depth += 1,
-                CLOSE_PAREN | CLOSE_SQUARE | CLOSE_CURLY if depth == 1 => return at + 1,
-                CLOSE_PAREN | CLOSE_SQUARE | CLOSE_CURLY => depth -= 1,
-                _ => {}
-            }
-        }
-        self.toks.len()
+        self.top_level(i + 1, |_, t| is_closing(t.op)) + 1
     }
 
     fn qualify(&self, name: &str) -> Rc<str> {
@@ -371,6 +380,11 @@ const CLOSE_SQUARE: u32 = pack(b"]");
 const CLOSE_CURLY: u32 = pack(b"}");
 const SEMICOLON: u32 = pack(b";");
 const COLON: u32 = pack(b":");
+const COMMA: u32 = pack(b",");
+
+fn is_closing(op: u32) -> bool {
+    matches!(op, CLOSE_PAREN | CLOSE_SQUARE | CLOSE_CURLY)
+}
 
 fn token_text<'s>(src: &'s str, t: &Tok) -> &'s str {
     src.get(t.start as usize..t.end as usize).unwrap_or("")

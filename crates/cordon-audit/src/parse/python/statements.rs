@@ -1,8 +1,8 @@
 //! The few Python statements the audit reads token by token: imports, `__all__`, class
 //! bases and docstrings.
 
-use super::Reader;
 use super::lexer::TokenKind;
+use super::{COMMA, Reader, is_closing};
 use crate::parse::Binding;
 
 /// `a.b.c` at `i`: its text and the index after it.
@@ -55,7 +55,7 @@ pub(super) fn plain_import(r: &Reader, mut i: usize) -> (Vec<Binding>, usize) {
 /// against the file's package; `import *` binds no name the audit can follow.
 pub(super) fn from_import(r: &Reader, mut i: usize) -> (Vec<Binding>, usize) {
     let mut dots = String::new();
-    while r.kind(i) == Some(TokenKind::Op) && matches!(r.text(i), "." | "...") {
+    while r.is_op(i, ".") || r.is_op(i, "...") {
         dots.push_str(r.text(i));
         i += 1;
     }
@@ -90,20 +90,8 @@ pub(super) fn from_import(r: &Reader, mut i: usize) -> (Vec<Binding>, usize) {
 }
 
 /// The index of the `,` or closing bracket that ends the list item at `i`.
-fn item_end(r: &Reader, mut i: usize) -> usize {
-    let mut depth = 0u32;
-    while let Some(kind) = r.kind(i) {
-        match (kind, r.text(i)) {
-            (TokenKind::Newline, _) => break,
-            (TokenKind::Op, "(" | "[" | "{") => depth += 1,
-            (TokenKind::Op, ")" | "]" | "}") if depth == 0 => break,
-            (TokenKind::Op, ")" | "]" | "}") => depth -= 1,
-            (TokenKind::Op, ",") if depth == 0 => break,
-            _ => {}
-        }
-        i += 1;
-    }
-    i
+fn item_end(r: &Reader, i: usize) -> usize {
+    r.top_level(i, |_, t| t.op == COMMA || is_closing(t.op))
 }
 
 /// A module-level `__all__ = ["A", "B"]` (a list or tuple of string literals,
