@@ -11,7 +11,7 @@ bench_bin=${BENCH_BIN:-$server_bin}
 port=${PORT_ANALYTICS:-18495}
 ch_port=$((port + 1))
 work=$(mktemp -d)
-server=""
+. "$(dirname "$0")/lib.sh"
 clickhouse=""
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
@@ -59,24 +59,12 @@ XML
 
 one() {
   local name=$1; shift
-  local data="$work/$name-$RANDOM"
-  mkdir -p "$data"
-  "$server_bin" serve --addr "127.0.0.1:$port" --data-dir "$data" --offline-delay-ms 0 \
-    --max-runs-global 4096 --messages-per-minute 1000000 --max-sockets-per-user 16 \
-    --signups-per-hour 100000 "$@" >"$data/server.log" 2>&1 &
-  server=$!
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-    sleep 0.1
-  done
+  start_bench_server "$work/$name-$RANDOM" "$@"
   echo "== $name ($*)"
-  "$bench_bin" bench --url "ws://127.0.0.1:$port" --users "$users" --duration "$duration" \
-    --server-pid "$server" | grep -E "runs completed|to agent_completed|runs per second"
-  sleep 2
-  curl -s "http://127.0.0.1:$port/metrics" | grep -E "^cordon_analytics_(rows_written|rows_dropped|buffered)" || true
-  kill -TERM "$server"
-  wait "$server" 2>/dev/null || true
-  server=""
+  run_bench "runs completed|to agent_completed|runs per second"
+  sleep 2 # the buffer's last inserts
+  server_metrics "^cordon_analytics_(rows_written|rows_dropped|buffered)"
+  stop_bench_server
 }
 
 start_clickhouse

@@ -12,7 +12,7 @@ port=${PORT_OTEL:-18490}
 sink_port=$((port + 1))
 dead_port=$((port + 2))
 work=$(mktemp -d)
-server=""
+. "$(dirname "$0")/lib.sh"
 sink=""
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
@@ -40,24 +40,12 @@ sink=$!
 
 one() {
   local name=$1; shift
-  local data="$work/$name"
-  mkdir -p "$data"
-  "$server_bin" serve --addr "127.0.0.1:$port" --data-dir "$data" --offline-delay-ms 0 \
-    --max-runs-global 4096 --messages-per-minute 1000000 --max-sockets-per-user 16 \
-    --signups-per-hour 100000 "$@" >"$data/server.log" 2>&1 &
-  server=$!
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-    sleep 0.1
-  done
+  start_bench_server "$work/$name" "$@"
   echo "== $name ($*)"
-  "$bench_bin" bench --url "ws://127.0.0.1:$port" --users "$users" --duration "$duration" \
-    --server-pid "$server" | grep -E "runs completed|to agent_completed|runs per second"
-  sleep 1
-  curl -s "http://127.0.0.1:$port/metrics" | grep -E "^cordon_otel_spans_(exported|dropped)_total" || true
-  kill -TERM "$server"
-  wait "$server" 2>/dev/null || true
-  server=""
+  run_bench "runs completed|to agent_completed|runs per second"
+  sleep 1 # the exporter's last batch
+  server_metrics "^cordon_otel_spans_(exported|dropped)_total"
+  stop_bench_server
 }
 
 # ORDER="live dead none" runs them the other way round (to see an order effect).

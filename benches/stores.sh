@@ -8,13 +8,14 @@ set -euo pipefail
 pairs=${1:-3}
 duration=${2:-20}
 users=${3:-400}
-bin=${BENCH_BIN:-./target/release/cordon}
+server_bin=${BENCH_BIN:-./target/release/cordon}
+bench_bin=$server_bin
 port=${PORT_STORES:-18490}
 . "$(dirname "$0")/../scripts/throwaway-postgres.sh"
+. "$(dirname "$0")/lib.sh"
 work=$(mktemp -d)
 start_throwaway_postgres "$work" synchronous_commit=off shared_buffers=512MB
 pg_port=$PG_PORT
-server=""
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -24,26 +25,15 @@ cleanup() {
 trap cleanup EXIT
 
 one_run() { # store, run number
-  local store=$1 n=$2 data="$work/data-$1-$2" extra=()
-  mkdir -p "$data"
+  local store=$1 n=$2 extra=()
   if [ "$store" = postgres ]; then
     psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE DATABASE bench_$n"
     extra=(--database-url "postgres://postgres@127.0.0.1:$pg_port/bench_$n")
   fi
-  "$bin" serve --addr "127.0.0.1:$port" --data-dir "$data" --offline-delay-ms 0 --max-runs-global 4096 \
-    --messages-per-minute 1000000 --max-sockets-per-user 16 --signups-per-hour 100000 "${extra[@]}" \
-    >"$data/server.log" 2>&1 &
-  server=$!
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-    sleep 0.1
-  done
+  start_bench_server "$work/data-$store-$n" "${extra[@]}"
   echo "=== $store, run $n"
-  "$bin" bench --url "ws://127.0.0.1:$port" --users "$users" --duration "$duration" \
-    --server-pid "$server" | grep -E "runs per second|runs completed|agent_started|agent_completed|RSS before|cross-user"
-  kill "$server"
-  wait "$server" 2>/dev/null || true
-  server=""
+  run_bench "runs per second|runs completed|agent_started|agent_completed|RSS before|cross-user"
+  stop_bench_server
 }
 
 for n in $(seq "$pairs"); do
