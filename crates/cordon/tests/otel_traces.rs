@@ -201,6 +201,18 @@ async fn calculator_run() -> FakeLlm {
     fake
 }
 
+/// The span of one run of the built-in agent.
+const RUN_SPAN: &str = "invoke_agent supervisor";
+
+/// The run these frames belong to completed; the frames show what happened if not.
+fn assert_completed(frames: &[Value]) {
+    assert_eq!(
+        frames.last().unwrap()["type"],
+        "agent_completed",
+        "{frames:#?}"
+    );
+}
+
 fn named<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
     let mut found: Vec<&Span> = spans.iter().filter(|s| s.name == name).collect();
     found.sort_by_key(|s| s.start_time_unix_nano);
@@ -218,14 +230,10 @@ async fn a_tool_calling_run_is_one_span_tree_under_the_rest_requests_traceparent
 
     let accepted = post_with_traceparent(&server, &alice, "/api/messages").await;
     let frames = ws.collect_until(is_terminal).await;
-    assert_eq!(
-        frames.last().unwrap()["type"],
-        "agent_completed",
-        "{frames:#?}"
-    );
+    assert_completed(&frames);
 
     let spans = collector.runs(1).await;
-    let run = named(&spans, "invoke_agent supervisor");
+    let run = named(&spans, RUN_SPAN);
     let chats = named(&spans, "chat gpt-4o-mini");
     let tools = named(&spans, "execute_tool calculator");
     assert_eq!(
@@ -323,15 +331,11 @@ async fn every_run_of_a_socket_is_a_child_of_its_upgrades_traceparent() {
     let mut ws = socket_with_traceparent(&server, &bob).await;
     for question in [QUESTION, "And again?"] {
         let frames = ws.ask(question).await;
-        assert_eq!(
-            frames.last().unwrap()["type"],
-            "agent_completed",
-            "{frames:#?}"
-        );
+        assert_completed(&frames);
     }
 
     let spans = collector.runs(2).await;
-    let runs = named(&spans, "invoke_agent supervisor");
+    let runs = named(&spans, RUN_SPAN);
     assert_eq!(runs.len(), 2);
     for run in &runs {
         assert_eq!(hex(&run.trace_id), TRACE_ID);
@@ -365,11 +369,7 @@ async fn a_dead_collector_fails_no_run_and_its_dropped_spans_are_counted() {
     let started = Instant::now();
     for n in 0..5 {
         let frames = ws.ask(&format!("question {n}")).await;
-        assert_eq!(
-            frames.last().unwrap()["type"],
-            "agent_completed",
-            "{frames:#?}"
-        );
+        assert_completed(&frames);
     }
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -408,7 +408,7 @@ async fn a_failed_run_and_its_failed_call_carry_error_status_and_code() {
     assert_eq!(end["type"], "agent_error", "{frames:#?}");
 
     let spans = collector.runs(1).await;
-    let run = named(&spans, "invoke_agent supervisor")[0];
+    let run = named(&spans, RUN_SPAN)[0];
     let chat = named(&spans, "chat gpt-4o-mini")[0];
     for span in [run, chat] {
         let status = span.status.as_ref().unwrap();
@@ -441,7 +441,7 @@ async fn the_traceparent_of_a_standard_stream_and_of_a_thread_message_parents_th
     assert!(stream.contains("finish"), "{stream}");
 
     let spans = collector.runs(1).await;
-    let run = named(&spans, "invoke_agent supervisor")[0];
+    let run = named(&spans, RUN_SPAN)[0];
     assert_eq!(hex(&run.trace_id), TRACE_ID);
     assert_eq!(hex(&run.parent_span_id), PARENT_SPAN);
     let chat = named(&spans, "chat offline")[0];
@@ -456,7 +456,7 @@ async fn the_traceparent_of_a_standard_stream_and_of_a_thread_message_parents_th
     let path = format!("/api/threads/{thread}/messages");
     let accepted = post_with_traceparent(&server, &erin, &path).await;
     let spans = collector.runs(2).await;
-    let second = named(&spans, "invoke_agent supervisor")[1];
+    let second = named(&spans, RUN_SPAN)[1];
     assert_eq!(attributes(second)["cordon.run_id"], accepted["run_id"]);
     assert_eq!(hex(&second.parent_span_id), PARENT_SPAN);
 }
@@ -481,7 +481,7 @@ async fn a_graceful_stop_flushes_the_spans_still_queued() {
         .unwrap();
     assert!(status.success(), "{status:?}");
     let spans = collector.runs(1).await;
-    assert_eq!(named(&spans, "invoke_agent supervisor").len(), 1);
+    assert_eq!(named(&spans, RUN_SPAN).len(), 1);
 }
 
 #[tokio::test]
@@ -558,16 +558,12 @@ async fn a_run_that_goes_on_after_an_approval_stays_under_the_callers_traceparen
         .unwrap();
     assert_eq!(answer.status().as_u16(), 200);
     let frames = ws.collect_until(is_terminal).await;
-    assert_eq!(
-        frames.last().unwrap()["type"],
-        "agent_completed",
-        "{frames:#?}"
-    );
+    assert_completed(&frames);
 
     // The pause ends the first span; the continuation is a second one, in the
     // same trace and under the same caller's span.
     let spans = collector.runs(2).await;
-    let runs = named(&spans, "invoke_agent supervisor");
+    let runs = named(&spans, RUN_SPAN);
     assert_eq!(runs.len(), 2, "{spans:#?}");
     for run in runs {
         assert_eq!(hex(&run.trace_id), TRACE_ID);
