@@ -1,7 +1,8 @@
 //! `cordon audit`: single-source-of-truth compliance auditor (issue 4).
 //!
-//! The pipeline is walk → parse (tree-sitter, in parallel) → rules → compliance →
-//! report. The `cordon` binary only calls [`run`] with parsed [`AuditArgs`].
+//! The pipeline is walk → parse (in parallel: Python by its own tokenizer, TypeScript and Rust by
+//! tree-sitter) → rules → compliance → report. The `cordon` binary only calls [`run`] with parsed
+//! [`AuditArgs`].
 
 mod audit;
 mod baseline;

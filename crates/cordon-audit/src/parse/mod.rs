@@ -94,20 +94,6 @@ impl Unit {
     }
 }
 
-/// Whether the file is a Python package's `__init__.py`, whose imports re-export.
-pub fn is_package_init(rel: &str) -> bool {
-    rel == "__init__.py" || rel.ends_with("/__init__.py")
-}
-
-/// An import of a name the module lists in `__all__` passes it on: the
-/// module declares it part of its public face.
-fn mark_declared_reexports(facts: &mut FileFacts) {
-    let public = &facts.declared_public;
-    for import in &mut facts.imports {
-        import.reexport |= public.contains(&import.local);
-    }
-}
-
 /// `symbol` imported from `module` (module path as resolved for comparison).
 #[derive(Clone, Debug)]
 pub struct Import {

@@ -43,9 +43,23 @@ pub(super) fn extract(
             .read()
             .map_err(|row| super::syntax_error(row as usize + 1))?;
         let mut facts = reader.facts;
-        super::mark_declared_reexports(&mut facts);
+        mark_declared_reexports(&mut facts);
         Ok(facts)
     })
+}
+
+/// Whether the file is a Python package's `__init__.py`, whose imports re-export.
+fn is_package_init(rel: &str) -> bool {
+    rel == "__init__.py" || rel.ends_with("/__init__.py")
+}
+
+/// An import of a name the module lists in `__all__` passes it on: the
+/// module declares it part of its public face.
+fn mark_declared_reexports(facts: &mut FileFacts) {
+    let public = &facts.declared_public;
+    for import in &mut facts.imports {
+        import.reexport |= public.contains(&import.local);
+    }
 }
 
 /// A definition whose body has not ended yet.
@@ -312,7 +326,7 @@ impl Reader<'_> {
         } else {
             statements::from_import(self, i + 1)
         };
-        let reexport = super::is_package_init(&self.facts.rel);
+        let reexport = is_package_init(&self.facts.rel);
         super::add_imports(&mut self.facts, bindings, line, reexport);
         self.statement_end(end, false)
     }
